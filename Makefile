@@ -1,0 +1,62 @@
+# DeAI OS — the human interface. `make demo` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
+JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
+
+.PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
+        test test-unit test-ts helm-check demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+node_modules/.deps-stamp: package.json package-lock.json $(wildcard packages/*/package.json services/*/package.json tools/*/package.json)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.deps-stamp ## Install npm dependencies (npm ci) when the lockfile changed
+
+services: ## Start Postgres and NATS JetStream on localhost if they are not running
+	@bash infra/local/services.sh
+
+generate: deps ## Generate TypeScript from proto/ (buf + protoc-gen-es, all from npm)
+	npx turbo run generate
+
+build: deps ## Build every workspace
+	npx turbo run build
+
+typecheck: deps ## tsc --noEmit over sources and tests
+	npx turbo run typecheck
+
+buf-lint: deps ## buf lint proto/
+	npx buf lint proto
+
+buf-breaking: deps ## buf breaking against the previous commit (skipped when it had no proto/)
+	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:proto/buf.yaml 2>/dev/null; then \
+	  npx buf breaking proto --against '.git#ref=HEAD~1,subdir=proto' && echo "buf breaking: no breaking change against HEAD~1"; \
+	else echo "buf breaking: no earlier proto/ to compare against"; fi
+
+lint: deps buf-lint ## ESLint (type-aware) + Prettier + buf lint
+	npx eslint . --max-warnings 0
+	npx prettier --check .
+
+format: deps ## Apply Prettier and ESLint fixes
+	npx prettier --write .
+	npx eslint . --fix
+
+helm-check: deps ## helm lint + template against golden files
+	@if [ -f infra/helm/check.sh ]; then bash infra/helm/check.sh; fi
+
+test-ts: services build ## jest: unit and integration tests (real Postgres, NATS, in-process S3)
+	@mkdir -p .turbo
+	@rm -f .turbo/jest-results.json
+	$(JEST) --json --outputFile=.turbo/jest-results.json
+
+test: deps services generate build lint buf-breaking typecheck helm-check test-ts ## Everything CI runs
+	@node tools/ci/summary.mjs
+
+demo: deps services build ## The whole story on one machine
+	node --openssl-legacy-provider tools/demo/dist/main.js
+
+clean: ## Remove build outputs
+	rm -rf node_modules/.deps-stamp packages/*/dist services/*/dist tools/*/dist .turbo packages/contracts/src/gen packages/contracts/src/index.ts

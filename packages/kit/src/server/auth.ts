@@ -1,0 +1,50 @@
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+
+import { UnauthenticatedError } from "../errors.js";
+import { verifyRequest, type NonceStore } from "../signing/http-signature.js";
+import { restRoutes } from "./http-rules.js";
+
+/** The verified actor id of a signed request, or undefined for unsigned reads. */
+export const actorKey = createContextKey<string | undefined>(undefined, { description: "verified actor id" });
+
+/** The verified actor of the current call; throws when the call was not signed. */
+export function requireActor(ctx: HandlerContext): string {
+  const actor = ctx.values.get(actorKey);
+  if (!actor) throw new UnauthenticatedError("this call must be signed");
+  return actor;
+}
+
+export interface SigningPolicy {
+  nonces: NonceStore;
+  maxAgeS: number;
+  /** Which methods need a signature. Default: every method whose REST verb is not GET, and every streaming upload. */
+  isSigned?: (method: DescMethod) => boolean;
+}
+
+/**
+ * Default rule, derived from the contracts: a unary method is signed when any of its REST
+ * bindings uses a verb other than GET; client and bidi streams (uploads) are signed; server
+ * streams (downloads) and unannotated unary methods (grpc.health.v1) are open. The server
+ * refuses to start with an unannotated unary method of a deai.* service, so no mutation
+ * slips through unsigned.
+ */
+export function defaultIsSigned(method: DescMethod): boolean {
+  if (method.methodKind === "server_streaming") return false;
+  if (method.methodKind !== "unary") return true;
+  return restRoutes(method.parent).some((r) => r.method === method && r.verb !== "GET");
+}
+
+/** Verifies one request against the policy; returns the actor, or undefined when the method is open. */
+export async function authenticate(
+  policy: SigningPolicy,
+  method: DescMethod,
+  req: { httpMethod: string; path: string; body: Uint8Array; header: (n: string) => string | null | undefined },
+): Promise<string | undefined> {
+  const signed = (policy.isSigned ?? defaultIsSigned)(method);
+  if (!signed) return undefined;
+  return verifyRequest(
+    { method: req.httpMethod, path: req.path, body: req.body, header: req.header },
+    { maxAgeS: policy.maxAgeS, nonces: policy.nonces },
+  );
+}

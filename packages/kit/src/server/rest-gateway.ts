@@ -1,0 +1,227 @@
+/**
+ * gRPC transcoding: REST/JSON requests mapped onto the same service implementations the
+ * gRPC and Connect handlers use (path variables, query parameters and JSON body per
+ * google.api.http), with the same signing, tracing and error mapping.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+
+import { create, fromJson, isMessage, toJson, type DescField, type DescMethod, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { ScalarType } from "@bufbuild/protobuf";
+import { ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
+
+import { DomainError, InvalidArgumentError } from "../errors.js";
+import { codeName, httpStatus, isServerFault, toConnectError } from "./error-mapping.js";
+import type { Logger } from "../logger.js";
+import { extractContext, tracer } from "../telemetry.js";
+import { actorKey, authenticate, type SigningPolicy } from "./auth.js";
+import { restRoutes, type RestRoute } from "./http-rules.js";
+import type { ServiceBinding } from "./service-binding.js";
+
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+
+type UnaryFn = (req: unknown, ctx: HandlerContext) => unknown;
+
+export class RestGateway {
+  private readonly routes: { route: RestRoute; impl: UnaryFn | undefined }[] = [];
+
+  constructor(
+    bindings: readonly ServiceBinding[],
+    private readonly opts: { signing: SigningPolicy; logger: Logger; maxBodyBytes: number },
+  ) {
+    for (const b of bindings) {
+      for (const route of restRoutes(b.service)) {
+        const impl = (b.impl as Record<string, UnaryFn | undefined>)[route.method.localName];
+        this.routes.push({ route, impl: impl?.bind(b.impl) });
+      }
+    }
+  }
+
+  /** All compiled routes (for OpenAPI). */
+  get allRoutes(): readonly RestRoute[] {
+    return this.routes.map((r) => r.route);
+  }
+
+  /** Handles the request if a REST route matches; returns false otherwise. */
+  async handle(req: NodeRequest, res: NodeResponse): Promise<boolean> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    let match: { route: RestRoute; impl: UnaryFn | undefined; groups: string[] } | undefined;
+    let pathMatched = false;
+    for (const r of this.routes) {
+      const m = r.route.pattern.exec(url.pathname);
+      if (!m) continue;
+      pathMatched = true;
+      if (r.route.verb === req.method) {
+        match = { ...r, groups: m.slice(1) };
+        break;
+      }
+    }
+    if (!match) {
+      if (!pathMatched) return false;
+      sendError(res, new ConnectError(`method ${req.method} not allowed on ${url.pathname}`, 12), 405);
+      return true;
+    }
+    const { route, impl, groups } = match;
+    const parent = extractContext(headersOf(req));
+    const span = tracer().startSpan(
+      `${route.verb} ${route.template}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { "http.request.method": route.verb, "url.path": url.pathname, "rpc.system": "rest", "rpc.method": route.method.name },
+      },
+      parent,
+    );
+    await context.with(trace.setSpan(parent, span), async () => {
+      try {
+        const body = route.verb === "GET" || route.verb === "DELETE" ? new Uint8Array() : await readBody(req, this.opts.maxBodyBytes);
+        const headers = headersOf(req);
+        const signedLike = route.verb !== "GET";
+        if (signedLike && url.search !== "")
+          throw new InvalidArgumentError("mutating requests carry their parameters in the path and body, not the query");
+        const actor = await authenticate(this.opts.signing, route.method, {
+          httpMethod: route.verb,
+          path: url.pathname,
+          body,
+          header: (n) => headers.get(n),
+        });
+        const message = buildRequest(route, groups, url.searchParams, body);
+        if (!impl) throw new ConnectError(`${route.method.parent.typeName}/${route.method.name} is not available in this version`, 12);
+        const abort = new AbortController();
+        res.on("close", () => abort.abort());
+        const ctx = createHandlerContext({
+          service: route.method.parent,
+          method: route.method,
+          protocolName: "rest",
+          requestMethod: route.verb,
+          url: url.toString(),
+          requestHeader: headers,
+          requestSignal: abort.signal,
+          contextValues: createContextValues().set(actorKey, actor),
+        });
+        const out = await impl(message, ctx);
+        const response = isMessage(out, route.method.output) ? out : create(route.method.output, out as never);
+        const json = JSON.stringify(toJson(route.method.output, response, { alwaysEmitImplicit: true }));
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(json);
+        span.setAttribute("http.response.status_code", 200);
+      } catch (e) {
+        const ce = toConnectError(e);
+        if (isServerFault(ce.code)) this.opts.logger.error({ err: ce.cause ?? e, method: route.method.name }, "internal error");
+        span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
+        span.setAttribute("http.response.status_code", httpStatus(ce.code));
+        sendError(res, ce);
+      } finally {
+        span.end();
+      }
+    });
+    return true;
+  }
+}
+
+/** The JSON error body every REST endpoint uses: `{"code": "...", "message": "..."}`. */
+export function sendError(res: NodeResponse, e: ConnectError, status = httpStatus(e.code)): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const body: Record<string, unknown> = { code: codeName(e.code), message: e.rawMessage };
+  const domain = e.cause instanceof DomainError ? e.cause : undefined;
+  if (domain && Object.keys(domain.details).length > 0) body.details = domain.details;
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+export function headersOf(req: NodeRequest): Headers {
+  const h = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (k.startsWith(":") || v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) h.append(k, x);
+    else h.set(k, String(v));
+  }
+  return h;
+}
+
+/** Reads a request body, refusing more than `limit` bytes with RESOURCE_EXHAUSTED (413). */
+export async function readBody(req: NodeRequest, limit: number): Promise<Uint8Array> {
+  const declared = Number(req.headers["content-length"] ?? NaN);
+  if (declared > limit) throw new PayloadTooLarge(declared, limit);
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > limit) throw new PayloadTooLarge(n, limit);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+class PayloadTooLarge extends DomainError {
+  constructor(size: number, limit: number) {
+    super("resource_exhausted", `request body of ${size}+ bytes exceeds the limit of ${limit} bytes`);
+  }
+}
+
+function buildRequest(route: RestRoute, groups: string[], query: URLSearchParams, body: Uint8Array): unknown {
+  const m = route.method;
+  const json: JsonObject = {};
+  if (route.body !== "" && body.length > 0) {
+    let parsed: JsonValue;
+    try {
+      parsed = JSON.parse(Buffer.from(body).toString("utf8")) as JsonValue;
+    } catch (e) {
+      throw new InvalidArgumentError(`request body is not valid JSON: ${(e as Error).message}`);
+    }
+    if (route.body === "*") {
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+        throw new InvalidArgumentError("request body must be a JSON object");
+      Object.assign(json, parsed);
+    } else {
+      const f = m.input.fields.find((x) => x.name === route.body);
+      if (f) json[f.jsonName] = parsed;
+    }
+  }
+  route.pathFields.forEach((f, i) => {
+    json[f.jsonName] = scalarJson(f, decodeURIComponent(groups[i] ?? ""));
+  });
+  for (const key of new Set(query.keys())) {
+    const f = m.input.fields.find((x) => x.name === key || x.jsonName === key);
+    if (!f) throw new InvalidArgumentError(`unknown query parameter ${JSON.stringify(key)} for ${m.name}`);
+    if (f.fieldKind === "list") json[f.jsonName] = query.getAll(key).map((v) => scalarJson(f, v));
+    else json[f.jsonName] = scalarJson(f, query.get(key) ?? "");
+  }
+  try {
+    return fromJson(m.input, json, { ignoreUnknownFields: false });
+  } catch (e) {
+    throw new InvalidArgumentError(`invalid ${m.input.name}: ${(e as Error).message}`);
+  }
+}
+
+function scalarJson(f: DescField, v: string): JsonValue {
+  const scalar = f.fieldKind === "scalar" ? f.scalar : f.fieldKind === "list" && f.listKind === "scalar" ? f.scalar : undefined;
+  if (scalar === undefined) {
+    if (f.fieldKind === "enum" || (f.fieldKind === "list" && f.listKind === "enum")) return v;
+    throw new InvalidArgumentError(`field ${f.name} cannot be set from the URL`);
+  }
+  switch (scalar) {
+    case ScalarType.BOOL:
+      if (v !== "true" && v !== "false") throw new InvalidArgumentError(`${f.name} must be true or false`);
+      return v === "true";
+    case ScalarType.INT32:
+    case ScalarType.UINT32:
+    case ScalarType.SINT32:
+    case ScalarType.FIXED32:
+    case ScalarType.SFIXED32:
+    case ScalarType.FLOAT:
+    case ScalarType.DOUBLE: {
+      const n = Number(v);
+      if (v.trim() === "" || Number.isNaN(n)) throw new InvalidArgumentError(`${f.name} must be a number, got ${JSON.stringify(v)}`);
+      return n;
+    }
+    default:
+      return v;
+  }
+}
+
+export type { DescMethod };

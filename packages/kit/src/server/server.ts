@@ -1,0 +1,238 @@
+/**
+ * One server, one port: gRPC (HTTP/2, stock grpc-js clients), Connect and gRPC-Web, and
+ * REST/JSON over HTTP/1.1 or HTTP/2 (curl) from the same contracts, with OpenAPI at
+ * /openapi.json, liveness at /healthz, readiness at /readyz and grpc.health.v1.
+ *
+ * Cleartext HTTP/2 (h2c) and HTTP/1.1 share the port: the first bytes of a connection
+ * tell them apart (an HTTP/2 client opens with the "PRI * HTTP/2.0" preface).
+ */
+import { createServer as createHttp1Server, type Server as Http1Server } from "node:http";
+import { createServer as createHttp2Server, type Http2Server, type Http2Session } from "node:http2";
+import { Duplex } from "node:stream";
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+
+import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+
+import { Health, HealthCheckResponse_ServingStatus } from "@deai/contracts/grpc/health/v1/health_pb";
+
+import type { Logger } from "../logger.js";
+import type { SigningPolicy } from "./auth.js";
+import { errorInterceptor, signingInterceptor, tracingInterceptor } from "./interceptors.js";
+import { restRoutes } from "./http-rules.js";
+import { openApiDocument } from "./openapi.js";
+import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
+import { bind, type ServiceBinding } from "./service-binding.js";
+
+/** A duplex over `socket` that first yields `head`: bytes already read while sniffing the protocol. */
+function replaying(socket: Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _enc, cb) => void socket.write(chunk, cb),
+    final: (cb) => void socket.end(cb),
+    destroy: (err, cb) => {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(head);
+  socket.on("data", (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.once("end", () => d.push(null));
+  socket.once("close", () => d.destroy());
+  socket.once("error", (e) => d.destroy(e));
+  Object.defineProperties(d, {
+    remoteAddress: { get: () => socket.remoteAddress },
+    remotePort: { get: () => socket.remotePort },
+    localAddress: { get: () => socket.localAddress },
+    localPort: { get: () => socket.localPort },
+    remoteFamily: { get: () => socket.remoteFamily },
+  });
+  Object.assign(d, {
+    setTimeout: (ms: number, cb?: () => void) => (socket.setTimeout(ms, cb), d),
+    setNoDelay: (v?: boolean) => (socket.setNoDelay(v), d),
+    setKeepAlive: (e?: boolean, ms?: number) => (socket.setKeepAlive(e, ms), d),
+  });
+  return d;
+}
+
+export interface Readiness {
+  ready: boolean;
+  /** Per dependency: "ok" or what is wrong. */
+  checks: Record<string, string>;
+}
+
+export interface ServerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  bindings: readonly ServiceBinding[];
+  logger: Logger;
+  signing: SigningPolicy;
+  /** Dependency checks behind /readyz and grpc.health.v1. */
+  readiness: () => Promise<Readiness>;
+  title: string;
+  version: string;
+  /**
+   * Largest request body (REST) or message (gRPC) accepted.
+   * @default 4 MiB
+   */
+  maxBodyBytes?: number;
+}
+
+export class Server {
+  private readonly net: NetServer;
+  private readonly h1: Http1Server;
+  private readonly h2: Http2Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<Http2Session>();
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private draining = false;
+  readonly gateway: RestGateway;
+
+  constructor(private readonly opts: ServerOptions) {
+    const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
+    const health = bind(Health, {
+      check: async () => ({
+        status: (await this.isReady()) ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
+      }),
+    });
+    const bindings = [...opts.bindings, health];
+    for (const b of opts.bindings) {
+      for (const m of b.service.methods) {
+        if (m.methodKind === "unary" && !this.hasRestRule(b, m.name)) {
+          throw new Error(
+            `${b.service.typeName}/${m.name} has no google.api.http rule: every unary RPC must declare one (it decides REST mapping and signing)`,
+          );
+        }
+      }
+    }
+    this.gateway = new RestGateway(bindings, { signing: opts.signing, logger: opts.logger, maxBodyBytes });
+    const openapi = JSON.stringify(openApiDocument({ title: opts.title, version: opts.version, routes: this.gateway.allRoutes }));
+    const connect = connectNodeAdapter({
+      routes: (router: ConnectRouter) => {
+        for (const b of bindings) router.service(b.service, b.impl);
+      },
+      interceptors: [tracingInterceptor(), errorInterceptor(opts.logger), signingInterceptor(opts.signing)],
+      readMaxBytes: maxBodyBytes,
+      fallback: (_req, res) => sendError(res as NodeResponse, new ConnectError("no such route", 5)),
+    });
+    const handle = (req: NodeRequest, res: NodeResponse): void => {
+      this.inflight++;
+      res.once("close", () => {
+        if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+      if (this.draining && "shouldKeepAlive" in res) res.setHeader("connection", "close");
+      void this.route(req, res, openapi, connect).catch((e: unknown) => {
+        opts.logger.error({ err: e }, "request failed");
+        if (!res.headersSent) res.writeHead(500);
+        res.end();
+      });
+    };
+    this.h1 = createHttp1Server(handle);
+    this.h2 = createHttp2Server(handle);
+    this.h2.on("session", (s: Http2Session) => {
+      this.sessions.add(s);
+      s.once("close", () => this.sessions.delete(s));
+      if (this.draining) s.close();
+    });
+    this.net = createNetServer((socket) => {
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer): void => {
+        head = Buffer.concat([head, chunk]);
+        if (head.length < 3 && "PRI".startsWith(head.toString("latin1"))) return;
+        socket.off("data", onData);
+        socket.pause();
+        if (head.subarray(0, 3).toString("latin1") === "PRI") {
+          // http2 reads straight from the socket's native handle, which would skip the bytes
+          // already read here; give it a stream that replays them first.
+          this.h2.emit("connection", replaying(socket, head));
+        } else {
+          socket.unshift(head);
+          this.h1.emit("connection", socket);
+          socket.resume();
+        }
+      };
+      socket.on("data", onData);
+    });
+  }
+
+  private async route(req: NodeRequest, res: NodeResponse, openapi: string, connect: ReturnType<typeof connectNodeAdapter>): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/healthz") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: "ok" }));
+      return;
+    }
+    if (req.method === "GET" && path === "/readyz") {
+      const r = this.draining ? { ready: false, checks: { server: "draining" } } : await this.opts.readiness();
+      res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: r.ready ? "ready" : "not ready", checks: r.checks }));
+      return;
+    }
+    if (req.method === "GET" && path === "/openapi.json") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(openapi);
+      return;
+    }
+    if (await this.gateway.handle(req, res)) return;
+    connect(req, res);
+  }
+
+  private hasRestRule(b: ServiceBinding, method: string): boolean {
+    return restRoutes(b.service).some((r) => r.method.name === method);
+  }
+
+  private async isReady(): Promise<boolean> {
+    return !this.draining && (await this.opts.readiness()).ready;
+  }
+
+  /** Starts listening; resolves with the bound port. */
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.net.once("error", reject);
+      this.net.listen(this.opts.port, this.opts.host, () => resolve());
+    });
+    return (this.net.address() as AddressInfo).port;
+  }
+
+  get port(): number {
+    return (this.net.address() as AddressInfo).port;
+  }
+
+  /** Requests being served right now. */
+  get inFlight(): number {
+    return this.inflight;
+  }
+
+  /**
+   * Graceful stop: refuse new connections, let in-flight calls finish (HTTP/2 GOAWAY,
+   * HTTP/1.1 `Connection: close`), then close. Resolves true when everything drained
+   * before `deadline`; false when the remaining connections had to be destroyed.
+   */
+  async drain(deadline: number): Promise<boolean> {
+    this.draining = true;
+    const closed = new Promise<void>((resolve) => this.net.close(() => resolve()));
+    for (const s of this.sessions) s.close();
+    this.h1.closeIdleConnections();
+    const idle = this.inflight === 0 ? Promise.resolve() : new Promise<void>((r) => this.idleWaiters.push(r));
+    const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), Math.max(0, deadline - Date.now())).unref());
+    const result = await Promise.race([idle.then(() => "idle" as const), timeout]);
+    this.h1.closeIdleConnections();
+    for (const s of this.sessions) s.close();
+    if (result === "timeout") {
+      for (const s of this.sockets) s.destroy();
+    } else {
+      // Give closing sessions a moment to flush their final frames.
+      const flushed = Promise.all([...this.sockets].map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", () => r())))));
+      await Promise.race([flushed, new Promise<void>((r) => setTimeout(r, Math.max(0, Math.min(1000, deadline - Date.now()))).unref())]);
+      for (const s of this.sockets) s.destroy();
+    }
+    await closed;
+    return result === "idle";
+  }
+}

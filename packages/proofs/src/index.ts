@@ -1,0 +1,118 @@
+// @deai/proofs: pure verification code shared by the services, the CLI and third parties.
+// No Node-only APIs: Uint8Array, @noble/hashes and @noble/curves only.
+
+export { ProofError, type ProofErrorCode } from "./errors.js";
+export {
+  base64Decode,
+  base64Encode,
+  bytesEqual,
+  concatBytes,
+  hexDecode,
+  hexEncode,
+  parseDecimal,
+  utf8Decode,
+  utf8Encode,
+} from "./encoding.js";
+export {
+  HASH_SIZE,
+  compactRangeNodes,
+  emptyRoot,
+  foldRight,
+  leafHash,
+  nodeHash,
+  readHash,
+  requireHash,
+  rootFromLeafHashes,
+  rootFromSubtreeHashes,
+  subtreeHashAccessor,
+  type HashAt,
+  type NodeId,
+} from "./rfc6962.js";
+export { MerkleFrontier, type NodeVisitor } from "./merkle-frontier.js";
+export { planNodes, resolvePlan, resolvePlanAsync, type ProofPlan } from "./proof-plan.js";
+export {
+  inclusionPlan,
+  inclusionProof,
+  inclusionProofFromLeaves,
+  inclusionProofSize,
+  rootFromInclusionProof,
+  verifyInclusion,
+} from "./inclusion.js";
+export { consistencyPlan, consistencyProof, consistencyProofFromLeaves, consistencyProofSize, verifyConsistency } from "./consistency.js";
+export {
+  MAX_NOTE_SIGNATURES,
+  formatNote,
+  formatSignatureLine,
+  isValidKeyName,
+  keyIdHex,
+  noteKeyId,
+  openNote,
+  parseNote,
+  signNote,
+  type Note,
+  type NoteSignature,
+  type NoteSigner,
+  type NoteVerifier,
+  type OpenedNote,
+} from "./signed-note.js";
+export {
+  ED25519_TYPE,
+  ed25519Signer,
+  ed25519Verifier,
+  formatSignerKey,
+  formatVerifierKey,
+  generateNoteKey,
+  parseSignerKey,
+  parseVerifierKey,
+  type NoteKeyType,
+} from "./note-keys.js";
+export {
+  COSIGNATURE_V1_TYPE,
+  cosignatureMessage,
+  cosignatureSigner,
+  cosignatureTimestamp,
+  cosignatureVerifier,
+  ed25519Verify,
+} from "./cosignature.js";
+export {
+  cosignCheckpoint,
+  formatCheckpoint,
+  openCheckpoint,
+  parseCheckpoint,
+  signCheckpoint,
+  type Checkpoint,
+  type CheckpointCosignature,
+  type CheckpointPolicy,
+  type VerifiedCheckpoint,
+} from "./checkpoint.js";
+export {
+  TLOG_PROOF_HEADER,
+  formatTlogProof,
+  parseTlogProof,
+  verifyTlogProof,
+  type ReceiptLeaf,
+  type TlogProof,
+  type VerifiedTlogProof,
+} from "./tlog-proof.js";
+export {
+  MAX_ENTRY_SIZE,
+  TILE_HEIGHT,
+  TILE_WIDTH,
+  buildTile,
+  decodeEntryBundle,
+  encodeEntryBundle,
+  encodeTileIndex,
+  entryBundleFor,
+  entryBundlePath,
+  parseTilePath,
+  tileAt,
+  tileHashAccessor,
+  tilePath,
+  tileSpanOf,
+  tilesForConsistencyProof,
+  tilesForInclusionProof,
+  tilesForPlan,
+  type EntryBundle,
+  type Tile,
+  type TilePath,
+} from "./tiles.js";

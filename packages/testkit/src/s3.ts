@@ -1,0 +1,62 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import S3rver from "s3rver";
+
+export interface TestS3 {
+  /** http://127.0.0.1:<port> */
+  readonly endpoint: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  readonly region: string;
+  /** Stops answering (simulates a provider going down); `start()` brings it back on the same port with its data. */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops and deletes its data. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * An S3-compatible server in this process (s3rver), on a free port, with its own
+ * temporary directory. Run node with --openssl-legacy-provider: s3rver's list
+ * continuation tokens use DES.
+ */
+export async function startS3(opts: { buckets?: string[] } = {}): Promise<TestS3> {
+  const directory = await mkdtemp(join(tmpdir(), "deai-s3-"));
+  let port = 0;
+  let server: S3rver | undefined;
+  const start = async (): Promise<void> => {
+    const s = new S3rver({
+      address: "127.0.0.1",
+      port,
+      silent: true,
+      directory,
+      resetOnClose: false,
+      configureBuckets: (opts.buckets ?? []).map((name) => ({ name })),
+    });
+    const addr = await s.run();
+    port = addr.port;
+    server = s;
+  };
+  await start();
+  const stop = async (): Promise<void> => {
+    const s = server;
+    server = undefined;
+    await s?.close();
+  };
+  return {
+    get endpoint() {
+      return `http://127.0.0.1:${port}`;
+    },
+    accessKey: "S3RVER",
+    secretKey: "S3RVER",
+    region: "us-east-1",
+    stop,
+    start,
+    destroy: async () => {
+      await stop();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
