@@ -61,7 +61,9 @@ export default tseslint.config(
       "no-control-regex": "off",
     },
     settings: {
-      "import-x/resolver-next": [createTypeScriptImportResolver({ project: ["packages/*/tsconfig.json", "services/*/tsconfig.json", "tools/*/tsconfig.json"] })],
+      "import-x/resolver-next": [
+        createTypeScriptImportResolver({ project: ["packages/*/tsconfig.json", "services/*/tsconfig.json", "tools/*/tsconfig.json"] }),
+      ],
       "import-x/extensions": [".ts", ".js"],
     },
   },

@@ -37,13 +37,21 @@ async function main(): Promise<void> {
       const r = (await (await fetch(`http://127.0.0.1:${p.port}/readyz`)).json()) as { status: string; checks: Record<string, string> };
       const client = new grpc.Client(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure());
       try {
-        const info = await grpcUnary(client, "/deai.system.v1.SystemService/GetInfo", GetInfoRequestSchema, GetInfoResponseSchema, create(GetInfoRequestSchema));
+        const info = await grpcUnary(
+          client,
+          "/deai.system.v1.SystemService/GetInfo",
+          GetInfoRequestSchema,
+          GetInfoResponseSchema,
+          create(GetInfoRequestSchema),
+        );
         const ok = r.status === "ready" && info.service === name;
         failed ||= !ok;
         const checks = Object.entries(r.checks)
           .map(([k, v]) => `${k}=${v}`)
           .join(" ");
-        say(`   ${ok ? "✓" : "✗"} ${name.padEnd(17)} ${r.status.padEnd(6)} ${checks}; schema ${info.schema}, ${info.migrations.length} migrations`);
+        say(
+          `   ${ok ? "✓" : "✗"} ${name.padEnd(17)} ${r.status.padEnd(6)} ${checks}; schema ${info.schema}, ${info.migrations.length} migrations`,
+        );
       } finally {
         client.close();
       }
