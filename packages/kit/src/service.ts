@@ -15,6 +15,7 @@ import { EventBus } from "./events/bus.js";
 import { OutboxRelay } from "./events/outbox.js";
 import { createLogger, type Logger } from "./logger.js";
 import { requireActor } from "./server/auth.js";
+import type { NodeRequest, NodeResponse } from "./server/rest-gateway.js";
 import { Server, type Readiness } from "./server/server.js";
 import { bind, type ServiceBinding } from "./server/service-binding.js";
 import { startTelemetry, type Telemetry } from "./telemetry.js";
@@ -31,6 +32,8 @@ export interface ServiceDeps<DB> {
 
 export interface App {
   readonly bindings: readonly ServiceBinding[];
+  /** Plain HTTP routes outside the contracts (tlog-tiles, downloads); return true when handled. */
+  readonly http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
   /** Extra readiness checks of the app. */
   readonly readiness?: () => Promise<Record<string, string>>;
   /** Called after the server drained and consumers stopped, before connections close. */
@@ -110,6 +113,7 @@ export async function startService<DB>(
       logger,
       signing: { nonces: new PostgresNonceStore(database.db as Kysely<unknown>), maxAgeS: config.SIGNATURE_MAX_AGE_S },
       readiness,
+      ...(app.http ? { http: app.http } : {}),
       title: `DeAI OS ${def.name}`,
       version: def.version,
     });

@@ -60,7 +60,7 @@ export function cosignatureVerifier(name: string, publicKey: Uint8Array): NoteVe
     type: COSIGNATURE_V1_TYPE,
     verify(message, signature) {
       if (signature.length !== COSIGNATURE_SIZE) return false;
-      // Go's implementation also insists the cosigned text is at least a checkpoint's three lines.
+      // Only checkpoints are cosigned: origin, size and root lines at least.
       if (countNewlines(message) < 3) return false;
       let t: number;
       try {

@@ -17,10 +17,9 @@ export {
   HASH_SIZE,
   compactRangeNodes,
   emptyRoot,
-  foldRight,
+  compactRangeHash,
   leafHash,
   nodeHash,
-  readHash,
   requireHash,
   rootFromLeafHashes,
   rootFromSubtreeHashes,
@@ -87,6 +86,7 @@ export {
 } from "./checkpoint.js";
 export {
   TLOG_PROOF_HEADER,
+  buildTlogProof,
   formatTlogProof,
   parseTlogProof,
   verifyTlogProof,

@@ -1,7 +1,7 @@
 // The compact range [0, size) of an append-only tree: one hash per one bit of size.
 
 import { ProofError } from "./errors.js";
-import { emptyRoot, foldRight, nodeHash, requireHash, type NodeId } from "./rfc6962.js";
+import { emptyRoot, compactRangeHash, nodeHash, requireHash, type NodeId } from "./rfc6962.js";
 import { onesCount, pow2, requireCount, trailingZeros } from "./tree-math.js";
 
 /** Called for every node an append completes (the leaf itself included), lowest level first. */
@@ -75,7 +75,7 @@ export class MerkleFrontier {
 
   /** The RFC 6962 root of the tree so far. */
   root(): Uint8Array {
-    return this.#hashes.length === 0 ? emptyRoot() : foldRight(this.#hashes);
+    return this.#hashes.length === 0 ? emptyRoot() : compactRangeHash(this.#hashes);
   }
 
   /** The subtree roots to persist (largest first); restore with `MerkleFrontier.restore(size, hashes)`. */

@@ -3,7 +3,7 @@
 // and folded. Every element is one perfect subtree, except the one covering the tree's right
 // border, which is folded from the compact range of that border (≤ log2 n nodes).
 
-import { foldRight, readHash, requireHash, type HashAt, type NodeId } from "./rfc6962.js";
+import { compactRangeHash, readHash, requireHash, type HashAt, type NodeId } from "./rfc6962.js";
 import { ProofError } from "./errors.js";
 
 /** For each proof element, in proof order, the perfect subtrees whose fold is that element. */
@@ -27,7 +27,7 @@ export function planNodes(plan: ProofPlan): NodeId[] {
 
 /** Turns a plan into proof hashes with a synchronous accessor. */
 export function resolvePlan(plan: ProofPlan, hashAt: HashAt): Uint8Array[] {
-  return plan.map((element) => foldRight(element.map((node) => readHash(hashAt, node))));
+  return plan.map((element) => compactRangeHash(element.map((node) => readHash(hashAt, node))));
 }
 
 /** Turns a plan into proof hashes with one batched read: `fetch(nodes)` answers hashes in the same order. */

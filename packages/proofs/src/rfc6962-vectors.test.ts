@@ -52,6 +52,10 @@ function verdict(run: () => void): { ok: true } | { ok: false; error: unknown } 
 const inclusionVectors = loadJsonTree(sharedTestdata("rfc6962/inclusion")) as [string, InclusionVector][];
 const consistencyVectors = loadJsonTree(sharedTestdata("rfc6962/consistency")) as [string, ConsistencyVector][];
 
+test("a missing testdata folder is an error, not a skip", () => {
+  expect(() => sharedTestdata("rfc6962/no-such-folder")).toThrow(/conformance data missing/);
+});
+
 test("the conformance vectors are all there", () => {
   // 196 files at the time of writing; a shrinking folder must not pass quietly.
   expect(inclusionVectors.length).toBeGreaterThanOrEqual(90);

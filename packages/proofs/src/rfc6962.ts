@@ -97,11 +97,11 @@ export function rootFromSubtreeHashes(size: number, hashAt: HashAt): Uint8Array 
   requireCount(size, "tree size");
   if (size === 0) return emptyRoot();
   const nodes = compactRangeNodes(0, size);
-  return foldRight(nodes.map((n) => readHash(hashAt, n)));
+  return compactRangeHash(nodes.map((n) => readHash(hashAt, n)));
 }
 
-/** Folds hashes of a compact range right to left into the hash of the range. */
-export function foldRight(hashes: readonly Uint8Array[]): Uint8Array {
+/** Hash of a tree prefix (or a proof's right border) from its compact range hashes, largest first. */
+export function compactRangeHash(hashes: readonly Uint8Array[]): Uint8Array {
   let acc = hashes[hashes.length - 1];
   if (acc === undefined) throw new ProofError("invalid-argument", "cannot fold an empty range");
   for (let i = hashes.length - 2; i >= 0; i--) acc = nodeHash(hashes[i]!, acc);

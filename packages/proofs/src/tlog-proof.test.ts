@@ -9,7 +9,7 @@ import { MerkleFrontier } from "./merkle-frontier.js";
 import { ed25519Signer, ed25519Verifier } from "./note-keys.js";
 import { leafHash, subtreeHashAccessor } from "./rfc6962.js";
 import { parseNote } from "./signed-note.js";
-import { formatTlogProof, parseTlogProof, TLOG_PROOF_HEADER, verifyTlogProof, type TlogProof } from "./tlog-proof.js";
+import { buildTlogProof, formatTlogProof, parseTlogProof, TLOG_PROOF_HEADER, verifyTlogProof, type TlogProof } from "./tlog-proof.js";
 
 const codeOf = (f: () => unknown): string => {
   try {
@@ -43,7 +43,7 @@ function receipt(index: number, checkpoint = cosigned, extra?: Uint8Array): stri
 }
 
 test("the text format: header, optional extra, index, proof lines, blank line, checkpoint verbatim", () => {
-  const text = receipt(5, cosigned, utf8Encode("context")!);
+  const text = receipt(5, cosigned, utf8Encode("context"));
   const proof = inclusionProof(5, size, at);
   expect(text).toBe(
     [TLOG_PROOF_HEADER, `extra ${base64Encode(utf8Encode("context")!)}`, "index 5", ...proof.map(base64Encode), ""].join("\n") +
@@ -68,6 +68,16 @@ test("every entry's receipt verifies offline, from the entry or its leaf hash", 
     expect(v.checkpoint.size).toBe(size);
     verifyTlogProof(r, { leafHash: leaves[i]! }, { log: logV, witnesses: witnessVs, witnessThreshold: 1 });
   }
+});
+
+test("buildTlogProof takes the tree size from the checkpoint", () => {
+  const built = buildTlogProof(9, cosigned, at, utf8Encode("ctx"));
+  expect(built).toBe(receipt(9, cosigned, utf8Encode("ctx")));
+  expect(verifyTlogProof(built, { entry: entries[9]! }, { log: logV }).extra).toEqual(utf8Encode("ctx"));
+  const smaller = signCheckpoint({ origin: ORIGIN, size: 10, rootHash: MerkleFrontier.of(leaves.slice(0, 10)).root(), extensions: [] }, [
+    log,
+  ]);
+  verifyTlogProof(buildTlogProof(9, smaller, at), { entry: entries[9]! }, { log: logV });
 });
 
 test("a one-entry tree has an empty proof", () => {

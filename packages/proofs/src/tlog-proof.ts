@@ -7,12 +7,15 @@
 //   <base64 inclusion proof hash>       (zero or more, leaf's sibling first)
 //   <blank line>
 //   <signed checkpoint note, verbatim, cosignatures included>
+//
+// Files holding one SHOULD be named *.tlog-proof.
 
 import { base64Decode, base64Encode, parseDecimal, utf8Decode } from "./encoding.js";
 import { ProofError } from "./errors.js";
-import { HASH_SIZE, leafHash as hashLeaf, requireHash } from "./rfc6962.js";
-import { verifyInclusion } from "./inclusion.js";
-import { openCheckpoint, type CheckpointPolicy, type VerifiedCheckpoint } from "./checkpoint.js";
+import { HASH_SIZE, leafHash as hashLeaf, requireHash, type HashAt } from "./rfc6962.js";
+import { inclusionProof, verifyInclusion } from "./inclusion.js";
+import { openCheckpoint, parseCheckpoint, type CheckpointPolicy, type VerifiedCheckpoint } from "./checkpoint.js";
+import { parseNote } from "./signed-note.js";
 
 /** First line of every tlog-proof. */
 export const TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1";
@@ -51,6 +54,16 @@ export function formatTlogProof(proof: TlogProof): string {
   lines.push(`index ${proof.index}`);
   for (const h of proof.inclusionProof) lines.push(base64Encode(h));
   return lines.map((l) => l + "\n").join("") + "\n" + proof.checkpoint;
+}
+
+/**
+ * Builds a receipt for entry `index` against a signed checkpoint, taking the tree size from the
+ * checkpoint itself so proof and checkpoint cannot disagree. `hashAt` reads stored subtree hashes.
+ */
+export function buildTlogProof(index: number, signedCheckpoint: string, hashAt: HashAt, extra?: Uint8Array): string {
+  const { size } = parseCheckpoint(parseNote(signedCheckpoint).text);
+  const proof: TlogProof = { index, inclusionProof: inclusionProof(index, size, hashAt), checkpoint: signedCheckpoint };
+  return formatTlogProof(extra === undefined ? proof : { ...proof, extra });
 }
 
 /** Strictly parses a c2sp.org/tlog-proof@v1 receipt (the checkpoint is checked by `verifyTlogProof`). */

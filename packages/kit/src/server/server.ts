@@ -74,6 +74,8 @@ export interface ServerOptions {
   readiness: () => Promise<Readiness>;
   title: string;
   version: string;
+  /** Plain HTTP routes outside the contracts (e.g. C2SP tlog-tiles); return true when handled. */
+  http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
   /**
    * Largest request body (REST) or message (gRPC) accepted.
    * @default 4 MiB
@@ -179,6 +181,7 @@ export class Server {
       res.end(openapi);
       return;
     }
+    if (this.opts.http && (await this.opts.http(req, res))) return;
     if (await this.gateway.handle(req, res)) return;
     connect(req, res);
   }
