@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { promisify } from "node:util";
 
-import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { sql } from "kysely";
 
@@ -35,7 +35,7 @@ import {
   type Database,
   type RunningService,
 } from "@deai/kit";
-import { createTestEnv, grpcSignature, signedFetch, type TestEnv } from "@deai/testkit";
+import { createTestEnv, grpcSignature, grpcUnary, signedFetch, type TestEnv } from "@deai/testkit";
 
 const run = promisify(execFile);
 const logger = createLogger({ service: "kit-test", level: "silent" });
@@ -260,26 +260,13 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
     await svc?.stop();
   });
 
-  function unary<I extends DescMessage, O extends DescMessage>(
+  const unary = <I extends DescMessage, O extends DescMessage>(
     path: string,
     i: I,
     o: O,
     msg: MessageShape<I>,
     meta: Record<string, string> = {},
-  ): Promise<MessageShape<O>> {
-    const md = new grpc.Metadata();
-    for (const [k, v] of Object.entries(meta)) md.set(k, v);
-    return new Promise((resolve, reject) =>
-      client.makeUnaryRequest(
-        path,
-        (m: MessageShape<I>) => Buffer.from(toBinary(i, m)),
-        (b: Buffer) => fromBinary(o, b),
-        msg,
-        md,
-        (err, res) => (err ? reject(err) : resolve(res!)),
-      ),
-    );
-  }
+  ) => grpcUnary(client, path, i, o, msg, meta);
 
   it("answers grpc.health.v1 Check and SystemService/GetInfo to a stock grpc-js client", async () => {
     const h = await unary(
