@@ -19,8 +19,6 @@ const transports = [
   "node:http",
   "node:http2",
   "node:net",
-  "@deai/kit",
-  "@deai/testkit",
 ];
 
 export default tseslint.config(
@@ -73,6 +71,11 @@ export default tseslint.config(
       "no-restricted-imports": [
         "error",
         {
+          // Exact names: the kit's root and the test kit are off limits, its `errors` subpath is not.
+          paths: ["@deai/kit", "@deai/testkit"].map((name) => ({
+            name,
+            message: "src/domain/ is pure: import errors from @deai/kit/errors.",
+          })),
           patterns: [
             {
               group: transports,

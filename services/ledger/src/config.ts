@@ -4,6 +4,20 @@ import { env, loadConfig, serviceConfigSchema, type ConfigOf } from "@deai/kit";
 export const configSchema = {
   ...serviceConfigSchema,
   PORT: env.int({ default: 7101, min: 0, max: 65535 }),
+  /** The log's origin line; must be the signing key's name. */
+  LEDGER_ORIGIN: env.string({ default: "ledger.deai.dev/log" }),
+  /**
+   * The log's note signer key (`PRIVATE+KEY+<origin>+<id>+<key>`, from `main.js keygen`).
+   * Unset: this replica sequences appends and serves reads but never signs checkpoints.
+   */
+  LEDGER_SIGNING_KEY: env.optionalString(),
+  /** How often new entries are integrated and a checkpoint signed. */
+  LEDGER_CHECKPOINT_INTERVAL_MS: env.int({ default: 1000, min: 10 }),
+  /** Default and cap of Append's wait_for_integration. */
+  LEDGER_APPEND_WAIT_MS: env.int({ default: 10_000, min: 0 }),
+  LEDGER_APPEND_WAIT_MAX_MS: env.int({ default: 60_000, min: 0 }),
+  /** Path prefix of the tlog-tiles endpoints ("" serves /checkpoint and /tile/...). */
+  LEDGER_TILES_PREFIX: env.string({ default: "" }),
 } as const;
 
 export type LedgerConfig = ConfigOf<typeof configSchema>;

@@ -1,18 +1,85 @@
-import { bind, type ServiceDefinition } from "@deai/kit";
+import { actorKeyFromSeed, ConfigError, type ServiceDefinition } from "@deai/kit";
+import { base64Decode, ed25519Verifier, parseSignerKey, ED25519_TYPE, type NoteSigner, type NoteVerifier } from "@deai/proofs";
 
-import { LedgerService } from "@deai/contracts/deai/ledger/v1/ledger_pb";
-
+import { AppendBatcher } from "./app/append-batcher.js";
+import { Integrator } from "./app/integrator.js";
+import { Ledger } from "./app/ledger.js";
+import type { LedgerConfig } from "./config.js";
+import { ledgerService } from "./grpc/ledger-service.js";
+import { tilesHandler } from "./http/tiles.js";
 import { migrations } from "./store/migrations.js";
+import type { LedgerDb } from "./store/tables.js";
+
+/** The log key from config; its name must be the origin (checkpoints are verified by name). */
+export function logSigner(config: Pick<LedgerConfig, "LEDGER_SIGNING_KEY" | "LEDGER_ORIGIN">): NoteSigner | undefined {
+  if (config.LEDGER_SIGNING_KEY === undefined) return undefined;
+  let signer: NoteSigner;
+  try {
+    signer = parseSignerKey(config.LEDGER_SIGNING_KEY);
+  } catch (e) {
+    throw new ConfigError("LEDGER_SIGNING_KEY", (e as Error).message);
+  }
+  if (signer.type !== ED25519_TYPE) throw new ConfigError("LEDGER_SIGNING_KEY", "must be an Ed25519 (type 0x01) note key");
+  if (signer.name !== config.LEDGER_ORIGIN) {
+    throw new ConfigError(
+      "LEDGER_SIGNING_KEY",
+      `key name ${JSON.stringify(signer.name)} is not LEDGER_ORIGIN ${JSON.stringify(config.LEDGER_ORIGIN)}`,
+    );
+  }
+  return signer;
+}
+
+/** The verifier of the configured log key (what clients pin), for fsck and tests. */
+export function logVerifier(config: Pick<LedgerConfig, "LEDGER_SIGNING_KEY" | "LEDGER_ORIGIN">): NoteVerifier | undefined {
+  const signer = logSigner(config);
+  if (!signer || config.LEDGER_SIGNING_KEY === undefined) return undefined;
+  // PRIVATE+KEY+<name>+<id>+<base64(type ‖ seed)>: names and ids hold no "+", base64 may.
+  const material = base64Decode(config.LEDGER_SIGNING_KEY.split("+").slice(4).join("+"))!;
+  const publicKey = Buffer.from(actorKeyFromSeed(Buffer.from(material.subarray(1)).toString("base64url")).id, "base64url");
+  return ed25519Verifier(signer.name, publicKey);
+}
 
 /**
- * The ledger service: the transparency log: entries, checkpoints, proofs, lineage queries.
- * Skeleton: the contract is served (gRPC, Connect, REST, OpenAPI) and every RPC answers
- * UNIMPLEMENTED until its issue lands.
+ * The ledger service: the transparency log (entries, checkpoints, proofs, lineage queries),
+ * its API and the tlog-tiles read paths.
  */
-export const ledger: ServiceDefinition<unknown> = {
-  name: "ledger",
-  version: "0.1.0",
-  migrations,
-  usesBlobs: false,
-  create: async () => ({ bindings: [bind(LedgerService, {})] }),
-};
+export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<LedgerDb> {
+  const signer = logSigner(config);
+  return {
+    name: "ledger",
+    version: "0.2.0",
+    migrations,
+    usesBlobs: false,
+    create: async ({ db, bus, outbox, logger }) => {
+      await bus.ensureStream("ledger");
+      if (!signer)
+        logger.warn("LEDGER_SIGNING_KEY is not set: this replica sequences appends and serves reads, but never signs checkpoints");
+      const integrator = new Integrator({
+        db,
+        origin: config.LEDGER_ORIGIN,
+        signer,
+        outbox,
+        logger,
+        intervalMs: config.LEDGER_CHECKPOINT_INTERVAL_MS,
+      });
+      const batcher = new AppendBatcher(db);
+      const ledger = new Ledger({
+        db,
+        origin: config.LEDGER_ORIGIN,
+        batcher,
+        integrator,
+        waitDefaultMs: config.LEDGER_APPEND_WAIT_MS,
+        waitMaxMs: config.LEDGER_APPEND_WAIT_MAX_MS,
+      });
+      integrator.start();
+      return {
+        bindings: [ledgerService(ledger)],
+        http: tilesHandler(db, config.LEDGER_TILES_PREFIX),
+        stop: async () => {
+          await batcher.drain();
+          await integrator.stop();
+        },
+      };
+    },
+  };
+}

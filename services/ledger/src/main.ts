@@ -1,7 +1,36 @@
-// The only module with side effects: config → telemetry → deps → server → shutdown.
-import { runMain } from "@deai/kit";
+// The only module with side effects: config → telemetry → deps → server → shutdown, plus the
+// `keygen` and `fsck` commands (`migrate` is the kit's).
+import { openDatabase, runMain, schemaOf } from "@deai/kit";
+import { generateNoteKey, parseVerifierKey } from "@deai/proofs";
 
+import { fsck } from "./app/fsck.js";
 import { loadLedgerConfig } from "./config.js";
-import { ledger } from "./definition.js";
+import { ledgerDefinition, logVerifier } from "./definition.js";
+import type { LedgerDb } from "./store/tables.js";
 
-await runMain(ledger, loadLedgerConfig());
+const [command, arg] = process.argv.slice(2);
+
+if (command === "keygen") {
+  // The origin is the key name: `main.js keygen [origin]`, else LEDGER_ORIGIN.
+  const origin = arg ?? loadLedgerConfig({ ...process.env, LEDGER_SIGNING_KEY: undefined }).LEDGER_ORIGIN;
+  const { signerKey, verifierKey } = generateNoteKey(origin);
+  process.stdout.write(
+    `LEDGER_ORIGIN=${origin}\nLEDGER_SIGNING_KEY=${signerKey}\n# verifier key (publish it; clients pin it):\n${verifierKey}\n`,
+  );
+} else if (command === "fsck") {
+  const config = loadLedgerConfig();
+  // The verifier comes from `fsck <verifier key>` or is derived from the signing key.
+  const verifier = arg !== undefined ? parseVerifierKey(arg) : logVerifier(config);
+  if (!verifier) throw new Error("fsck needs the log's verifier key (argument) or LEDGER_SIGNING_KEY");
+  const database = openDatabase<LedgerDb>({ url: config.DATABASE_URL, schema: schemaOf("ledger") });
+  try {
+    const report = await fsck(database.db, verifier, config.LEDGER_ORIGIN);
+    process.stdout.write(JSON.stringify({ ...report, ok: report.problems.length === 0 }) + "\n");
+    process.exitCode = report.problems.length === 0 ? 0 : 1;
+  } finally {
+    await database.close();
+  }
+} else {
+  const config = loadLedgerConfig();
+  await runMain(ledgerDefinition(config), config);
+}

@@ -1,0 +1,300 @@
+// The ledger's use cases: append, reads, proofs, checkpoints, search and lineage.
+import type { Kysely } from "kysely";
+
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
+import { formatTlogProof, parseCheckpoint, parseNote, type NoteSignature } from "@deai/proofs";
+
+import { envelopeFromLeaf, verifyEnvelope, type Envelope } from "../domain/envelope.js";
+import { digestFromKey, digestKey, parseDigest, type Digest } from "../domain/digest.js";
+import { walkLineage, type LineageDirection, type LineageEdge } from "../domain/lineage.js";
+import {
+  entriesByIndexes,
+  entriesNaming,
+  entryByIndex,
+  entryByLeafHash,
+  indexesByDigest,
+  sequencedCount,
+  type EntryRow,
+} from "../store/entries.js";
+import type { LedgerDb } from "../store/tables.js";
+import { checkpointAt, latestCheckpoint, type CheckpointRow } from "../store/tree.js";
+import type { AppendBatcher } from "./append-batcher.js";
+import type { Integrator } from "./integrator.js";
+import { consistencyProofOf, inclusionProofs } from "./tree-reader.js";
+
+/** A tlog-proof receipt, in parts and as text. */
+export interface ReceiptView {
+  readonly logOrigin: string;
+  readonly index: number;
+  readonly leafHash: Uint8Array;
+  readonly inclusionProof: readonly Uint8Array[];
+  readonly checkpoint: string;
+  readonly treeSize: number;
+  readonly tlogProof: string;
+}
+
+export interface CheckpointView {
+  readonly note: string;
+  readonly origin: string;
+  readonly size: number;
+  readonly rootHash: Uint8Array;
+  readonly signatures: readonly (NoteSignature & { readonly witness: boolean })[];
+  readonly publishedAt: Date;
+}
+
+export interface EntryView {
+  readonly index: number;
+  readonly leafHash: Uint8Array;
+  readonly envelope: Envelope;
+  readonly leaf: Uint8Array;
+  readonly sequencedAt: Date;
+  readonly integrated: boolean;
+  readonly predicateType: string;
+  readonly subjects: readonly Digest[];
+  readonly materials: readonly Digest[];
+  readonly signers: readonly string[];
+  readonly receipt?: ReceiptView;
+}
+
+export interface LineageHopView extends LineageEdge {
+  readonly predicateType: string;
+  readonly entry: EntryView;
+  readonly receipt: ReceiptView;
+}
+
+export interface LedgerOptions {
+  readonly db: Kysely<LedgerDb>;
+  readonly origin: string;
+  readonly batcher: AppendBatcher;
+  readonly integrator: Integrator;
+  /** Default and cap of Append's wait for integration. */
+  readonly waitDefaultMs: number;
+  readonly waitMaxMs: number;
+}
+
+const MAX_PAGE = 500;
+const DEFAULT_PAGE = 50;
+const DEFAULT_DEPTH = 8;
+const MAX_DEPTH = 32;
+const MAX_HOPS = 1000;
+
+function requireIndex(n: bigint, what: string): number {
+  if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`${what} ${n} is out of range`);
+  return Number(n);
+}
+
+function requireLeafHash(h: Uint8Array): Uint8Array {
+  if (h.length !== 32) throw new InvalidArgumentError(`leaf_hash must be 32 bytes, got ${h.length}`);
+  return h;
+}
+
+export class Ledger {
+  constructor(private readonly o: LedgerOptions) {}
+
+  /** Verifies and sequences an envelope; optionally waits for a checkpoint and returns the receipt. */
+  async append(
+    envelope: Envelope | undefined,
+    opts: { wait: boolean; waitMs?: number },
+  ): Promise<{ index: number; leafHash: Uint8Array; duplicate: boolean; integrated: boolean; receipt?: ReceiptView }> {
+    const v = verifyEnvelope(envelope);
+    const { index, duplicate } = await this.o.batcher.submit({
+      leafHash: v.leafHash,
+      leaf: v.leaf,
+      predicateType: v.statement.predicateType,
+      signers: v.signers,
+      subjects: v.statement.subjects.map(digestKey),
+      materials: v.statement.materials.map(digestKey),
+    });
+    const base = { index, leafHash: v.leafHash, duplicate };
+    if (!opts.wait) {
+      const cp = await latestCheckpoint(this.o.db);
+      return { ...base, integrated: cp !== undefined && cp.tree_size > index };
+    }
+    this.o.integrator.requestSoon();
+    const waitMs = Math.min(opts.waitMs ?? this.o.waitDefaultMs, this.o.waitMaxMs);
+    if (!(await this.o.integrator.waitForSize(index + 1, waitMs))) return { ...base, integrated: false };
+    const cp = await latestCheckpoint(this.o.db);
+    if (cp === undefined || cp.tree_size <= index) return { ...base, integrated: false };
+    const [receipt] = await this.receipts([{ index, leafHash: v.leafHash }], cp);
+    return { ...base, integrated: true, receipt: receipt! };
+  }
+
+  async getEntry(key: { index: bigint } | { leafHash: Uint8Array } | undefined, includeReceipt: boolean): Promise<EntryView> {
+    if (key === undefined) throw new InvalidArgumentError("index or leaf_hash is required");
+    const row =
+      "index" in key
+        ? await entryByIndex(this.o.db, requireIndex(key.index, "index"))
+        : await entryByLeafHash(this.o.db, requireLeafHash(key.leafHash));
+    if (row === undefined) {
+      if ("index" in key) throw new NotFoundError(`no entry at index ${key.index}: the log has ${await sequencedCount(this.o.db)} entries`);
+      throw new NotFoundError("no entry with that leaf hash");
+    }
+    const cp = await latestCheckpoint(this.o.db);
+    const [view] = await this.views([row], cp, includeReceipt);
+    return view!;
+  }
+
+  async inclusionProof(
+    leaf: { index: bigint } | { leafHash: Uint8Array } | undefined,
+    treeSize: bigint,
+  ): Promise<{ leafIndex: number; treeSize: number; proof: Uint8Array[]; checkpoint?: CheckpointView }> {
+    if (leaf === undefined) throw new InvalidArgumentError("leaf_index or leaf_hash is required");
+    const latest = await this.requireLatest();
+    const size = treeSize === 0n ? latest.tree_size : requireIndex(treeSize, "tree_size");
+    if (size > latest.tree_size)
+      throw new InvalidArgumentError(`tree_size ${size} is beyond the latest checkpoint (size ${latest.tree_size})`);
+    let index: number;
+    if ("index" in leaf) index = requireIndex(leaf.index, "leaf_index");
+    else {
+      const row = await entryByLeafHash(this.o.db, requireLeafHash(leaf.leafHash));
+      if (row === undefined) throw new NotFoundError("no entry with that leaf hash");
+      index = row.idx;
+    }
+    if (index >= size) throw new InvalidArgumentError(`leaf index ${index} is not in the tree of size ${size}`);
+    const [proof] = await inclusionProofs(this.o.db, [index], size);
+    const cp = size === latest.tree_size ? latest : await checkpointAt(this.o.db, size);
+    return { leafIndex: index, treeSize: size, proof: proof!, ...(cp ? { checkpoint: this.checkpointView(cp) } : {}) };
+  }
+
+  async consistencyProof(first: bigint, second: bigint): Promise<{ first: number; second: number; proof: Uint8Array[] }> {
+    const latest = await this.requireLatest();
+    const a = requireIndex(first, "first");
+    const b = second === 0n ? latest.tree_size : requireIndex(second, "second");
+    if (a === 0) throw new InvalidArgumentError("first must be > 0");
+    if (a > b) throw new InvalidArgumentError(`first ${a} is greater than second ${b}`);
+    if (b > latest.tree_size) throw new InvalidArgumentError(`second ${b} is beyond the latest checkpoint (size ${latest.tree_size})`);
+    return { first: a, second: b, proof: await consistencyProofOf(this.o.db, a, b) };
+  }
+
+  async latestCheckpoint(): Promise<CheckpointView> {
+    return this.checkpointView(await this.requireLatest());
+  }
+
+  async publishCheckpoint(): Promise<{ checkpoint: CheckpointView; published: boolean }> {
+    if (!this.o.integrator.canSign)
+      throw new FailedPreconditionError("this replica has no log signing key (LEDGER_SIGNING_KEY); it cannot publish checkpoints");
+    const r = await this.o.integrator.publishNow();
+    return { checkpoint: this.checkpointView(r.checkpoint), published: r.published };
+  }
+
+  async searchBySubject(q: {
+    algorithm: string;
+    hex: string;
+    predicateType: string;
+    includeReceipts: boolean;
+    pageSize: number;
+    pageToken: string;
+  }): Promise<{ entries: EntryView[]; nextPageToken: string }> {
+    const digest = parseDigest(q.algorithm, q.hex, "subject");
+    let before: number | undefined;
+    if (q.pageToken !== "") {
+      if (!/^(0|[1-9][0-9]{0,15})$/.test(q.pageToken)) throw new InvalidArgumentError("page_token is not one this server issued");
+      before = Number(q.pageToken);
+    }
+    const limit = Math.min(q.pageSize === 0 ? DEFAULT_PAGE : q.pageSize, MAX_PAGE);
+    const idxs = await indexesByDigest(this.o.db, digestKey(digest), "s", {
+      limit: limit + 1,
+      ...(before !== undefined ? { before } : {}),
+      ...(q.predicateType ? { predicateType: q.predicateType } : {}),
+    });
+    const page = idxs.slice(0, limit);
+    const rows = (await entriesByIndexes(this.o.db, page)).sort((a, b) => b.idx - a.idx);
+    const cp = await latestCheckpoint(this.o.db);
+    const entries = await this.views(rows, cp, q.includeReceipts);
+    return { entries, nextPageToken: idxs.length > limit ? String(page[page.length - 1]) : "" };
+  }
+
+  async lineage(q: {
+    algorithm: string;
+    hex: string;
+    direction: LineageDirection;
+    maxDepth: number;
+  }): Promise<{ root: Digest; hops: LineageHopView[]; truncated: boolean; checkpoint: CheckpointView }> {
+    const root = parseDigest(q.algorithm, q.hex, "digest");
+    const cp = await this.requireLatest();
+    const depth = Math.min(q.maxDepth === 0 ? DEFAULT_DEPTH : q.maxDepth, MAX_DEPTH);
+    const rows = new Map<number, EntryRow>();
+    // Only integrated entries count, so every hop has a receipt against `cp`.
+    const walk = await walkLineage(root, q.direction, depth, MAX_HOPS, async (digests, role) => {
+      const found = await entriesNaming(this.o.db, digests.map(digestKey), role === "subject" ? "s" : "m", cp.tree_size, MAX_HOPS + 1);
+      for (const r of found) rows.set(r.idx, r);
+      return found.map((r) => ({ index: r.idx, subjects: r.subjects.map(digestFromKey), materials: r.materials.map(digestFromKey) }));
+    });
+    const used = [...new Set(walk.edges.map((e) => e.index))].map((i) => rows.get(i)!);
+    const views = await this.views(used, cp, true);
+    const byIndex = new Map(views.map((v) => [v.index, v]));
+    const hops = walk.edges.map((e): LineageHopView => {
+      const { receipt, ...entry } = byIndex.get(e.index)!;
+      return { ...e, predicateType: entry.predicateType, entry, receipt: receipt! };
+    });
+    return { root, hops, truncated: walk.truncated, checkpoint: this.checkpointView(cp) };
+  }
+
+  private async requireLatest(): Promise<CheckpointRow> {
+    const cp = await latestCheckpoint(this.o.db);
+    if (cp === undefined) throw new FailedPreconditionError("the log has not published a checkpoint yet");
+    return cp;
+  }
+
+  private checkpointView(row: CheckpointRow): CheckpointView {
+    const note = parseNote(row.note);
+    const c = parseCheckpoint(note.text);
+    return {
+      note: row.note,
+      origin: c.origin,
+      size: c.size,
+      rootHash: c.rootHash,
+      signatures: note.signatures.map((s) => ({ ...s, witness: s.name !== c.origin })),
+      publishedAt: row.published_at,
+    };
+  }
+
+  private async receipts(leaves: readonly { index: number; leafHash: Uint8Array }[], cp: CheckpointRow): Promise<ReceiptView[]> {
+    const proofs = await inclusionProofs(
+      this.o.db,
+      leaves.map((l) => l.index),
+      cp.tree_size,
+    );
+    return leaves.map((l, i) => {
+      const inclusionProof = proofs[i]!;
+      return {
+        logOrigin: this.o.origin,
+        index: l.index,
+        leafHash: l.leafHash,
+        inclusionProof,
+        checkpoint: cp.note,
+        treeSize: cp.tree_size,
+        tlogProof: formatTlogProof({ index: l.index, inclusionProof, checkpoint: cp.note }),
+      };
+    });
+  }
+
+  private async views(rows: readonly EntryRow[], cp: CheckpointRow | undefined, withReceipts: boolean): Promise<EntryView[]> {
+    const size = cp?.tree_size ?? 0;
+    const wanted = withReceipts && cp ? rows.filter((r) => r.idx < size) : [];
+    const receipts =
+      cp && wanted.length > 0
+        ? await this.receipts(
+            wanted.map((r) => ({ index: r.idx, leafHash: r.leaf_hash })),
+            cp,
+          )
+        : [];
+    const byIndex = new Map(receipts.map((r) => [r.index, r]));
+    return rows.map((r) => {
+      const receipt = byIndex.get(r.idx);
+      return {
+        index: r.idx,
+        leafHash: r.leaf_hash,
+        envelope: envelopeFromLeaf(r.leaf),
+        leaf: r.leaf,
+        sequencedAt: r.sequenced_at,
+        integrated: r.idx < size,
+        predicateType: r.predicate_type,
+        subjects: r.subjects.map(digestFromKey),
+        materials: r.materials.map(digestFromKey),
+        signers: r.signers,
+        ...(receipt ? { receipt } : {}),
+      };
+    });
+  }
+}

@@ -1,0 +1,88 @@
+// Tree repository: the integrated tree state, its hash tiles, and signed checkpoints.
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
+
+import type { CheckpointsTable, LedgerDb } from "./tables.js";
+
+export type CheckpointRow = Selectable<CheckpointsTable>;
+
+export interface TreeState {
+  readonly size: number;
+  readonly root: Buffer;
+  /** Concatenated frontier hashes, largest subtree first (popcount(size) × 32 bytes). */
+  readonly frontier: Buffer;
+}
+
+// One integrator at a time across replicas: a transaction-scoped advisory lock, released on
+// commit, rollback or a dead connection (so a killed sequencer never wedges the log).
+const INTEGRATOR_LOCK = sql`hashtext('deai.ledger.integrator')`;
+
+/** Takes the integrator lock for this transaction; with `wait` false, returns false if another holder has it. */
+export async function lockIntegrator(trx: Transaction<LedgerDb>, wait: boolean): Promise<boolean> {
+  if (wait) {
+    await sql`select pg_advisory_xact_lock(${INTEGRATOR_LOCK})`.execute(trx);
+    return true;
+  }
+  const r = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(${INTEGRATOR_LOCK}) as ok`.execute(trx);
+  return r.rows[0]?.ok === true;
+}
+
+export async function readTreeState(db: Kysely<LedgerDb>): Promise<TreeState> {
+  return db.selectFrom("tree_state").select(["size", "root", "frontier"]).where("id", "=", 1).executeTakeFirstOrThrow();
+}
+
+export async function writeTreeState(trx: Kysely<LedgerDb>, s: TreeState): Promise<void> {
+  await trx
+    .updateTable("tree_state")
+    .set({ size: s.size, root: s.root, frontier: s.frontier, updated_at: sql`now()` })
+    .where("id", "=", 1)
+    .execute();
+}
+
+/** Stored tiles (each the hashes so far) by (level, index). */
+export async function readTiles(db: Kysely<LedgerDb>, keys: readonly { level: number; index: number }[]): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  if (keys.length === 0) return out;
+  const rows = await sql<{ level: number; idx: number; hashes: Buffer }>`
+    select t.level, t.idx, t.hashes from tiles t
+    join unnest(${keys.map((k) => k.level)}::smallint[], ${keys.map((k) => k.index)}::bigint[]) as k(level, idx)
+      on t.level = k.level and t.idx = k.idx`.execute(db);
+  for (const r of rows.rows) out.set(`${r.level}/${r.idx}`, r.hashes);
+  return out;
+}
+
+/** Writes tiles (full contents so far), replacing the partial versions. */
+export async function writeTiles(trx: Kysely<LedgerDb>, tiles: readonly { level: number; index: number; hashes: Buffer }[]): Promise<void> {
+  if (tiles.length === 0) return;
+  await sql`insert into tiles (level, idx, hashes)
+    select * from unnest(${tiles.map((t) => t.level)}::smallint[], ${tiles.map((t) => t.index)}::bigint[], ${tiles.map((t) => t.hashes)}::bytea[])
+    on conflict (level, idx) do update set hashes = excluded.hashes`.execute(trx);
+}
+
+export async function insertCheckpoint(
+  trx: Kysely<LedgerDb>,
+  c: { treeSize: number; rootHash: Uint8Array; note: string },
+): Promise<CheckpointRow> {
+  return trx
+    .insertInto("checkpoints")
+    .values({ tree_size: c.treeSize, root_hash: Buffer.from(c.rootHash), note: c.note })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function latestCheckpoint(db: Kysely<LedgerDb>): Promise<CheckpointRow | undefined> {
+  return db.selectFrom("checkpoints").selectAll().orderBy("tree_size", "desc").limit(1).executeTakeFirst();
+}
+
+export async function checkpointAt(db: Kysely<LedgerDb>, treeSize: number): Promise<CheckpointRow | undefined> {
+  return db.selectFrom("checkpoints").selectAll().where("tree_size", "=", treeSize).executeTakeFirst();
+}
+
+/** Every checkpoint, oldest first. */
+export async function allCheckpoints(db: Kysely<LedgerDb>): Promise<CheckpointRow[]> {
+  return db.selectFrom("checkpoints").selectAll().orderBy("tree_size").execute();
+}
+
+/** Tiles of one level in index order, from `fromIndex` (for fsck). */
+export async function tilesOfLevel(db: Kysely<LedgerDb>, level: number): Promise<{ idx: number; hashes: Buffer }[]> {
+  return db.selectFrom("tiles").select(["idx", "hashes"]).where("level", "=", level).orderBy("idx").execute();
+}
