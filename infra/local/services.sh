@@ -30,10 +30,22 @@ if ! pg_up; then
   echo "services: starting PostgreSQL $ver"
   pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
   wait_for PostgreSQL pg_up
+  # The package's postinst may have started the cluster under systemd before the edit above.
+  [ -n "${installed_pg:-}" ] && pg_ctlcluster --skip-systemctl-redirect "$ver" main reload || true
+fi
+if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1; then
+  echo "services: PostgreSQL at 127.0.0.1:5432 refuses user postgres without a password; tests need trust auth on localhost (pg_hba.conf)" >&2
+  exit 1
 fi
 
 if ! nats_up; then
-  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+  if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    apt_install nats-server
+    # Debian's unit starts a server without JetStream on the same port: stop it, run ours.
+    systemctl disable --now nats-server >/dev/null 2>&1 || true
+    pkill -x nats-server >/dev/null 2>&1 || true
+    sleep 0.5
+  fi
   bin=$(command -v nats-server || echo /usr/sbin/nats-server)
   mkdir -p /var/lib/nats-server
   echo "services: starting nats-server with JetStream"

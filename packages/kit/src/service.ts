@@ -91,6 +91,7 @@ export async function startService<DB>(
     const deps: ServiceDeps<DB> = { config, logger, database, db: database.db, bus, outbox, blobs };
     const app = await def.create(deps);
     outbox.start();
+    cleanup.unshift(() => outbox.stop());
     const system = bind(SystemService, {
       getInfo: () => ({ service: def.name, version: def.version, startedAt, schema: database.schema, migrations: applied }),
       whoAmI: (req: WhoAmIRequest, ctx: HandlerContext) => ({ actor: requireActor(ctx), note: req.note }),
@@ -124,15 +125,32 @@ export async function startService<DB>(
       (stopping ??= (async () => {
         const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
         logger.info({ inFlight: server.inFlight }, "draining");
-        const drained = await server.drain(deadline);
-        await bus.stopConsumers();
-        await app.stop?.();
-        await outbox.stop();
-        await bus.close();
-        await database.close();
-        await opts.telemetry?.shutdown();
-        logger.info({ drained }, "stopped");
-        return drained;
+        let clean = await server.drain(deadline);
+        // Every later step shares the same deadline; one that overruns marks the stop unclean.
+        const step = async (name: string, f: () => Promise<unknown>): Promise<void> => {
+          const left = Math.max(0, deadline - Date.now());
+          let timer: NodeJS.Timeout | undefined;
+          const r = await Promise.race([
+            f().then(
+              () => "done" as const,
+              (e: unknown) => (logger.error({ err: e, step: name }, "shutdown step failed"), "failed" as const),
+            ),
+            new Promise<"timeout">((res) => (timer = setTimeout(() => res("timeout"), left))),
+          ]);
+          clearTimeout(timer);
+          if (r !== "done") {
+            clean = false;
+            if (r === "timeout") logger.error({ step: name }, "shutdown step passed the deadline");
+          }
+        };
+        await step("consumers", () => bus.stopConsumers());
+        if (app.stop) await step("app", app.stop);
+        await step("outbox", () => outbox.stop());
+        await step("nats", () => bus.close());
+        await step("postgres", () => database.close());
+        if (opts.telemetry) await step("telemetry", opts.telemetry.shutdown);
+        logger.info({ drained: clean }, "stopped");
+        return clean;
       })());
     return { port, deps, server, stop };
   } catch (e) {

@@ -368,12 +368,33 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
     await expect(unary(path, WhoAmIRequestSchema, WhoAmIResponseSchema, msg)).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
   });
 
+  it("survives a client that resets the connection before sending a byte, or mid-sniff", async () => {
+    const { connect } = await import("node:net");
+    for (const first of ["", "P"]) {
+      await new Promise<void>((resolve) => {
+        const s = connect(svc.port, "127.0.0.1", () => {
+          if (first) s.write(first);
+          setTimeout(() => {
+            s.resetAndDestroy();
+            resolve();
+          }, 50);
+        });
+      });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+
   it("maps bad REST input to precise 4xx errors", async () => {
     const notFound = await fetch(`${base}/v1/nothing/here`);
     expect(notFound.status).toBe(404);
     const badQuery = await fetch(`${base}/v1/system/info?bogus=1`);
     expect(badQuery.status).toBe(400);
     expect(((await badQuery.json()) as { message: string }).message).toMatch(/unknown query parameter "bogus"/);
+    const tooBig = await signedFetch(`${base}/v1/system/whoami`, generateActorKey(), {
+      body: JSON.stringify({ note: "x".repeat(5 * 1024 * 1024) }),
+    });
+    expect(tooBig.status).toBe(413);
     const wrongVerb = await fetch(`${base}/v1/system/info`, { method: "POST", body: "{}" });
     expect(wrongVerb.status).toBe(405);
     const key = generateActorKey();

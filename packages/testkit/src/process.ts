@@ -28,10 +28,10 @@ export async function spawnService(
   proc.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${mainJs} did not start within ${opts.timeoutMs ?? 20000} ms; stderr: ${stderr.join("")}`)),
-      opts.timeoutMs ?? 20000,
-    );
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`${mainJs} did not start within ${opts.timeoutMs ?? 20000} ms; stderr: ${stderr.join("")}`));
+    }, opts.timeoutMs ?? 20000);
     void exited.then((code) => {
       clearTimeout(timer);
       reject(

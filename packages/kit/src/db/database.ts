@@ -24,6 +24,8 @@ export function openDatabase<DB>(opts: { url: string; schema: string; poolSize?:
     connectionString: opts.url,
     max: opts.poolSize ?? 10,
     options: `-c search_path=${opts.schema},public`,
+    // Fail fast when Postgres is unreachable instead of hanging readiness and requests.
+    connectionTimeoutMillis: 5_000,
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
@@ -79,27 +81,35 @@ export const kitMigrations: Record<string, ForwardMigration> = {
  * Returns the names of all migrations applied so far.
  */
 export async function migrate(database: Database<unknown>, migrations: Record<string, ForwardMigration>): Promise<string[]> {
-  const all: Record<string, Migration> = {};
-  for (const [name, up] of Object.entries({ ...kitMigrations, ...migrations })) all[name] = { up };
-  const provider: MigrationProvider = { getMigrations: async () => all };
   const { db, schema } = database;
   await sql`create schema if not exists ${sql.id(schema)}`.execute(db).catch(async (e: unknown) => {
     // Two replicas racing to create the schema: the loser sees a unique violation.
     const exists = await sql<{ n: number }>`select count(*)::int as n from pg_namespace where nspname = ${schema}`.execute(db);
     if (exists.rows[0]?.n !== 1) throw e;
   });
+  // The kit's migrations keep their own history table, so a kit release can add one without
+  // reordering the history of a service that has already applied its own.
+  const kit = await runMigrator(database, kitMigrations, "kit_migration");
+  const own = await runMigrator(database, migrations, "kysely_migration");
+  return [...kit, ...own];
+}
+
+async function runMigrator(database: Database<unknown>, migrations: Record<string, ForwardMigration>, table: string): Promise<string[]> {
+  const all: Record<string, Migration> = {};
+  for (const [name, up] of Object.entries(migrations)) all[name] = { up };
+  const provider: MigrationProvider = { getMigrations: async () => all };
   const migrator = new Migrator({
-    db: db,
+    db: database.db,
     provider,
-    migrationTableSchema: schema,
-    migrationTableName: "kysely_migration",
-    migrationLockTableName: "kysely_migration_lock",
+    migrationTableSchema: database.schema,
+    migrationTableName: table,
+    migrationLockTableName: `${table}_lock`,
   });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === "Error")?.migrationName;
     throw new Error(
-      `migration ${failed ?? "(setup)"} failed in schema ${schema}: ${error instanceof Error ? error.message : JSON.stringify(error)}`,
+      `migration ${failed ?? "(setup)"} failed in schema ${database.schema}: ${error instanceof Error ? error.message : JSON.stringify(error)}`,
       {
         cause: error,
       },

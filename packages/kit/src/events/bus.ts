@@ -57,7 +57,11 @@ export interface ConsumeOptions<D extends DescMessage> {
   handler: EventHandler<D>;
   /** @default 30000 */
   ackWaitMs?: number;
-  /** @default 20 */
+  /**
+   * Deliveries before JetStream gives up on a message. Unlimited by default: a handler
+   * failing through a long outage must not lose events; backoff is capped at 30 s.
+   * @default -1
+   */
   maxDeliver?: number;
 }
 
@@ -77,6 +81,7 @@ export class EventBus {
   private readonly running = new Set<{ messages: ConsumerMessages; done: Promise<void> }>();
   private inflight = 0;
   private idle: (() => void)[] = [];
+  private isConnected = true;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -88,7 +93,14 @@ export class EventBus {
   static async connect(opts: BusOptions): Promise<EventBus> {
     const nc = await connect({ servers: opts.url, name: opts.name, maxReconnectAttempts: -1 });
     const jsm = await nc.jetstreamManager();
-    return new EventBus(nc, nc.jetstream(), jsm, opts);
+    const bus = new EventBus(nc, nc.jetstream(), jsm, opts);
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") bus.isConnected = false;
+        if (s.type === "reconnect") bus.isConnected = true;
+      }
+    })();
+    return bus;
   }
 
   /** The prefixed form of a subject. */
@@ -146,7 +158,7 @@ export class EventBus {
       deliver_policy: DeliverPolicy.All,
       filter_subject: this.subject(o.subject),
       ack_wait: nanos(o.ackWaitMs ?? 30_000),
-      max_deliver: o.maxDeliver ?? 20,
+      max_deliver: o.maxDeliver ?? -1,
     };
     try {
       await this.jsm.consumers.info(stream, o.durable);
@@ -216,9 +228,9 @@ export class EventBus {
     if (!this.nc.isClosed()) await this.nc.drain();
   }
 
-  /** True while connected to NATS. */
+  /** True while connected to NATS (false while reconnecting after a disconnect). */
   get connected(): boolean {
-    return !this.nc.isClosed();
+    return this.isConnected && !this.nc.isClosed();
   }
 }
 

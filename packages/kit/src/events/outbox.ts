@@ -2,7 +2,10 @@
  * Transactional outbox: a service writes its events in the same transaction as the state
  * change, and a relay publishes them to JetStream with the row's event id as dedupe id.
  * A crash between commit and publish only delays the event; a crash after publish and
- * before the row is deleted republishes it, and JetStream drops the duplicate.
+ * before the row is deleted republishes it, and JetStream drops the duplicate when that
+ * happens within its 2-minute dedupe window. Delivery is therefore at least once (consumers
+ * use the inbox) and, across replicas, not ordered: order comes from the payloads (sizes,
+ * indexes), never from arrival.
  */
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { context, propagation } from "@opentelemetry/api";

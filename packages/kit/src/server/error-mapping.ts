@@ -27,7 +27,7 @@ const statuses: Record<Code, number> = {
   [Code.AlreadyExists]: 409,
   [Code.PermissionDenied]: 403,
   [Code.ResourceExhausted]: 429,
-  [Code.FailedPrecondition]: 412,
+  [Code.FailedPrecondition]: 400,
   [Code.Aborted]: 409,
   [Code.OutOfRange]: 400,
   [Code.Unimplemented]: 501,

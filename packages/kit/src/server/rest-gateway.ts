@@ -111,7 +111,8 @@ export class RestGateway {
         if (isServerFault(ce.code)) this.opts.logger.error({ err: ce.cause ?? e, method: route.method.name }, "internal error");
         span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
         span.setAttribute("http.response.status_code", httpStatus(ce.code));
-        sendError(res, ce);
+        const status = ce.cause instanceof PayloadTooLarge ? 413 : undefined;
+        sendError(res, ce, status);
       } finally {
         span.end();
       }
@@ -159,7 +160,7 @@ export async function readBody(req: NodeRequest, limit: number): Promise<Uint8Ar
 
 class PayloadTooLarge extends DomainError {
   constructor(size: number, limit: number) {
-    super("resource_exhausted", `request body of ${size}+ bytes exceeds the limit of ${limit} bytes`);
+    super("resource_exhausted", `request body of ${size}+ bytes exceeds the limit of ${limit} bytes`, { status: 413 });
   }
 }
 
@@ -183,7 +184,13 @@ function buildRequest(route: RestRoute, groups: string[], query: URLSearchParams
     }
   }
   route.pathFields.forEach((f, i) => {
-    json[f.jsonName] = scalarJson(f, decodeURIComponent(groups[i] ?? ""));
+    let value: string;
+    try {
+      value = decodeURIComponent(groups[i] ?? "");
+    } catch {
+      throw new InvalidArgumentError(`path variable {${f.name}} is not valid percent-encoding`);
+    }
+    json[f.jsonName] = scalarJson(f, value);
   });
   for (const key of new Set(query.keys())) {
     const f = m.input.fields.find((x) => x.name === key || x.jsonName === key);

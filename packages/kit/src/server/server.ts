@@ -143,11 +143,18 @@ export class Server {
     this.net = createNetServer((socket) => {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
+      // Until a protocol owns the socket, nobody else handles its errors: a reset here must
+      // not crash the process, and a connection that never speaks must not be held forever.
+      const onError = (): void => void socket.destroy();
+      socket.on("error", onError);
+      socket.setTimeout(10_000, () => socket.destroy());
       let head = Buffer.alloc(0);
       const onData = (chunk: Buffer): void => {
         head = Buffer.concat([head, chunk]);
         if (head.length < 3 && "PRI".startsWith(head.toString("latin1"))) return;
         socket.off("data", onData);
+        socket.off("error", onError);
+        socket.setTimeout(0);
         socket.pause();
         if (head.subarray(0, 3).toString("latin1") === "PRI") {
           // http2 reads straight from the socket's native handle, which would skip the bytes

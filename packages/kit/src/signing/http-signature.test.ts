@@ -62,3 +62,30 @@ describe("RFC 9421 request signatures", () => {
     expect(actorKeyFromSeed(actorKeySeed(key)).id).toBe(key.id);
   });
 });
+
+describe("RFC 9421 details", () => {
+  it("accepts the covered components in any order the signer lists them", async () => {
+    const { sign } = await import("node:crypto");
+    const key = generateActorKey();
+    const digest = contentDigest(body);
+    const created = Math.floor(Date.now() / 1000);
+    const params = `("content-digest" "@path" "@method");created=${created};nonce="reordered-1";keyid="${key.id}";alg="ed25519"`;
+    const base = [`"content-digest": ${digest}`, `"@path": /v1/x`, `"@method": POST`, `"@signature-params": ${params}`].join("\n");
+    const sig = sign(null, Buffer.from(base), key.privateKey).toString("base64");
+    const headers = { "content-digest": digest, "signature-input": `sig1=${params}`, signature: `sig1=:${sig}:` };
+    await expect(
+      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf(headers) }, { maxAgeS: 300, nonces: new MemoryNonceStore() }),
+    ).resolves.toBe(key.id);
+  });
+
+  it("refuses a non-canonical spelling of an actor id (one key, one actor)", async () => {
+    const key = generateActorKey();
+    const last = key.id.at(-1)!;
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const alias = key.id.slice(0, -1) + alphabet[alphabet.indexOf(last) ^ 1];
+    const h = signRequest({ key: { ...key, id: alias }, method: "POST", path: "/v1/x", body });
+    await expect(
+      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces: new MemoryNonceStore() }),
+    ).rejects.toThrow(/keyid is not an actor id/);
+  });
+});

@@ -45,13 +45,14 @@ export function signRequest(req: {
   return { "content-digest": digest, "signature-input": `sig1=${params}`, signature: `sig1=:${sig}:` };
 }
 
-function signatureBase(v: { method: string; path: string; digest: string }, params: string): string {
-  return [
-    `"@method": ${v.method.toUpperCase()}`,
-    `"@path": ${v.path}`,
-    `"content-digest": ${v.digest}`,
-    `"@signature-params": ${params}`,
-  ].join("\n");
+/** RFC 9421 §2.5 signature base: one line per covered component, in the order the signer listed them. */
+function signatureBase(
+  v: { method: string; path: string; digest: string },
+  params: string,
+  components: readonly string[] = REQUIRED_COMPONENTS,
+): string {
+  const value: Record<string, string> = { "@method": v.method.toUpperCase(), "@path": v.path, "content-digest": v.digest };
+  return [...components.map((c) => `"${c}": ${value[c]}`), `"@signature-params": ${params}`].join("\n");
 }
 
 export interface ParsedSignatureInput {
@@ -143,7 +144,7 @@ export async function verifyRequest(
   for (const c of REQUIRED_COMPONENTS) {
     if (!parsed.components.includes(c)) throw new UnauthenticatedError(`signature must cover ${c}`);
   }
-  if (parsed.components.length !== REQUIRED_COMPONENTS.length) {
+  if (parsed.components.length !== REQUIRED_COMPONENTS.length || new Set(parsed.components).size !== parsed.components.length) {
     throw new UnauthenticatedError(`signature must cover exactly ${REQUIRED_COMPONENTS.join(", ")}`);
   }
   if (parsed.alg !== "ed25519") throw new UnauthenticatedError(`unsupported signature alg ${parsed.alg}; use ed25519`);
@@ -161,7 +162,7 @@ export async function verifyRequest(
   } catch {
     throw new UnauthenticatedError("keyid is not an actor id (base64url Ed25519 public key)");
   }
-  const base = signatureBase({ method: req.method, path: req.path, digest: digestHeader.trim() }, parsed.params);
+  const base = signatureBase({ method: req.method, path: req.path, digest: digestHeader.trim() }, parsed.params, parsed.components);
   const sig = Buffer.from(sm[1], "base64");
   if (sig.length !== 64 || !verify(null, Buffer.from(base, "utf8"), publicKey, sig)) {
     throw new UnauthenticatedError(`signature does not verify for keyid ${parsed.keyid}`);

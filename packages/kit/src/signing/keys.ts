@@ -56,5 +56,9 @@ export function publicKeyOf(actorId: string): KeyObject {
       `actor id must be a base64url Ed25519 public key (43 chars), got ${JSON.stringify(actorId.slice(0, 64))}`,
     );
   }
-  return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: actorId }, format: "jwk" });
+  const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: actorId }, format: "jwk" });
+  // base64url's last character carries 2 spare bits: only the canonical spelling names the
+  // key, or one key could act as four different actors.
+  if (actorIdOf(key) !== actorId) throw new InvalidArgumentError("actor id is not the canonical base64url encoding of its key");
+  return key;
 }
