@@ -148,7 +148,8 @@ export async function startService<DB>(
         await step("outbox", () => outbox.stop());
         await step("nats", () => bus.close());
         await step("postgres", () => database.close());
-        if (opts.telemetry) await step("telemetry", opts.telemetry.shutdown);
+        const telemetry = opts.telemetry;
+        if (telemetry) await step("telemetry", () => telemetry.shutdown());
         logger.info({ drained: clean }, "stopped");
         return clean;
       })());

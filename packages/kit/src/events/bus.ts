@@ -15,6 +15,7 @@ import { sql, type Kysely, type Transaction } from "kysely";
 import {
   AckPolicy,
   DeliverPolicy,
+  Events,
   connect,
   headers as natsHeaders,
   nanos,
@@ -96,8 +97,8 @@ export class EventBus {
     const bus = new EventBus(nc, nc.jetstream(), jsm, opts);
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === "disconnect") bus.isConnected = false;
-        if (s.type === "reconnect") bus.isConnected = true;
+        if (s.type === Events.Disconnect) bus.isConnected = false;
+        if (s.type === Events.Reconnect) bus.isConnected = true;
       }
     })();
     return bus;
