@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-unit test-ts helm-check demo clean
+        test test-ts test-py bench-train helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ node_modules/.deps-stamp: package.json package-lock.json $(wildcard packages/*/p
 
 deps: node_modules/.deps-stamp ## Install npm dependencies (npm ci) when the lockfile changed
 
-services: ## Start Postgres and NATS JetStream on localhost if they are not running
+services: deps ## Start Postgres and NATS JetStream on localhost if they are not running
 	@bash infra/local/services.sh
 
 generate: deps ## Generate TypeScript from proto/ (buf + protoc-gen-es, all from npm)
@@ -45,14 +45,22 @@ format: deps ## Apply Prettier and ESLint fixes
 	npx eslint . --fix
 
 helm-check: deps ## helm lint + template against golden files
-	@if [ -f infra/helm/check.sh ]; then bash infra/helm/check.sh; fi
+	bash infra/helm/check.sh
 
 test-ts: services build ## jest: unit and integration tests (real Postgres, NATS, in-process S3)
 	@mkdir -p .turbo
 	@rm -f .turbo/jest-results.json
 	$(JEST) --json --outputFile=.turbo/jest-results.json
 
-test: deps services generate build lint buf-breaking typecheck helm-check test-ts ## Everything CI runs
+test-py: ## trainer tests (Python + PyTorch from Debian; installs them when missing)
+	@rm -f .turbo/pytest-results.xml; mkdir -p .turbo
+	$(MAKE) -C services/trainer deps
+	PYTEST_ADDOPTS="--junitxml=$(CURDIR)/.turbo/pytest-results.xml" $(MAKE) -C services/trainer test
+
+bench-train: ## DiLoCoX vs DiLoCo vs AllReduce over shaped links (BENCH_QUICK=1 for a short run)
+	$(MAKE) -C services/trainer deps bench
+
+test: deps services generate build lint buf-breaking typecheck helm-check test-ts test-py ## Everything CI runs
 	@node tools/ci/summary.mjs
 
 demo: deps services build ## The whole story on one machine

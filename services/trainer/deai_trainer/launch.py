@@ -1,0 +1,110 @@
+"""Start one job's workers as local processes (tests, the benchmark, laptops).
+
+Each group may be wrapped in a command prefix (e.g. `ip netns exec <ns>`) and given its
+own environment (e.g. GLOO_SOCKET_IFNAME). Returns every worker's parsed JSON lines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PYTHON = "/usr/bin/python3"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class GroupSpec:
+    prefix: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    returncodes: list[int]
+    events: list[list[dict[str, Any]]]  # per rank
+    stderr: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return all(rc == 0 for rc in self.returncodes)
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [e for evs in self.events for e in evs if e.get("event") == event]
+
+
+def run_job(config: dict[str, Any], groups: int, stages: int, *, master_addr: str = "127.0.0.1",
+            port: int | None = None, group_specs: list[GroupSpec] | None = None,
+            extra_env: dict[str, str] | None = None, timeout_s: float = 600.0) -> JobResult:
+    port = port or free_port()
+    specs = group_specs or [GroupSpec() for _ in range(groups)]
+    with tempfile.TemporaryDirectory(prefix="deai-job-") as tmp:
+        cfg_path = Path(tmp) / "job.json"
+        cfg_path.write_text(json.dumps(config))
+        procs, outs, errs = [], [], []
+        for g in range(groups):
+            for s in range(stages):
+                rank = g * stages + s
+                env = {**os.environ, "MASTER_ADDR": master_addr, "MASTER_PORT": str(port),
+                       "WORLD_SIZE": str(groups * stages), "RANK": str(rank), "DEAI_GROUP": str(g),
+                       "DEAI_STAGE": str(s), "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1",
+                       **(extra_env or {}), **specs[g].env}
+                out = open(Path(tmp) / f"rank{rank}.out", "w+")
+                err = open(Path(tmp) / f"rank{rank}.err", "w+")
+                cmd = [*specs[g].prefix, PYTHON, "-m", "deai_trainer.worker", "--config", str(cfg_path)]
+                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=str(PACKAGE_ROOT)))
+                outs.append(out)
+                errs.append(err)
+        deadline = time.monotonic() + timeout_s
+        codes = []
+        try:
+            for p in procs:
+                codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            codes = [p.wait() for p in procs]
+            codes = [c if c != 0 else -9 for c in codes]
+        events, stderr = [], []
+        for out, err in zip(outs, errs):
+            out.seek(0)
+            err.seek(0)
+            evs = []
+            for line in out:
+                line = line.strip()
+                if line.startswith("{"):
+                    try:
+                        evs.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+            events.append(evs)
+            stderr.append(err.read())
+            out.close()
+            err.close()
+        return JobResult(codes, events, stderr)
+
+
+if __name__ == "__main__":  # tiny manual driver: python -m deai_trainer.launch job.json groups stages
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    res = run_job(cfg, int(sys.argv[2]), int(sys.argv[3]))
+    for evs in res.events:
+        for e in evs:
+            print(json.dumps(e))
+    for i, e in enumerate(res.stderr):
+        if e.strip():
+            print(f"--- rank {i} stderr ---\n{e}", file=sys.stderr)
+    sys.exit(0 if res.ok else 1)

@@ -1,0 +1,124 @@
+import math
+
+import pytest
+import torch
+
+from deai_trainer.compression import (
+    CompressionConfig, ErrorFeedbackCompressor, dequantize_dense, dequantize_rows, quantize_dense,
+    quantize_rows, spectral_rank,
+)
+
+
+def test_int8_rows_error_bound():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 300, generator=g) * torch.logspace(-3, 2, 7)[:, None]
+    q, s = quantize_rows(x)
+    assert q.dtype == torch.int8
+    err = (dequantize_rows(q, s) - x).abs()
+    bound = x.abs().amax(dim=1, keepdim=True) / 254 + 1e-7
+    assert bool((err <= bound).all())
+
+
+def test_int8_dense_blocks_error_bound_and_zero_block():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1000, generator=g)
+    x[256:512] = 0.0
+    q, s = quantize_dense(x, 256)
+    assert q.numel() == 1000 and s.numel() == 4
+    y = dequantize_dense(q, s, x.shape, 256)
+    assert torch.equal(y[256:512], torch.zeros(256))
+    for b in range(4):
+        blk = slice(b * 256, min(1000, (b + 1) * 256))
+        assert float((y[blk] - x[blk]).abs().max()) <= float(x[blk].abs().max()) / 254 + 1e-7
+
+
+def test_spectral_rank_choice_and_clamps():
+    s = torch.tensor([10.0, 5.0, 1.0, 0.5, 0.1])
+    e = s ** 2 / (s ** 2).sum()  # energies: .7921 .198 .0079 ...
+    assert float(e[0]) < 0.8 < float(e[:2].sum())
+    assert spectral_rank(s, 0.5, 1, 5) == 1
+    assert spectral_rank(s, 0.8, 1, 5) == 2
+    assert spectral_rank(s, 0.999, 1, 5) == 4
+    assert spectral_rank(s, 0.8, 3, 5) == 3      # min clamp
+    assert spectral_rank(s, 0.9999, 1, 2) == 2   # max clamp
+    assert spectral_rank(torch.zeros(4), 0.9, 2, 4) == 2
+
+
+def _low_rank_matrix(m, n, r, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(m, r, generator=g) @ torch.randn(r, n, generator=g)
+
+
+def test_low_rank_round_trip_error_bound():
+    """Relative error <= sqrt(1 - energy) (truncation) + int8 error of the factors."""
+    g = torch.Generator().manual_seed(2)
+    x = _low_rank_matrix(96, 64, 6, 3) + 0.05 * torch.randn(96, 64, generator=g)
+    cfg = CompressionConfig(energy=0.95, min_rank=1, max_rank=64)
+    c = ErrorFeedbackCompressor([x.shape], cfg)
+    ranks = c.propose_ranks([x], rank_cap=64)
+    assert 1 <= ranks[0] <= 8  # an effective rank-6 matrix
+    payload, own = c.encode(ranks)
+    rel = float((own[0] - x).norm() / x.norm())
+    assert rel <= math.sqrt(1 - 0.95) + 0.02
+    assert payload.numel() < x.numel() * 4 / 10  # at least 10x smaller than fp32
+    # Another replica decodes the same bytes to the same tensor.
+    other = ErrorFeedbackCompressor([x.shape], cfg)
+    assert torch.equal(other.decode(payload, ranks)[0], own[0])
+
+
+def test_dense_chosen_when_cheaper_and_1d_never_low_rank():
+    cfg = CompressionConfig(energy=0.999, min_rank=1, max_rank=64)
+    g = torch.Generator().manual_seed(4)
+    full = torch.randn(8, 8, generator=g)
+    bias = torch.randn(33, generator=g)
+    c = ErrorFeedbackCompressor([full.shape, bias.shape], cfg)
+    ranks = c.propose_ranks([full, bias], rank_cap=64)
+    assert ranks == [8, 0]
+    payload, own = c.encode(ranks)
+    assert payload.numel() == c.payload_nbytes(ranks) == 64 + 4 * 1 + 33 + 4 * 1
+    assert float((own[1] - bias).abs().max()) <= float(bias.abs().max()) / 254 + 1e-7
+
+
+def test_error_feedback_residual_invariant():
+    """After T rounds: sum(transmitted) + residual == sum(deltas) (nothing is lost)."""
+    shapes = [torch.Size([40, 30]), torch.Size([30])]
+    cfg = CompressionConfig(energy=0.5, min_rank=1, max_rank=2)  # very lossy on purpose
+    c = ErrorFeedbackCompressor(shapes, cfg)
+    g = torch.Generator().manual_seed(5)
+    sent = [torch.zeros(s) for s in shapes]
+    produced = [torch.zeros(s) for s in shapes]
+    for _ in range(12):
+        deltas = [torch.randn(s, generator=g) for s in shapes]
+        ranks = c.propose_ranks(deltas, rank_cap=2)
+        _, own = c.encode(ranks)
+        for acc, d in zip(produced, deltas):
+            acc += d
+        for acc, o in zip(sent, own):
+            acc += o
+        for s_, e, p in zip(sent, c.residual, produced):
+            assert torch.allclose(s_ + e, p, atol=1e-4)
+    # and the residual stays bounded (compression keeps up): no blow-up over rounds
+    assert float(c.residual[0].norm()) < 5 * float(produced[0].norm() / 12 * 12 ** 0.5) + 50
+
+
+def test_error_feedback_transmits_a_constant_signal_eventually():
+    """A fixed direction lost to truncation in one round is sent in later rounds."""
+    x = _low_rank_matrix(50, 40, 4, 6)
+    cfg = CompressionConfig(energy=0.3, min_rank=1, max_rank=1)
+    c = ErrorFeedbackCompressor([x.shape], cfg)
+    total = torch.zeros_like(x)
+    T = 40
+    for _ in range(T):
+        ranks = c.propose_ranks([x], rank_cap=1)
+        _, own = c.encode(ranks)
+        total += own[0]
+    # the average transmitted update converges to x; without feedback it would stay rank-1
+    assert float((total / T - x).norm() / x.norm()) < 0.15
+
+
+def test_decode_rejects_wrong_layout():
+    c = ErrorFeedbackCompressor([torch.Size([20, 20])], CompressionConfig(max_rank=4))
+    c.propose_ranks([torch.randn(20, 20)], 4)
+    payload, _ = c.encode([3])
+    with pytest.raises(ValueError):
+        c.decode(payload, [4])
