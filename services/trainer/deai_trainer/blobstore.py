@@ -76,7 +76,7 @@ class HttpRangeStore:
             return resp.read()
 
     def put(self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
-        raise NotImplementedError("HttpRangeStore is read-only; configure S3 credentials to write")
+        raise PermissionError("HttpRangeStore is read-only (anonymous range GETs); configure S3 credentials to write checkpoints")
 
 
 class S3Store:

@@ -131,7 +131,7 @@ def parse_job(doc: Mapping[str, Any]) -> JobConfig:
                              energy=float(_get(c, "energy", 0.8)), min_rank=int(_get(c, "minRank", 1)),
                              max_rank=int(_get(c, "maxRank", 32)), block=int(_get(c, "block", 256)))
     adaptive = AdaptiveConfig(enabled=bool(_get(a, "enabled", True)), h_min=int(_get(a, "hMin", h)),
-                              h_max=int(_get(a, "hMax", 8 * h)), hidden_fraction=float(_get(a, "hiddenFraction", 0.5)),
+                              h_max=int(_get(a, "hMax", 8 * h)), hidden_fraction=float(_get(a, "hiddenFraction", 0.8)),
                               min_rank=comp.min_rank, max_rank=comp.max_rank)
     start = str(_get(dl, "delayedStart", "speculative"))
     if start not in START_MODES:

@@ -18,7 +18,7 @@ class AdaptiveConfig:
     enabled: bool = True
     h_min: int = 30
     h_max: int = 400
-    hidden_fraction: float = 0.5
+    hidden_fraction: float = 0.8
     min_rank: int = 1
     max_rank: int = 32
 

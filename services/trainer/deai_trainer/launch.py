@@ -79,6 +79,12 @@ def run_job(config: dict[str, Any], groups: int, stages: int, *, master_addr: st
                     p.kill()
             codes = [p.wait() for p in procs]
             codes = [c if c != 0 else -9 for c in codes]
+        except BaseException:  # interrupted: never leave workers behind
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            raise
         events, stderr = [], []
         for out, err in zip(outs, errs):
             out.seek(0)

@@ -122,3 +122,14 @@ def test_decode_rejects_wrong_layout():
     payload, _ = c.encode([3])
     with pytest.raises(ValueError):
         c.decode(payload, [4])
+
+
+def test_randomized_svd_recovers_leading_spectrum_reproducibly():
+    from deai_trainer.compression import randomized_svd
+    a = _low_rank_matrix(120, 80, 5, 9) + 1e-3 * torch.randn(120, 80, generator=torch.Generator().manual_seed(1))
+    exact = torch.linalg.svdvals(a)
+    u, s, vh = randomized_svd(a, 12, torch.Generator().manual_seed(3))
+    assert u.shape == (120, 12) and vh.shape == (12, 80)
+    assert torch.allclose(s[:5], exact[:5], rtol=1e-3)
+    u2, s2, vh2 = randomized_svd(a, 12, torch.Generator().manual_seed(3))
+    assert torch.equal(s, s2) and torch.equal(u, u2)
