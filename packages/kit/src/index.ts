@@ -8,6 +8,7 @@ export * from "./db/database.js";
 export * from "./events/bus.js";
 export * from "./events/outbox.js";
 export * from "./blobs/blob-store.js";
+export * from "./client.js";
 export * from "./server/auth.js";
 export * from "./server/error-mapping.js";
 export * from "./server/http-rules.js";

@@ -138,3 +138,19 @@ it("puts trace_id and span_id on log lines written inside a span", () => {
   expect(inside).toMatchObject({ msg: "inside", trace_id: span.spanContext().traceId, span_id: span.spanContext().spanId });
   expect(outside?.trace_id).toBeUndefined();
 });
+
+it("a kit service client signs calls and carries the caller's trace to the server", async () => {
+  const { serviceClient, generateActorKey } = await import("@deai/kit");
+  const { SystemService } = await import("@deai/contracts/deai/system/v1/system_pb");
+  const key = generateActorKey();
+  const client = serviceClient(SystemService, { baseUrl: `http://127.0.0.1:${svc.port}`, key });
+  const caller = tracer().startSpan("caller");
+  const res = await context.with(trace.setSpan(context.active(), caller), () => client.whoAmI({ note: "s2s" }));
+  caller.end();
+  expect(res).toMatchObject({ actor: key.id, note: "s2s" });
+  const server = spansOf(caller.spanContext().traceId).find((s) => s.name === "deai.system.v1.SystemService/WhoAmI");
+  expect(server && parentOf(server)).toBe(caller.spanContext().spanId);
+  // Unsigned, the same call is refused.
+  const anonymous = serviceClient(SystemService, { baseUrl: `http://127.0.0.1:${svc.port}` });
+  await expect(anonymous.whoAmI({ note: "x" })).rejects.toThrow(/not signed/);
+});
