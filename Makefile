@@ -5,13 +5,15 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py bench-train helm-check demo clean
+        test test-ts test-py bench-encode bench-train helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 node_modules/.deps-stamp: package.json package-lock.json $(wildcard packages/*/package.json services/*/package.json tools/*/package.json)
 	npm ci --no-audit --no-fund
+	@node -e 'require("@ronomon/reed-solomon").create(2, 1)' 2>/dev/null || { \
+	  echo "deps: the native Reed-Solomon addon did not build (npm must run its install script: package.json allowScripts; needs python3, make, g++)" >&2; exit 1; }
 	@touch $@
 
 deps: node_modules/.deps-stamp ## Install npm dependencies (npm ci) when the lockfile changed
@@ -56,6 +58,9 @@ test-py: ## trainer tests (Python + PyTorch from Debian; installs them when miss
 	@rm -f .turbo/pytest-results.xml; mkdir -p .turbo
 	$(MAKE) -C services/trainer deps
 	PYTEST_ADDOPTS="--junitxml=$(CURDIR)/.turbo/pytest-results.xml" $(MAKE) -C services/trainer test
+
+bench-encode: build ## Ingestion encode throughput vs SHA-256 (part of the coming bench-ingest)
+	node services/ingestion/dist/bench/encode-throughput.js
 
 bench-train: ## DiLoCoX vs DiLoCo vs AllReduce over shaped links (BENCH_QUICK=1 for a short run)
 	$(MAKE) -C services/trainer deps bench

@@ -116,3 +116,4 @@ export {
   type Tile,
   type TilePath,
 } from "./tiles.js";
+export * from "./dataset-layout.js";
