@@ -16,6 +16,14 @@ export const configSchema = {
   /** Default and cap of Append's wait_for_integration. */
   LEDGER_APPEND_WAIT_MS: env.int({ default: 10_000, min: 0 }),
   LEDGER_APPEND_WAIT_MAX_MS: env.int({ default: 60_000, min: 0 }),
+  /**
+   * Witnesses whose cosignatures the log accepts: comma-separated C2SP verifier keys of type
+   * 0x04 (`name+hexID+base64(0x04 ‖ Ed25519 public key)`). Each witness signs its AddCosignature
+   * requests with the actor key of the same Ed25519 key.
+   */
+  LEDGER_WITNESS_KEYS: env.string({ default: "" }),
+  /** Distinct witness cosignatures a checkpoint needs before it is served (0 = publish log-signed checkpoints at once). */
+  LEDGER_WITNESS_QUORUM: env.int({ default: 0, min: 0 }),
   /** Path prefix of the tlog-tiles endpoints ("" serves /checkpoint and /tile/...). */
   LEDGER_TILES_PREFIX: env.string({ default: "" }),
 } as const;

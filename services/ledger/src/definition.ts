@@ -2,6 +2,7 @@ import { actorKeyFromSeed, ConfigError, type ServiceDefinition } from "@deai/kit
 import { base64Decode, ed25519Verifier, parseSignerKey, ED25519_TYPE, type NoteSigner, type NoteVerifier } from "@deai/proofs";
 
 import { AppendBatcher } from "./app/append-batcher.js";
+import { Cosignatures, parseWitnessKeys } from "./app/cosignatures.js";
 import { Integrator } from "./app/integrator.js";
 import { Ledger } from "./app/ledger.js";
 import type { LedgerConfig } from "./config.js";
@@ -45,6 +46,7 @@ export function logVerifier(config: Pick<LedgerConfig, "LEDGER_SIGNING_KEY" | "L
  */
 export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<LedgerDb> {
   const signer = logSigner(config);
+  const witnesses = parseWitnessKeys(config.LEDGER_WITNESS_KEYS);
   return {
     name: "ledger",
     version: "0.2.0",
@@ -63,18 +65,20 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         intervalMs: config.LEDGER_CHECKPOINT_INTERVAL_MS,
       });
       const batcher = new AppendBatcher(db);
+      const cosignatures = new Cosignatures({ db, witnesses, quorum: config.LEDGER_WITNESS_QUORUM });
       const ledger = new Ledger({
         db,
         origin: config.LEDGER_ORIGIN,
         batcher,
         integrator,
+        cosignatures,
         waitDefaultMs: config.LEDGER_APPEND_WAIT_MS,
         waitMaxMs: config.LEDGER_APPEND_WAIT_MAX_MS,
       });
       integrator.start();
       return {
         bindings: [ledgerService(ledger)],
-        http: tilesHandler(db, config.LEDGER_TILES_PREFIX),
+        http: tilesHandler(db, config.LEDGER_TILES_PREFIX, cosignatures),
         stop: async () => {
           await batcher.drain();
           await integrator.stop();

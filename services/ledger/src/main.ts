@@ -1,9 +1,10 @@
 // The only module with side effects: config → telemetry → deps → server → shutdown, plus the
-// `keygen` and `fsck` commands (`migrate` is the kit's).
+// `keygen`, `fsck`, `witness-keygen` and `witness` commands (`migrate` is the kit's).
 import { openDatabase, runMain, schemaOf } from "@deai/kit";
-import { generateNoteKey, parseVerifierKey } from "@deai/proofs";
+import { COSIGNATURE_V1_TYPE, generateNoteKey, parseVerifierKey } from "@deai/proofs";
 
 import { fsck } from "./app/fsck.js";
+import { runWitness, witnessKeys } from "./app/witness.js";
 import { loadLedgerConfig } from "./config.js";
 import { ledgerDefinition, logVerifier } from "./definition.js";
 import type { LedgerDb } from "./store/tables.js";
@@ -17,6 +18,16 @@ if (command === "keygen") {
   process.stdout.write(
     `LEDGER_ORIGIN=${origin}\nLEDGER_SIGNING_KEY=${signerKey}\n# verifier key (publish it; clients pin it):\n${verifierKey}\n`,
   );
+} else if (command === "witness-keygen") {
+  if (arg === undefined) throw new Error("usage: main.js witness-keygen <witness name>");
+  const { signerKey, verifierKey } = generateNoteKey(arg, { type: COSIGNATURE_V1_TYPE });
+  process.stdout.write(
+    `WITNESS_KEY=${signerKey}\n# verifier key (add it to the log's LEDGER_WITNESS_KEYS):\n${verifierKey}\n# actor id (signs AddCosignature): ${witnessKeys(signerKey).actor.id}\n`,
+  );
+} else if (command === "witness") {
+  const stop = new AbortController();
+  for (const s of ["SIGTERM", "SIGINT"] as const) process.once(s, () => stop.abort());
+  process.exitCode = await runWitness(process.argv.slice(3), stop.signal);
 } else if (command === "fsck") {
   const config = loadLedgerConfig();
   // The verifier comes from `fsck <verifier key>` or is derived from the signing key.

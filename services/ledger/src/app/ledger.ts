@@ -2,7 +2,7 @@
 import type { Kysely } from "kysely";
 
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
-import { formatTlogProof, parseCheckpoint, parseNote, type NoteSignature } from "@deai/proofs";
+import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseNote, type NoteSignature } from "@deai/proofs";
 
 import { envelopeFromLeaf, verifyEnvelope, type Envelope } from "../domain/envelope.js";
 import { digestFromKey, digestKey, parseDigest, type Digest } from "../domain/digest.js";
@@ -19,6 +19,7 @@ import {
 import type { LedgerDb } from "../store/tables.js";
 import { checkpointAt, latestCheckpoint, type CheckpointRow } from "../store/tree.js";
 import type { AppendBatcher } from "./append-batcher.js";
+import type { Cosignatures } from "./cosignatures.js";
 import type { Integrator } from "./integrator.js";
 import { consistencyProofOf, inclusionProofs } from "./tree-reader.js";
 
@@ -38,7 +39,7 @@ export interface CheckpointView {
   readonly origin: string;
   readonly size: number;
   readonly rootHash: Uint8Array;
-  readonly signatures: readonly (NoteSignature & { readonly witness: boolean })[];
+  readonly signatures: readonly (NoteSignature & { readonly witness: boolean; readonly cosignedAt?: Date })[];
   readonly publishedAt: Date;
 }
 
@@ -67,6 +68,8 @@ export interface LedgerOptions {
   readonly origin: string;
   readonly batcher: AppendBatcher;
   readonly integrator: Integrator;
+  /** Witness cosignatures and the quorum that decides which checkpoint is published. */
+  readonly cosignatures: Cosignatures;
   /** Default and cap of Append's wait for integration. */
   readonly waitDefaultMs: number;
   readonly waitMaxMs: number;
@@ -95,7 +98,15 @@ export class Ledger {
   async append(
     envelope: Envelope | undefined,
     opts: { wait: boolean; waitMs?: number },
-  ): Promise<{ index: number; leafHash: Uint8Array; duplicate: boolean; integrated: boolean; receipt?: ReceiptView }> {
+  ): Promise<{
+    index: number;
+    leafHash: Uint8Array;
+    duplicate: boolean;
+    integrated: boolean;
+    receipt?: ReceiptView;
+    witnessCosignatures?: number;
+    witnessQuorum: number;
+  }> {
     const v = verifyEnvelope(envelope);
     const { index, duplicate } = await this.o.batcher.submit({
       leafHash: v.leafHash,
@@ -105,18 +116,30 @@ export class Ledger {
       subjects: v.statement.subjects.map(digestKey),
       materials: v.statement.materials.map(digestKey),
     });
-    const base = { index, leafHash: v.leafHash, duplicate };
+    const base = { index, leafHash: v.leafHash, duplicate, witnessQuorum: this.o.cosignatures.quorum };
     if (!opts.wait) {
+      // A fresh entry was committed just now, after every checkpoint seen when its batch
+      // committed: it is not integrated yet, and saying so spares a query per append (the
+      // hot path). Only a duplicate may already be covered.
+      if (!duplicate) return { ...base, integrated: false };
       const cp = await latestCheckpoint(this.o.db);
       return { ...base, integrated: cp !== undefined && cp.tree_size > index };
     }
     this.o.integrator.requestSoon();
     const waitMs = Math.min(opts.waitMs ?? this.o.waitDefaultMs, this.o.waitMaxMs);
+    const deadline = Date.now() + waitMs;
     if (!(await this.o.integrator.waitForSize(index + 1, waitMs))) return { ...base, integrated: false };
-    const cp = await latestCheckpoint(this.o.db);
-    if (cp === undefined || cp.tree_size <= index) return { ...base, integrated: false };
-    const [receipt] = await this.receipts([{ index, leafHash: v.leafHash }], cp);
-    return { ...base, integrated: true, receipt: receipt! };
+    // With a witness quorum, wait (within the same deadline) for a published checkpoint; past
+    // it, the receipt is against the log-signed checkpoint and says how many cosignatures it has.
+    const published =
+      this.o.cosignatures.quorum > 0
+        ? await this.o.cosignatures.waitForPublished(index + 1, Math.max(0, deadline - Date.now()))
+        : undefined;
+    const latest = await latestCheckpoint(this.o.db);
+    const cp = published ?? (latest && (await this.o.cosignatures.attach(latest)));
+    if (cp === undefined || cp.row.tree_size <= index) return { ...base, integrated: false };
+    const [receipt] = await this.receipts([{ index, leafHash: v.leafHash }], cp.row);
+    return { ...base, integrated: true, receipt: receipt!, witnessCosignatures: cp.cosignatures };
   }
 
   async getEntry(key: { index: bigint } | { leafHash: Uint8Array } | undefined, includeReceipt: boolean): Promise<EntryView> {
@@ -129,7 +152,7 @@ export class Ledger {
       if ("index" in key) throw new NotFoundError(`no entry at index ${key.index}: the log has ${await sequencedCount(this.o.db)} entries`);
       throw new NotFoundError("no entry with that leaf hash");
     }
-    const cp = await latestCheckpoint(this.o.db);
+    const cp = (await this.o.cosignatures.published())?.row;
     const [view] = await this.views([row], cp, includeReceipt);
     return view!;
   }
@@ -152,7 +175,8 @@ export class Ledger {
     }
     if (index >= size) throw new InvalidArgumentError(`leaf index ${index} is not in the tree of size ${size}`);
     const [proof] = await inclusionProofs(this.o.db, [index], size);
-    const cp = size === latest.tree_size ? latest : await checkpointAt(this.o.db, size);
+    const signed = size === latest.tree_size ? latest : await checkpointAt(this.o.db, size);
+    const cp = signed && (await this.o.cosignatures.attach(signed)).row;
     return { leafIndex: index, treeSize: size, proof: proof!, ...(cp ? { checkpoint: this.checkpointView(cp) } : {}) };
   }
 
@@ -166,15 +190,26 @@ export class Ledger {
     return { first: a, second: b, proof: await consistencyProofOf(this.o.db, a, b) };
   }
 
+  /** The published checkpoint (with the witness quorum, when one is required) and its cosignatures. */
   async latestCheckpoint(): Promise<CheckpointView> {
-    return this.checkpointView(await this.requireLatest());
+    return this.checkpointView((await this.o.cosignatures.requirePublished()).row);
+  }
+
+  /** Records a witness cosignature (the caller must be a configured witness). */
+  async addCosignature(actor: string, req: { treeSize: bigint; rootHash: Uint8Array; signatureLine: string }): Promise<CheckpointView> {
+    const cp = await this.o.cosignatures.add(actor, {
+      treeSize: requireIndex(req.treeSize, "tree_size"),
+      rootHash: req.rootHash,
+      signatureLine: req.signatureLine,
+    });
+    return this.checkpointView(cp.row);
   }
 
   async publishCheckpoint(): Promise<{ checkpoint: CheckpointView; published: boolean }> {
     if (!this.o.integrator.canSign)
       throw new FailedPreconditionError("this replica has no log signing key (LEDGER_SIGNING_KEY); it cannot publish checkpoints");
     const r = await this.o.integrator.publishNow();
-    return { checkpoint: this.checkpointView(r.checkpoint), published: r.published };
+    return { checkpoint: this.checkpointView((await this.o.cosignatures.attach(r.checkpoint)).row), published: r.published };
   }
 
   async searchBySubject(q: {
@@ -199,7 +234,7 @@ export class Ledger {
     });
     const page = idxs.slice(0, limit);
     const rows = (await entriesByIndexes(this.o.db, page)).sort((a, b) => b.idx - a.idx);
-    const cp = await latestCheckpoint(this.o.db);
+    const cp = (await this.o.cosignatures.published())?.row;
     const entries = await this.views(rows, cp, q.includeReceipts);
     return { entries, nextPageToken: idxs.length > limit ? String(page[page.length - 1]) : "" };
   }
@@ -211,7 +246,7 @@ export class Ledger {
     maxDepth: number;
   }): Promise<{ root: Digest; hops: LineageHopView[]; truncated: boolean; checkpoint: CheckpointView }> {
     const root = parseDigest(q.algorithm, q.hex, "digest");
-    const cp = await this.requireLatest();
+    const cp = (await this.o.cosignatures.requirePublished()).row;
     const depth = Math.min(q.maxDepth === 0 ? DEFAULT_DEPTH : q.maxDepth, MAX_DEPTH);
     const rows = new Map<number, EntryRow>();
     // Only integrated entries count, so every hop has a receipt against `cp`.
@@ -244,7 +279,11 @@ export class Ledger {
       origin: c.origin,
       size: c.size,
       rootHash: c.rootHash,
-      signatures: note.signatures.map((s) => ({ ...s, witness: s.name !== c.origin })),
+      signatures: note.signatures.map((s) => {
+        const witness = s.name !== c.origin;
+        const cosignedAt = witness && s.signature.length === 72 ? new Date(cosignatureTimestamp(s.signature) * 1000) : undefined;
+        return { ...s, witness, ...(cosignedAt ? { cosignedAt } : {}) };
+      }),
       publishedAt: row.published_at,
     };
   }

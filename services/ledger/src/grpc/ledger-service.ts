@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, type Duration } from "@bufbuild/protobuf/wkt";
 
-import { bind, type ServiceBinding } from "@deai/kit";
+import { bind, requireActor, type ServiceBinding } from "@deai/kit";
 import { DigestSchema, DsseEnvelopeSchema } from "@deai/contracts/deai/common/v1/common_pb";
 import {
   CheckpointSchema,
@@ -49,6 +49,7 @@ function checkpointMsg(c: CheckpointView): Checkpoint {
         keyHash: new Uint8Array([s.keyId >>> 24, (s.keyId >>> 16) & 0xff, (s.keyId >>> 8) & 0xff, s.keyId & 0xff]),
         signature: s.signature,
         witness: s.witness,
+        ...(s.cosignedAt ? { cosignedAt: timestampFromDate(s.cosignedAt) } : {}),
       }),
     ),
     publishedAt: timestampFromDate(c.publishedAt),
@@ -96,6 +97,8 @@ export function ledgerService(ledger: Ledger): ServiceBinding {
         duplicate: r.duplicate,
         integrated: r.integrated,
         ...(r.receipt ? { receipt: receiptMsg(r.receipt) } : {}),
+        witnessCosignatures: r.witnessCosignatures ?? 0,
+        witnessQuorum: r.witnessQuorum,
       };
     },
     async getEntry(req) {
@@ -124,6 +127,9 @@ export function ledgerService(ledger: Ledger): ServiceBinding {
     async publishCheckpoint() {
       const r = await ledger.publishCheckpoint();
       return { checkpoint: checkpointMsg(r.checkpoint), published: r.published };
+    },
+    async addCosignature(req, ctx) {
+      return { checkpoint: checkpointMsg(await ledger.addCosignature(requireActor(ctx), req)) };
     },
     async searchBySubject(req) {
       const r = await ledger.searchBySubject({

@@ -8,7 +8,7 @@ import { encodeEntryBundle, HASH_SIZE, parseTilePath, ProofError, TILE_WIDTH, ti
 
 import { leavesFrom } from "../store/entries.js";
 import type { LedgerDb } from "../store/tables.js";
-import { latestCheckpoint, readTiles } from "../store/tree.js";
+import { latestCheckpoint, readTiles, type CheckpointRow } from "../store/tree.js";
 
 const IMMUTABLE = "public, max-age=31536000, immutable";
 // A partial tile at a given width never changes either, but it is superseded as the tree grows.
@@ -25,22 +25,32 @@ function notFound(res: NodeResponse, why: string, head: boolean): void {
   send(res, 404, why + "\n", { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" }, head);
 }
 
-/** The tlog-tiles handler for the kit's App.http hook; `prefix` is "" or "/something". */
-export function tilesHandler(db: Kysely<LedgerDb>, prefix: string): (req: NodeRequest, res: NodeResponse) => Promise<boolean> {
+/**
+ * The tlog-tiles handler for the kit's App.http hook; `prefix` is "" or "/something".
+ * `/checkpoint` is the published checkpoint (with the witness quorum, when one is required);
+ * `/log-checkpoint` is the newest one the log signed, which witnesses follow and cosign.
+ */
+export function tilesHandler(
+  db: Kysely<LedgerDb>,
+  prefix: string,
+  published: { published(): Promise<{ row: CheckpointRow } | undefined> },
+): (req: NodeRequest, res: NodeResponse) => Promise<boolean> {
   return async (req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     if (!path.startsWith(prefix + "/")) return false;
     const rest = path.slice(prefix.length + 1);
-    if (rest !== "checkpoint" && !rest.startsWith("tile/")) return false;
+    if (rest !== "checkpoint" && rest !== "log-checkpoint" && !rest.startsWith("tile/")) return false;
     const head = req.method === "HEAD";
     if (req.method !== "GET" && !head) {
       send(res, 405, "method not allowed\n", { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }, false);
       return true;
     }
     const cp = await latestCheckpoint(db);
-    if (rest === "checkpoint") {
-      if (!cp) notFound(res, "no checkpoint yet", head);
-      else send(res, 200, cp.note, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" }, head);
+    if (rest === "checkpoint" || rest === "log-checkpoint") {
+      const served = rest === "checkpoint" ? (await published.published())?.row : cp;
+      if (!served)
+        notFound(res, rest === "checkpoint" && cp ? "no checkpoint has reached the witness quorum yet" : "no checkpoint yet", head);
+      else send(res, 200, served.note, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" }, head);
       return true;
     }
     let tp: TilePath;

@@ -2,6 +2,8 @@ import { sql, type Kysely } from "kysely";
 
 import type { ForwardMigration } from "@deai/kit";
 
+import { cosignaturesMigration } from "./cosignatures.js";
+
 /**
  * Forward-only migrations of the ledger schema, applied in name order after the kit's own.
  *
@@ -12,6 +14,7 @@ import type { ForwardMigration } from "@deai/kit";
  *   so far (a partial tile grows until it holds 256): proofs read O(log n) rows at any size.
  * - `tree_state`: the integrated tree (size, root, frontier), updated with its checkpoint.
  * - `checkpoints`: every signed checkpoint note; the newest is the tree_state's.
+ * - `cosignatures`: witness cosignature lines per checkpoint (one per witness key, newest kept).
  */
 export const migrations: Record<string, ForwardMigration> = {
   "0001_ledger_log": async (db: Kysely<unknown>) => {
@@ -59,4 +62,5 @@ export const migrations: Record<string, ForwardMigration> = {
       published_at timestamptz not null default now()
     )`.execute(db);
   },
+  "0002_ledger_cosignatures": cosignaturesMigration,
 };

@@ -39,6 +39,16 @@ export interface CheckpointsTable {
   published_at: Generated<Date>;
 }
 
+/** Witness cosignatures (C2SP tlog-cosignature) on signed checkpoints; see cosignatures.ts. */
+export interface CosignaturesTable {
+  tree_size: number;
+  witness: string;
+  key_id: number;
+  line: string;
+  cosigned_at: number;
+  added_at: Generated<Date>;
+}
+
 export interface SequencerTable {
   id: number;
   next_index: number;
@@ -51,4 +61,5 @@ export interface LedgerDb {
   tree_state: TreeStateTable;
   checkpoints: CheckpointsTable;
   sequencer: SequencerTable;
+  cosignatures: CosignaturesTable;
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// deai: the DeAI OS command line. Parses arguments (node:util parseArgs), runs one command,
+// and maps failures to exit codes: 0 ok, 1 failed (a check, the server, a file), 2 usage.
+import { parseArgs } from "node:util";
+
+import { CheckFailed, UsageError, type Context } from "./cli.js";
+import { keygen } from "./commands/keygen.js";
+import { ledger } from "./commands/ledger.js";
+import { verify } from "./commands/verify.js";
+
+const USAGE = `usage: deai [--server URL] [--json] <command>
+
+  keygen [--out FILE]                      new actor key file {"actor","seed"} (stdout without --out)
+  ledger append --key FILE --statement FILE.json [--wait] [--timeout-ms N] [--receipt-out FILE] [--entry-out FILE]
+                                           sign an in-toto Statement v1 into a DSSE envelope and append it;
+                                           prints the index, with --wait the tlog-proof receipt
+  ledger get <index> | --leaf-hash HEX [--receipt] [--receipt-out FILE] [--entry-out FILE]
+  ledger prove <index> | --leaf-hash HEX [--size N] [--receipt-out FILE]
+                                           inclusion proof as a tlog-proof receipt
+  ledger prove --consistency A B           consistency proof between tree sizes A and B
+  ledger checkpoint                        the published checkpoint (signed note)
+  ledger lineage <alg:hex> [--direction ancestors|descendants|both] [--depth N]
+  verify <receipt> --log-key KEY (--entry FILE | --leaf-hash HEX) [--witness-key KEY ...] [--witnesses-required K]
+                                           offline check of a tlog-proof receipt; KEY is verifier key text or a file
+
+  --server URL   ledger URL (default $DEAI_LEDGER_URL or http://127.0.0.1:7101)
+  --json         one JSON document on stdout, for scripts
+exit status: 0 ok, 1 failed (verification, server or file error), 2 usage error`;
+
+const OPTIONS = {
+  server: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  out: { type: "string" },
+  key: { type: "string" },
+  statement: { type: "string" },
+  wait: { type: "boolean" },
+  "timeout-ms": { type: "string" },
+  "receipt-out": { type: "string" },
+  "entry-out": { type: "string" },
+  "leaf-hash": { type: "string" },
+  receipt: { type: "boolean" },
+  size: { type: "string" },
+  consistency: { type: "boolean" },
+  direction: { type: "string" },
+  depth: { type: "string" },
+  "log-key": { type: "string" },
+  entry: { type: "string" },
+  "witness-key": { type: "string", multiple: true },
+  "witnesses-required": { type: "string" },
+} as const;
+
+/** Options each command accepts, besides --server, --json and --help. */
+const ALLOWED: Record<string, readonly (keyof typeof OPTIONS)[]> = {
+  keygen: ["out"],
+  "ledger append": ["key", "statement", "wait", "timeout-ms", "receipt-out", "entry-out"],
+  "ledger get": ["leaf-hash", "receipt", "receipt-out", "entry-out"],
+  "ledger prove": ["leaf-hash", "size", "consistency", "receipt-out"],
+  "ledger checkpoint": [],
+  "ledger lineage": ["direction", "depth"],
+  verify: ["log-key", "entry", "leaf-hash", "witness-key", "witnesses-required"],
+};
+
+async function main(argv: readonly string[]): Promise<number> {
+  let json = argv.includes("--json");
+  const fail = (message: string): void => {
+    process.stderr.write(`deai: ${message}\n`);
+    if (json) process.stdout.write(JSON.stringify({ ok: false, error: message }) + "\n");
+  };
+  try {
+    const { values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    json = values.json === true;
+    if (values.help || positionals.length === 0) {
+      process.stdout.write(USAGE + "\n");
+      return values.help ? 0 : 2;
+    }
+    const [command, ...rest] = positionals;
+    const name = command === "ledger" ? `ledger ${rest[0] ?? ""}` : command!;
+    const allowed = ALLOWED[name];
+    if (allowed === undefined) throw new UsageError(`unknown command ${JSON.stringify(name.trim())}`);
+    for (const k of Object.keys(values)) {
+      if (!["server", "json", "help", ...allowed].includes(k)) throw new UsageError(`${name} does not take --${k}`);
+    }
+    const ctx: Context = {
+      server: values.server ?? process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101",
+      json,
+      values,
+      positionals: rest,
+      say: (line) => void (json ? undefined : process.stdout.write(line + "\n")),
+      emit: (value) => void (json ? process.stdout.write(JSON.stringify(value, null, 2) + "\n") : undefined),
+      warn: (line) => void process.stderr.write(line + "\n"),
+    };
+    if (command === "keygen") await keygen(ctx);
+    else if (command === "ledger") await ledger(ctx);
+    else await verify(ctx);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      fail(`${(e as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    fail(e instanceof CheckFailed ? e.message : (e as Error).message);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
