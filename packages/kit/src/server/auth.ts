@@ -30,10 +30,21 @@ export interface SigningPolicy {
  * slips through unsigned.
  */
 export function defaultIsSigned(method: DescMethod): boolean {
-  if (method.methodKind === "server_streaming") return false;
-  if (method.methodKind !== "unary") return true;
-  return restRoutes(method.parent).some((r) => r.method === method && r.verb !== "GET");
+  let signed = signedCache.get(method);
+  if (signed === undefined) {
+    signed =
+      method.methodKind === "server_streaming"
+        ? false
+        : method.methodKind !== "unary"
+          ? true
+          : restRoutes(method.parent).some((r) => r.method === method && r.verb !== "GET");
+    signedCache.set(method, signed);
+  }
+  return signed;
 }
+
+// Descriptors are immutable; the rule is computed once per method, not per request.
+const signedCache = new WeakMap<DescMethod, boolean>();
 
 /** Verifies one request against the policy; returns the actor, or undefined when the method is open. */
 export async function authenticate(
