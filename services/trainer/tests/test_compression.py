@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from deai_trainer.compression import (
-    CompressionConfig, ErrorFeedbackCompressor, dequantize_dense, dequantize_rows, quantize_dense,
-    quantize_rows, spectral_rank,
+    CompressionConfig, ErrorFeedbackCompressor, dequantize_dense, dequantize_rows, pack, packed_nbytes,
+    quantize_dense, quantize_rows, spectral_rank, unpack,
 )
 
 
@@ -17,6 +17,45 @@ def test_int8_rows_error_bound():
     err = (dequantize_rows(q, s) - x).abs()
     bound = x.abs().amax(dim=1, keepdim=True) / 254 + 1e-7
     assert bool((err <= bound).all())
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_low_bit_rows_pack_round_trip_and_error_bound(bits):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(5, 37, generator=g) * torch.logspace(-2, 1, 5)[:, None]  # odd row length: padding
+    q, s = quantize_rows(x, bits)
+    lim = (1 << (bits - 1)) - 1
+    assert int(q.abs().max()) <= lim
+    b = pack(q, bits)
+    assert b.dtype == torch.uint8 and b.numel() == packed_nbytes(q.numel(), bits)
+    assert torch.equal(unpack(b, q.numel(), bits).view_as(q), q)
+    err = (dequantize_rows(q, s) - x).abs()
+    assert bool((err <= x.abs().amax(dim=1, keepdim=True) / (2 * lim) + 1e-7).all())
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+def test_packed_factor_payload_size_and_error_feedback(bits):
+    """Packed factors: payload size as advertised, decode equals the own copy, and
+    transmitted + residual = produced (error feedback holds at any bit width)."""
+    shapes = [torch.Size([48, 40]), torch.Size([40])]
+    c = ErrorFeedbackCompressor(shapes, CompressionConfig(bits=bits, max_rank=8))
+    g = torch.Generator().manual_seed(6)
+    produced = [torch.zeros(s) for s in shapes]
+    sent = [torch.zeros(s) for s in shapes]
+    for _ in range(3):
+        d = [torch.randn(s, generator=g) for s in shapes]
+        ranks = c.propose_ranks(d, 8)
+        payload, own = c.encode(ranks)
+        assert payload.numel() == c.payload_nbytes(ranks)
+        for a, b in zip(own, c.decode(payload, ranks)):
+            assert torch.equal(a, b)
+        for p_, s_, d_, o in zip(produced, sent, d, own):
+            p_.add_(d_)
+            s_.add_(o)
+    for p_, s_, e in zip(produced, sent, c.residual):
+        assert torch.allclose(s_ + e, p_, atol=1e-4)
+    r8 = ErrorFeedbackCompressor(shapes, CompressionConfig(bits=8, max_rank=8)).payload_nbytes([8, 0])
+    assert c.payload_nbytes([8, 0]) < r8
 
 
 def test_int8_dense_blocks_error_bound_and_zero_block():
@@ -133,3 +172,19 @@ def test_randomized_svd_recovers_leading_spectrum_reproducibly():
     assert torch.allclose(s[:5], exact[:5], rtol=1e-3)
     u2, s2, vh2 = randomized_svd(a, 12, torch.Generator().manual_seed(3))
     assert torch.equal(s, s2) and torch.equal(u, u2)
+
+
+def test_budget_allocation_stays_within_the_cap_budget_and_favours_energy():
+    """allocation="budget": factor elements <= sum (m+n)*cap; the matrix with the energy
+    gets the rank, the flat-spectrum one keeps little."""
+    g = torch.Generator().manual_seed(8)
+    shapes = [torch.Size([64, 96]), torch.Size([80, 48])]
+    strong = _low_rank_matrix(64, 96, 12, 9)
+    noise = 0.01 * torch.randn(80, 48, generator=g)
+    cap = 4
+    c = ErrorFeedbackCompressor(shapes, CompressionConfig(energy=0.99, min_rank=1, max_rank=16, allocation="budget"))
+    ranks = c.propose_ranks([strong, noise], rank_cap=cap)
+    assert sum((m + n) * r for (m, n), r in zip(shapes, ranks)) <= sum(m + n for m, n in shapes) * cap
+    assert ranks[0] > cap and ranks[1] < cap
+    payload, own = c.encode(ranks)
+    assert payload.numel() == c.payload_nbytes(ranks)

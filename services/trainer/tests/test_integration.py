@@ -24,6 +24,9 @@ def job(data, method, stages=1, **diloco):
         "pipeline": {"stages": stages, "microBatches": 2},
         "data": {"train": data["train"], "heldOut": data["heldOut"], "batchSize": 4, "heldOutTokens": 1024},
         "budget": {"tokens": 2 * 4 * 16 * 24},  # 24 inner steps
+        # outer pinned: with 3 applied outer steps the delayed default (0.3) barely moves the
+        # anchor, and these tests check replicas and learning, not the tuned defaults
+        "outer": {"lr": 0.7, "momentum": 0.9},
         "diloco": {"innerSteps": 6, **diloco}, "progress": {"logEverySteps": 6},
         "verifyReplicas": True, "timeoutS": 60,
     }
