@@ -1,21 +1,11 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 
 import { base64Encode, utf8Encode } from "./encoding.js";
-import { ProofError } from "./errors.js";
 import { cosignCheckpoint, formatCheckpoint, openCheckpoint, parseCheckpoint, signCheckpoint, type Checkpoint } from "./checkpoint.js";
 import { COSIGNATURE_V1_TYPE, cosignatureMessage, cosignatureSigner, cosignatureTimestamp, cosignatureVerifier } from "./cosignature.js";
 import { ed25519Signer, ed25519Verifier, formatSignerKey, formatVerifierKey, parseSignerKey, parseVerifierKey } from "./note-keys.js";
 import { noteKeyId, parseNote } from "./signed-note.js";
-
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return "ok";
-  } catch (e) {
-    if (!(e instanceof ProofError)) throw e;
-    return e.code;
-  }
-};
+import { codeOf } from "../test/error-code.js";
 
 const ROOT = new Uint8Array(32).map((_, i) => i);
 const cp: Checkpoint = { origin: "example.com/log", size: 20852163, rootHash: ROOT, extensions: [] };

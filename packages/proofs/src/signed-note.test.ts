@@ -3,7 +3,6 @@ import { join } from "node:path";
 
 import { sharedTestdata } from "../test/shared-testdata.js";
 import { base64Decode, base64Encode, utf8Encode } from "./encoding.js";
-import { ProofError } from "./errors.js";
 import {
   ED25519_TYPE,
   ed25519Signer,
@@ -14,6 +13,7 @@ import {
   parseVerifierKey,
 } from "./note-keys.js";
 import { formatNote, MAX_NOTE_SIGNATURES, noteKeyId, openNote, parseNote, signNote, type NoteSignature } from "./signed-note.js";
+import { codeOf } from "../test/error-code.js";
 
 interface Example {
   vkey: string;
@@ -22,16 +22,6 @@ interface Example {
   note: string;
 }
 const example = JSON.parse(readFileSync(join(sharedTestdata("signed-note"), "example.json"), "utf8")) as Example;
-
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return "ok";
-  } catch (e) {
-    if (!(e instanceof ProofError)) throw e;
-    return e.code;
-  }
-};
 
 describe("the C2SP / sumdb example", () => {
   const verifier = parseVerifierKey(example.vkey);

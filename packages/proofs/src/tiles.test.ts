@@ -1,5 +1,4 @@
 import { consistencyPlan, consistencyProof } from "./consistency.js";
-import { ProofError } from "./errors.js";
 import { inclusionPlan, inclusionProof, verifyInclusion } from "./inclusion.js";
 import { rootFromSubtreeHashes, subtreeHashAccessor } from "./rfc6962.js";
 import {
@@ -20,16 +19,7 @@ import {
   type Tile,
 } from "./tiles.js";
 import { leafHashes } from "../test/trees.js";
-
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return "ok";
-  } catch (e) {
-    if (!(e instanceof ProofError)) throw e;
-    return e.code;
-  }
-};
+import { codeOf } from "../test/error-code.js";
 
 describe("paths", () => {
   test.each([

@@ -3,23 +3,13 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { signCheckpoint, cosignCheckpoint } from "./checkpoint.js";
 import { cosignatureSigner, cosignatureVerifier } from "./cosignature.js";
 import { base64Encode, utf8Encode } from "./encoding.js";
-import { ProofError } from "./errors.js";
 import { inclusionProof } from "./inclusion.js";
 import { MerkleFrontier } from "./merkle-frontier.js";
 import { ed25519Signer, ed25519Verifier } from "./note-keys.js";
 import { leafHash, subtreeHashAccessor } from "./rfc6962.js";
 import { parseNote } from "./signed-note.js";
 import { buildTlogProof, formatTlogProof, parseTlogProof, TLOG_PROOF_HEADER, verifyTlogProof, type TlogProof } from "./tlog-proof.js";
-
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return "ok";
-  } catch (e) {
-    if (!(e instanceof ProofError)) throw e;
-    return e.code;
-  }
-};
+import { codeOf } from "../test/error-code.js";
 
 const ORIGIN = "ledger.deai.example/log";
 const logSeed = new Uint8Array(32).fill(1);

@@ -23,6 +23,7 @@ import {
 import { cosignaturesOf, latestCosignedCheckpoint, upsertCosignature, type CosignatureRow } from "../store/cosignatures.js";
 import type { LedgerDb } from "../store/tables.js";
 import { checkpointAt, latestCheckpoint, type CheckpointRow } from "../store/tree.js";
+import { waitUntil } from "./wake-or-poll.js";
 
 /** A configured witness: its cosignature verifier and the actor id (same Ed25519 key) it calls with. */
 export interface WitnessKey {
@@ -153,23 +154,14 @@ export class Cosignatures {
 
   /** Waits until the published checkpoint covers `size` leaves; undefined at the deadline. */
   async waitForPublished(size: number, timeoutMs: number): Promise<CosignedCheckpoint | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const cp = await this.published();
-      if (cp && cp.row.tree_size >= size) return cp;
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(t);
-          this.listeners.delete(done);
-          resolve();
-        };
-        // Polling covers cosignatures added through another replica.
-        const t = setTimeout(done, Math.min(left, 250));
-        this.listeners.add(done);
-      });
-    }
+    return waitUntil(
+      async () => {
+        const cp = await this.published();
+        return cp && cp.row.tree_size >= size ? cp : undefined;
+      },
+      this.listeners,
+      timeoutMs,
+    );
   }
 
   private withLines(row: CheckpointRow, cosignatures: readonly CosignatureRow[]): CosignedCheckpoint {

@@ -23,6 +23,7 @@ import {
   writeTreeState,
   type CheckpointRow,
 } from "../store/tree.js";
+import { waitUntil } from "./wake-or-poll.js";
 
 export const CHECKPOINT_SUBJECT = "deai.ledger.checkpoint_published";
 
@@ -157,23 +158,12 @@ export class Integrator {
    * returns false at the deadline.
    */
   async waitForSize(size: number, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const state = await readTreeState(this.o.db);
-      if (state.size >= size) return true;
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(t);
-          this.listeners.delete(done);
-          resolve();
-        };
-        // Polling covers checkpoints signed by another replica.
-        const t = setTimeout(done, Math.min(left, 250));
-        this.listeners.add(done);
-      });
-    }
+    const reached = await waitUntil(
+      async () => ((await readTreeState(this.o.db)).size >= size ? true : undefined),
+      this.listeners,
+      timeoutMs,
+    );
+    return reached === true;
   }
 
   async stop(): Promise<void> {
