@@ -1,4 +1,6 @@
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -15,6 +17,33 @@ export interface TestS3 {
   start(): Promise<void>;
   /** Stops and deletes its data. */
   destroy(): Promise<void>;
+}
+
+/**
+ * s3rver has no AbortMultipartUpload (DELETE ?uploadId=): answer it here, removing the
+ * upload's parts where s3rver keeps them, so cleanup code is tested against real deletes.
+ */
+function addAbortMultipart(s: S3rver, directory: string): void {
+  const server = s as unknown as { callback(): (req: IncomingMessage, res: ServerResponse) => void };
+  const original = server.callback.bind(s);
+  server.callback = () => {
+    const handle = original();
+    return (req, res) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      const uploadId = url.searchParams.get("uploadId");
+      if (req.method !== "DELETE" || !uploadId) return handle(req, res);
+      const bucket = decodeURIComponent(url.pathname.split("/")[1] ?? "");
+      const dir = join(directory, bucket, "._S3rver_uploads", uploadId);
+      if (!/^[A-Za-z0-9._-]+$/.test(uploadId) || !existsSync(dir)) {
+        res.writeHead(404, { "content-type": "application/xml" });
+        res.end(
+          `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>`,
+        );
+        return;
+      }
+      void rm(dir, { recursive: true, force: true }).then(() => res.writeHead(204).end());
+    };
+  };
 }
 
 /**
@@ -35,6 +64,7 @@ export async function startS3(opts: { buckets?: string[] } = {}): Promise<TestS3
       resetOnClose: false,
       configureBuckets: (opts.buckets ?? []).map((name) => ({ name })),
     });
+    addAbortMultipart(s, directory);
     const addr = await s.run();
     port = addr.port;
     server = s;

@@ -1,18 +1,90 @@
-import { bind, type ServiceDefinition } from "@deai/kit";
+import { actorKeyFromSeed, generateActorKey, PostgresNonceStore, serviceClient, type ServiceDefinition } from "@deai/kit";
+import { ConfigError } from "@deai/kit";
+import { LedgerService } from "@deai/contracts/deai/ledger/v1/ledger_pb";
+import { UnavailableError } from "@deai/kit/errors";
+import type { Kysely } from "kysely";
 
-import { IngestionService } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
-
+import { Datasets } from "./app/datasets.js";
+import { Uploads, type LedgerAnchor } from "./app/uploads.js";
+import { nativeCodec } from "./coding/reed-solomon.js";
+import type { IngestionConfig } from "./config.js";
+import { ingestionService } from "./grpc/ingestion-service.js";
+import { ingestionRoutes } from "./http/routes.js";
+import { ProviderRegistry, WeightedPlacement } from "./providers/providers.js";
 import { migrations } from "./store/migrations.js";
+import type { IngestionDb } from "./store/tables.js";
 
 /**
  * The ingestion service: dataset upload/download, erasure coding, placement, manifests.
- * Skeleton: the contract is served (gRPC, Connect, REST, OpenAPI) and every RPC answers
- * UNIMPLEMENTED until its issue lands.
+ * Manifests are anchored in the ledger through its gRPC API, signed as this service's actor.
  */
-export const ingestion: ServiceDefinition<unknown> = {
-  name: "ingestion",
-  version: "0.1.0",
-  migrations,
-  usesBlobs: true,
-  create: async () => ({ bindings: [bind(IngestionService, {})] }),
-};
+export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<IngestionDb> {
+  nativeCodec();
+  let key;
+  try {
+    key = config.INGESTION_SERVICE_KEY ? actorKeyFromSeed(config.INGESTION_SERVICE_KEY) : generateActorKey();
+  } catch (e) {
+    throw new ConfigError("INGESTION_SERVICE_KEY", (e as Error).message);
+  }
+  return {
+    name: "ingestion",
+    version: "0.2.0",
+    migrations,
+    usesBlobs: false,
+    create: async ({ db, bus, outbox, logger }) => {
+      await bus.ensureStream("dataset");
+      if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
+      const registry = new ProviderRegistry(config.providers);
+      for (const p of registry.all) {
+        await p.ensureBucket().catch((e: unknown) => logger.warn({ err: e, provider: p.id }, "storage provider unreachable at start"));
+      }
+      let ledger: LedgerAnchor | undefined;
+      if (config.INGESTION_LEDGER_URL) {
+        const client = serviceClient(LedgerService, { baseUrl: config.INGESTION_LEDGER_URL, key });
+        ledger = {
+          anchor: async (envelope) => {
+            const r = await client.append({ envelope, waitForIntegration: true });
+            if (!r.receipt)
+              throw new UnavailableError(
+                `the ledger logged the manifest at index ${r.index} but did not integrate it in time; complete again to fetch the receipt`,
+              );
+            return { index: r.index, receipt: r.receipt };
+          },
+        };
+      } else logger.warn("INGESTION_LEDGER_URL is not set: uploads cannot be anchored");
+      const readOptions = { hedgeMs: config.INGESTION_HEDGE_MS, windowStripes: config.INGESTION_READ_STRIPES };
+      const uploads = new Uploads({
+        db,
+        registry,
+        placement: new WeightedPlacement(registry),
+        outbox,
+        logger,
+        ledger,
+        ttlS: config.INGESTION_UPLOAD_TTL_S,
+        partBytes: config.INGESTION_PART_BYTES,
+        maxUploadBytes: config.INGESTION_MAX_UPLOAD_BYTES,
+        readOptions: { ...readOptions, onInvalid: () => undefined },
+      });
+      const datasets = new Datasets({ db, uploads, bus, logger, reporter: key.id, readOptions });
+      const sweeper = setInterval(() => {
+        uploads.sweep().catch((e: unknown) => logger.warn({ err: e }, "upload sweep failed"));
+      }, config.INGESTION_SWEEP_INTERVAL_MS);
+      sweeper.unref();
+      return {
+        bindings: [ingestionService(uploads, datasets, registry)],
+        http: ingestionRoutes({
+          uploads,
+          datasets,
+          nonces: new PostgresNonceStore(db as unknown as Kysely<unknown>),
+          maxAgeS: config.SIGNATURE_MAX_AGE_S,
+          logger,
+        }),
+        readiness: async () => ({ providers: registry.all.length > 0 ? "ok" : "none configured" }),
+        stop: async () => {
+          clearInterval(sweeper);
+          uploads.closeSessions();
+        },
+      };
+    },
+  };
+}

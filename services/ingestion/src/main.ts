@@ -2,6 +2,7 @@
 import { runMain } from "@deai/kit";
 
 import { loadIngestionConfig } from "./config.js";
-import { ingestion } from "./definition.js";
+import { ingestionDefinition } from "./definition.js";
 
-await runMain(ingestion, loadIngestionConfig());
+const config = loadIngestionConfig();
+await runMain(ingestionDefinition(config), config);

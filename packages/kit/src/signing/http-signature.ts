@@ -8,7 +8,7 @@
  * with `@method` = POST, `@path` = `/package.Service/Method`, and the digest taken over the
  * request message's protobuf binary encoding.
  */
-import { createHash, randomBytes, sign, verify } from "node:crypto";
+import { createHash, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 
 import { UnauthenticatedError } from "../errors.js";
 import { publicKeyOf, type ActorKey } from "./keys.js";
@@ -119,6 +119,20 @@ export class MemoryNonceStore implements NonceStore {
   }
 }
 
+// Building a KeyObject from an actor id (and checking its spelling is canonical) costs about
+// as much as the signature check itself; actors sign many requests, so keep the parsed keys.
+const publicKeys = new Map<string, KeyObject>();
+
+function cachedPublicKey(actorId: string): KeyObject {
+  let key = publicKeys.get(actorId);
+  if (key === undefined) {
+    key = publicKeyOf(actorId);
+    if (publicKeys.size >= 10_000) publicKeys.clear();
+    publicKeys.set(actorId, key);
+  }
+  return key;
+}
+
 export interface VerifyOptions {
   maxAgeS: number;
   nonces: NonceStore;
@@ -128,11 +142,12 @@ export interface VerifyOptions {
 
 /**
  * Verifies a signed request and returns the actor id. Checks, in order: headers present
- * and well formed, covered components, content-digest against the body, age window,
+ * and well formed, covered components, content-digest against the body (unless the body is
+ * "deferred": streamed, the caller checks it against the signed header), age window,
  * Ed25519 signature, then claims the nonce (so a bad signature cannot burn a nonce).
  */
 export async function verifyRequest(
-  req: { method: string; path: string; body: Uint8Array; header: (name: string) => string | null | undefined },
+  req: { method: string; path: string; body: Uint8Array | "deferred"; header: (name: string) => string | null | undefined },
   opts: VerifyOptions,
 ): Promise<string> {
   const input = req.header("signature-input");
@@ -150,15 +165,17 @@ export async function verifyRequest(
   if (parsed.alg !== "ed25519") throw new UnauthenticatedError(`unsupported signature alg ${parsed.alg}; use ed25519`);
   const sm = new RegExp(`^\\s*${parsed.label.replace(/[.*]/g, "\\$&")}=:([A-Za-z0-9+/]+={0,2}):\\s*$`).exec(sigHeader);
   if (!sm?.[1]) throw new UnauthenticatedError(`malformed Signature header for label ${parsed.label}`);
-  const expected = contentDigest(req.body);
-  if (digestHeader.trim() !== expected) throw new UnauthenticatedError("content-digest does not match the request body");
+  // A streamed body ("deferred") is checked by the caller as it arrives, against the signed header.
+  if (req.body !== "deferred" && digestHeader.trim() !== contentDigest(req.body)) {
+    throw new UnauthenticatedError("content-digest does not match the request body");
+  }
   const now = opts.now ?? Date.now();
   const ageS = now / 1000 - parsed.created;
   if (ageS > opts.maxAgeS) throw new UnauthenticatedError(`signature expired: created ${Math.round(ageS)} s ago, limit ${opts.maxAgeS} s`);
   if (ageS < -opts.maxAgeS) throw new UnauthenticatedError(`signature created ${Math.round(-ageS)} s in the future`);
   let publicKey;
   try {
-    publicKey = publicKeyOf(parsed.keyid);
+    publicKey = cachedPublicKey(parsed.keyid);
   } catch {
     throw new UnauthenticatedError("keyid is not an actor id (base64url Ed25519 public key)");
   }

@@ -1,7 +1,69 @@
+import { sql, type Kysely } from "kysely";
+
 import type { ForwardMigration } from "@deai/kit";
 
 /**
- * Forward-only migrations of the ingestion schema, applied in name order after the kit's own
- * (nonces, outbox, inbox). The skeleton owns no tables yet; its domain issue adds them.
+ * Forward-only migrations of the ingestion schema, applied in name order after the kit's own.
+ *
+ * - `uploads`: one row per upload session: declared spec, coding parameters, placement, the
+ *   S3 multipart upload id per slot, and durable progress (`durable_offset`, always a whole
+ *   number of part groups until the stream is finished). `pending_from` marks a REST request
+ *   whose body digest is not yet checked: if the process dies first, progress rolls back to it.
+ * - `upload_groups`: per part group (G stripes, one multipart part per slot): the part ETags
+ *   and the group's leaf hashes, (stripe, slot) order. The leaf table of a dataset is the
+ *   concatenation of its groups' leaves.
+ * - `datasets`: anchored datasets: manifest (proto JSON), the owner's envelope, the ledger receipt.
  */
-export const migrations: Record<string, ForwardMigration> = {};
+export const migrations: Record<string, ForwardMigration> = {
+  "0001_ingestion": async (db: Kysely<unknown>) => {
+    await sql`create table uploads (
+      upload_id text primary key,
+      owner text not null,
+      spec jsonb not null,
+      k int not null,
+      m int not null,
+      shard_size int not null,
+      stripes_per_group int not null,
+      state text not null,
+      durable_offset bigint not null default 0,
+      stripes_done bigint not null default 0,
+      pending_from bigint,
+      placements jsonb not null,
+      multipart jsonb not null,
+      size bigint,
+      content_digest text,
+      shard_root bytea,
+      manifest jsonb,
+      statement bytea,
+      dataset_id text,
+      error text,
+      created_at timestamptz not null default now(),
+      updated_at timestamptz not null default now(),
+      expires_at timestamptz not null
+    )`.execute(db);
+    await sql`create index uploads_expiry on uploads (expires_at) where state in ('open', 'awaiting_signature')`.execute(db);
+    await sql`create table upload_groups (
+      upload_id text not null references uploads (upload_id),
+      group_index int not null,
+      stripes int not null,
+      etags jsonb not null,
+      leaves bytea not null,
+      primary key (upload_id, group_index)
+    )`.execute(db);
+    await sql`create table datasets (
+      dataset_id text primary key,
+      upload_id text not null unique references uploads (upload_id),
+      owner text not null,
+      content_digest text not null,
+      size bigint not null,
+      manifest jsonb not null,
+      envelope jsonb not null,
+      receipt jsonb not null,
+      ledger_index bigint not null,
+      state text not null default 'available',
+      created_at timestamptz not null default now()
+    )`.execute(db);
+    await sql`create index datasets_digest on datasets (content_digest, created_at desc)`.execute(db);
+    await sql`create index datasets_owner on datasets (owner, created_at desc)`.execute(db);
+  },
+};

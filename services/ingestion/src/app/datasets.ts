@@ -1,0 +1,203 @@
+/**
+ * Dataset reads: lookup, listing, verified streaming downloads (with shard_invalid evidence),
+ * shard proofs, the leaf table and the trainer's reader manifest.
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Kysely } from "kysely";
+
+import { ShardCheckSource, ShardInvalidSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
+import {
+  GetShardProofResponseSchema,
+  type Dataset,
+  type GetShardProofResponse,
+  type Manifest,
+} from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
+import type { EventBus, Logger } from "@deai/kit";
+import { InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
+import { inclusionProofFromLeaves } from "@deai/proofs";
+
+import type { IngestionDb } from "../store/tables.js";
+import { readVerified, type InvalidShard, type ReadLayout, type ReadOptions, type ReadStats } from "./reader.js";
+import type { Uploads } from "./uploads.js";
+
+export interface DatasetsOptions {
+  readonly db: Kysely<IngestionDb>;
+  readonly uploads: Uploads;
+  readonly bus: EventBus;
+  readonly logger: Logger;
+  /** This service's actor id: the reporter of shard_invalid evidence. */
+  readonly reporter: string;
+  readonly readOptions: Omit<ReadOptions, "codec" | "onInvalid">;
+}
+
+interface Cached {
+  readonly manifest: Manifest;
+  readonly leaves: Buffer;
+}
+
+export class Datasets {
+  /** Leaf tables checked against shardRoot, by dataset (a few MiB at most per TB of data). */
+  private readonly cache = new Map<string, Cached>();
+
+  constructor(private readonly o: DatasetsOptions) {}
+
+  async get(datasetId: string): Promise<Dataset> {
+    return this.o.uploads.toDataset(await this.o.uploads.datasetRow(datasetId));
+  }
+
+  async getByDigest(hex: string): Promise<Dataset> {
+    if (!/^[0-9a-f]{64}$/.test(hex)) throw new InvalidArgumentError("content_digest_sha256 must be 64 lowercase hex digits");
+    const r = await this.o.db
+      .selectFrom("datasets")
+      .selectAll()
+      .where("content_digest", "=", hex)
+      .orderBy("created_at", "desc")
+      .executeTakeFirst();
+    if (!r) throw new NotFoundError(`no dataset with contentDigest sha256:${hex}`);
+    return this.o.uploads.toDataset(r);
+  }
+
+  async list(opts: { owner: string; digest: string; pageSize: number; pageToken: string }): Promise<{ datasets: Dataset[]; next: string }> {
+    const size = Math.min(Math.max(opts.pageSize || 50, 1), 500);
+    let q = this.o.db.selectFrom("datasets").selectAll();
+    if (opts.owner) q = q.where("owner", "=", opts.owner);
+    if (opts.digest) {
+      if (!/^[0-9a-f]{64}$/.test(opts.digest)) throw new InvalidArgumentError("content_digest_sha256 must be 64 lowercase hex digits");
+      q = q.where("content_digest", "=", opts.digest);
+    }
+    if (opts.pageToken) {
+      const [ms, id] = Buffer.from(opts.pageToken, "base64url").toString().split("|");
+      if (!ms || !id || !/^\d+$/.test(ms)) throw new InvalidArgumentError("page_token is not one this service issued");
+      const at = new Date(Number(ms));
+      q = q.where((eb) => eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("dataset_id", "<", id)])]));
+    }
+    const rows = await q
+      .orderBy("created_at", "desc")
+      .orderBy("dataset_id", "desc")
+      .limit(size + 1)
+      .execute();
+    const page = rows.slice(0, size);
+    const last = page[page.length - 1];
+    return {
+      datasets: page.map((r) => this.o.uploads.toDataset(r)),
+      next: rows.length > size && last ? Buffer.from(`${last.created_at.getTime()}|${last.dataset_id}`).toString("base64url") : "",
+    };
+  }
+
+  private async load(datasetId: string): Promise<Cached> {
+    const hit = this.cache.get(datasetId);
+    if (hit) return hit;
+    const manifest = (await this.get(datasetId)).manifest!;
+    const leaves = await this.o.uploads.leaves(datasetId, manifest);
+    const c = { manifest, leaves };
+    if (this.cache.size > 256) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(datasetId, c);
+    return c;
+  }
+
+  async layout(datasetId: string): Promise<{ manifest: Manifest; layout: ReadLayout }> {
+    const { manifest, leaves } = await this.load(datasetId);
+    return { manifest, layout: this.o.uploads.layout(datasetId, manifest, leaves) };
+  }
+
+  /** Verified bytes [offset, offset + length) (length 0 = to the end); a full read also checks contentDigest. */
+  async read(
+    datasetId: string,
+    offset: bigint,
+    length: bigint,
+    stats?: ReadStats,
+  ): Promise<{ size: number; start: number; end: number; chunks: AsyncGenerator<Buffer> }> {
+    const { manifest, layout } = await this.layout(datasetId);
+    const size = Number(manifest.size);
+    const start = Number(offset);
+    if (start > size || (start === size && size > 0))
+      throw new InvalidArgumentError(`offset ${start} is beyond the dataset's ${size} bytes`);
+    const end = length === 0n ? size : Math.min(size, start + Number(length));
+    const codec = this.o.uploads.codec(manifest.k, manifest.m, manifest.shardSize);
+    const chunks = readVerified(layout, start, end - start, {
+      ...this.o.readOptions,
+      codec,
+      onInvalid: (s) => this.reportInvalid(datasetId, s),
+      expectDigestHex: manifest.contentDigest?.hex,
+      ...(stats ? { stats } : {}),
+    });
+    return { size, start, end, chunks };
+  }
+
+  /** Evidence: one `deai.dataset.shard_invalid` event per shard that failed its leaf check. */
+  reportInvalid(datasetId: string, s: InvalidShard): void {
+    const now = new Date();
+    const eventId = `dataset/shard_invalid/${datasetId}/${s.stripe}/${s.slot}/${this.o.reporter}/${now.getTime()}`;
+    this.o.logger.warn({ datasetId, stripe: s.stripe, slot: s.slot, provider: s.providerId }, "shard failed its leaf check");
+    void this.o.bus
+      .publish(
+        "deai.dataset.shard_invalid",
+        ShardInvalidSchema,
+        create(ShardInvalidSchema, {
+          eventId,
+          occurredAt: timestampFromDate(now),
+          providerId: s.providerId,
+          datasetId,
+          stripe: BigInt(s.stripe),
+          slot: s.slot,
+          expectedLeafHash: s.expected,
+          observedLeafHash: s.observed,
+          source: ShardCheckSource.DOWNLOAD,
+          reporterId: this.o.reporter,
+          detail: `leaf mismatch at stripe ${s.stripe}, slot ${s.slot}`,
+        }),
+        eventId,
+      )
+      .catch((e: unknown) => this.o.logger.error({ err: e, eventId }, "could not publish shard_invalid"));
+  }
+
+  async shardProof(datasetId: string, stripe: bigint, slot: number): Promise<GetShardProofResponse> {
+    const { manifest, leaves } = await this.load(datasetId);
+    const n = manifest.k + manifest.m;
+    if (stripe >= manifest.stripes) throw new InvalidArgumentError(`stripe ${stripe} is beyond the dataset's ${manifest.stripes} stripes`);
+    if (slot >= n) throw new InvalidArgumentError(`slot ${slot} is beyond the dataset's ${n} slots`);
+    const size = leaves.length / 32;
+    const index = Number(stripe) * n + slot;
+    const at = (i: number): Uint8Array => leaves.subarray(i * 32, i * 32 + 32);
+    const all = Array.from({ length: size }, (_, i) => at(i));
+    return create(GetShardProofResponseSchema, {
+      leafHash: at(index),
+      leafIndex: BigInt(index),
+      treeSize: BigInt(size),
+      inclusionProof: inclusionProofFromLeaves(index, all),
+      shardRoot: manifest.shardRoot,
+      placement: manifest.placements[slot],
+      objectOffset: stripe * BigInt(manifest.shardSize),
+    });
+  }
+
+  /** The leaf table (stripes × n × 32 bytes), checked against shardRoot. */
+  async leafTable(datasetId: string): Promise<Buffer> {
+    return (await this.load(datasetId)).leaves;
+  }
+
+  /** The trainer's manifest JSON (services/trainer/deai_trainer/manifest.py). */
+  async readerManifest(datasetId: string): Promise<Record<string, unknown>> {
+    const { manifest, leaves } = await this.load(datasetId);
+    return {
+      name: manifest.name,
+      datasetId,
+      contentDigest: manifest.contentDigest?.hex,
+      size: Number(manifest.size),
+      k: manifest.k,
+      m: manifest.m,
+      shardSize: manifest.shardSize,
+      stripes: Number(manifest.stripes),
+      shardRoot: Buffer.from(manifest.shardRoot).toString("hex"),
+      leaves: Array.from({ length: leaves.length / 32 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32).toString("hex")),
+      placements: manifest.placements.map((p) => ({
+        slot: p.slot,
+        provider: p.providerId,
+        endpoint: p.endpoint,
+        bucket: p.bucket,
+        key: p.key,
+      })),
+    };
+  }
+}

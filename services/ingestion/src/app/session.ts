@@ -1,0 +1,214 @@
+/**
+ * One upload's byte pipeline, held in memory by the instance receiving its stream:
+ * bytes → stripe buffer (k × S) → parity + leaves (thread pool) → per-slot part buffers of G
+ * stripes → one multipart part per slot, uploaded to the n providers in parallel → a Postgres
+ * commit of the group's ETags and leaves and the new durable offset.
+ *
+ * Memory is bounded whatever the dataset size: one stripe being filled, one group being
+ * filled and one group being uploaded (2 × n × G × S bytes of part buffers). The next stream
+ * chunk is not read while the pipeline is full, so backpressure reaches the client.
+ *
+ * contentDigest is hashed stripe by stripe; a copy of the hash state is kept at every durable
+ * group so a broken stream resumes with it. A session rebuilt after a restart has no hash
+ * state: its contentDigest is computed at completion from the stored, leaf-checked shards.
+ */
+import { createHash, type Hash } from "node:crypto";
+
+import { InvalidArgumentError } from "@deai/kit/errors";
+
+import type { StripeCodec } from "../coding/reed-solomon.js";
+import { encodeStripe } from "../coding/stripe-encoder.js";
+
+export interface GroupCommit {
+  readonly groupIndex: number;
+  readonly stripes: number;
+  /** Per slot: the part's bytes (stripes × S). */
+  readonly parts: readonly Buffer[];
+  /** stripes × n leaves, (stripe, slot) order. */
+  readonly leaves: Buffer;
+  /** Dataset bytes durable once this group is committed. */
+  readonly endOffset: number;
+  readonly final: boolean;
+}
+
+export interface SessionStore {
+  /** Uploads the parts and commits the group durably; throws when either fails. */
+  commitGroup(group: GroupCommit): Promise<void>;
+}
+
+interface Group {
+  index: number;
+  stripes: number;
+  parts: Buffer[];
+  leaves: Buffer;
+}
+
+export class UploadSession {
+  readonly n: number;
+  readonly stripeBytes: number;
+  /** Bytes accepted into the pipeline (durable or buffered). */
+  received: number;
+  /** Bytes durably committed. */
+  durable: number;
+  /** Whether a stream is attached. */
+  busy = false;
+  /** Set when the stream was finished (final group committed): no more bytes. */
+  finished = false;
+
+  private stripe: Buffer;
+  private fill = 0;
+  private group: Group;
+  private hash: Hash | undefined;
+  private durableHash: Hash | undefined;
+  private uploading: Promise<void> | undefined;
+  private failure: Error | undefined;
+  private readonly spare: Buffer[][] = [];
+
+  constructor(
+    readonly uploadId: string,
+    readonly codec: StripeCodec,
+    readonly stripesPerGroup: number,
+    private readonly store: SessionStore,
+    /** Durable state to start from. */
+    start: { durableOffset: number; hashValid: boolean },
+  ) {
+    this.n = codec.k + codec.m;
+    this.stripeBytes = codec.k * codec.shardSize;
+    const groupBytes = this.stripeBytes * stripesPerGroup;
+    if (start.durableOffset % groupBytes !== 0) {
+      throw new Error(`upload ${uploadId}: durable offset ${start.durableOffset} is not a whole number of part groups`);
+    }
+    this.received = this.durable = start.durableOffset;
+    this.hash = start.hashValid ? createHash("sha256") : undefined;
+    this.durableHash = this.hash?.copy();
+    this.stripe = Buffer.allocUnsafe(this.stripeBytes);
+    this.group = this.newGroup(start.durableOffset / groupBytes);
+  }
+
+  /** Whether contentDigest can be taken from the running hash (no restart since byte 0). */
+  get hashValid(): boolean {
+    return this.hash !== undefined;
+  }
+
+  /** Accepts the next bytes (in order); resolves when they are in the pipeline. */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.failure) throw this.failure;
+    if (this.finished) throw new InvalidArgumentError("the upload's stream is already finished");
+    let at = 0;
+    while (at < chunk.length) {
+      const take = Math.min(chunk.length - at, this.stripeBytes - this.fill);
+      this.stripe.set(chunk.subarray(at, at + take), this.fill);
+      this.fill += take;
+      at += take;
+      this.received += take;
+      if (this.fill === this.stripeBytes) await this.sealStripe(this.stripeBytes);
+    }
+  }
+
+  /** Waits until every full group handed over is committed (or throws its failure). */
+  async settle(): Promise<void> {
+    await this.uploading;
+    if (this.failure) throw this.failure;
+  }
+
+  /** Ends the stream: pads and commits the last stripe and group. */
+  async finish(): Promise<void> {
+    if (this.finished) return;
+    if (this.fill > 0) {
+      const real = this.fill;
+      this.stripe.fill(0, real);
+      await this.sealStripe(real);
+    }
+    if (this.group.stripes > 0) await this.flushGroup(true);
+    await this.settle();
+    this.finished = true;
+  }
+
+  /** The final contentDigest (hex), when the hash ran from byte 0. */
+  digestHex(): string | undefined {
+    return this.hash?.copy().digest("hex");
+  }
+
+  /**
+   * Drops everything past the durable offset (a broken or rejected stream): the next stream
+   * starts at `durable`.
+   */
+  async rollbackToDurable(): Promise<void> {
+    await this.uploading?.catch(() => undefined);
+    this.uploading = undefined;
+    this.failure = undefined;
+    this.fill = 0;
+    this.received = this.durable;
+    this.hash = this.durableHash?.copy();
+    const groupBytes = this.stripeBytes * this.stripesPerGroup;
+    this.recycle(this.group);
+    this.group = this.newGroup(this.durable / groupBytes);
+    this.finished = false;
+  }
+
+  /**
+   * Forgets durable progress back to `offset` (rounded down to a group), after the store
+   * rolled it back; the hash restarts only from byte 0.
+   */
+  async rollbackTo(offset: number): Promise<void> {
+    const groupBytes = this.stripeBytes * this.stripesPerGroup;
+    this.durable = Math.floor(offset / groupBytes) * groupBytes;
+    if (this.durable === 0) this.durableHash = createHash("sha256");
+    else this.durableHash = undefined;
+    await this.rollbackToDurable();
+  }
+
+  private async sealStripe(realBytes: number): Promise<void> {
+    const data = this.stripe;
+    this.stripe = Buffer.allocUnsafe(this.stripeBytes);
+    this.fill = 0;
+    this.hash?.update(realBytes === data.length ? data : data.subarray(0, realBytes));
+    const encoded = await encodeStripe(this.codec, data);
+    const g = this.group;
+    const S = this.codec.shardSize;
+    for (let j = 0; j < this.n; j++) {
+      encoded.shards[j]!.copy(g.parts[j]!, g.stripes * S);
+      Buffer.from(encoded.leaves[j]!.buffer, encoded.leaves[j]!.byteOffset, 32).copy(g.leaves, (g.stripes * this.n + j) * 32);
+    }
+    g.stripes++;
+    if (g.stripes === this.stripesPerGroup) await this.flushGroup(false);
+  }
+
+  private async flushGroup(final: boolean): Promise<void> {
+    const g = this.group;
+    this.group = this.newGroup(g.index + 1);
+    const hashAfter = this.hash?.copy();
+    const endOffset = final ? this.received : (g.index * this.stripesPerGroup + g.stripes) * this.stripeBytes;
+    // One group uploads while the next fills: wait for the previous one before handing over.
+    await this.settle();
+    const S = this.codec.shardSize;
+    const commit: GroupCommit = {
+      groupIndex: g.index,
+      stripes: g.stripes,
+      parts: g.parts.map((p) => p.subarray(0, g.stripes * S)),
+      leaves: g.leaves.subarray(0, g.stripes * this.n * 32),
+      endOffset,
+      final,
+    };
+    this.uploading = this.store.commitGroup(commit).then(
+      () => {
+        this.durable = endOffset;
+        this.durableHash = hashAfter;
+        this.recycle(g);
+      },
+      (e: unknown) => {
+        this.failure = e instanceof Error ? e : new Error(String(e));
+      },
+    );
+  }
+
+  private newGroup(index: number): Group {
+    const S = this.codec.shardSize;
+    const parts = this.spare.pop() ?? Array.from({ length: this.n }, () => Buffer.allocUnsafe(this.stripesPerGroup * S));
+    return { index, stripes: 0, parts, leaves: Buffer.allocUnsafe(this.stripesPerGroup * this.n * 32) };
+  }
+
+  private recycle(g: Group): void {
+    if (this.spare.length < 1) this.spare.push(g.parts);
+  }
+}

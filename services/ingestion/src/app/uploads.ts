@@ -1,0 +1,787 @@
+/**
+ * Uploads: create (placement + one multipart upload per slot), stream bytes through an
+ * UploadSession, finish (complete the slot objects, compute contentDigest and shardRoot, build
+ * the manifest statement), anchor the owner's signed envelope in the ledger, abort, expire.
+ *
+ * Nothing is registered before the ledger has the owner's envelope, and the ledger append is
+ * idempotent (an identical envelope returns its existing index), so a crash at any step is
+ * recovered by calling the same step again.
+ */
+import { createHash, randomUUID } from "node:crypto";
+
+import { create, toJson, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Kysely } from "kysely";
+
+import { DigestSchema, type DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
+import { DatasetIngestedSchema, UploadAbortedSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
+import {
+  DatasetSchema,
+  DatasetState,
+  ManifestSchema,
+  PlacementSchema,
+  UploadSchema,
+  UploadSpecSchema,
+  UploadState,
+  type Dataset,
+  type Manifest,
+  type Placement,
+  type Upload,
+  type UploadSpec,
+} from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
+import { ReceiptSchema, type Receipt } from "@deai/contracts/deai/ledger/v1/ledger_pb";
+import { enqueueEvent, publicKeyOf, type Logger, type OutboxRelay } from "@deai/kit";
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from "@deai/kit/errors";
+import { MerkleFrontier } from "@deai/proofs";
+
+import { checkCodingParameters, StripeCodec } from "../coding/reed-solomon.js";
+import { checkManifestEnvelope, CODEC_ID, manifestFromJson, manifestJson, manifestStatement } from "../domain/manifest.js";
+import type { PlacementPolicy, ProviderRegistry } from "../providers/providers.js";
+import type { IngestionDb, UploadStateName } from "../store/tables.js";
+import { readVerified, type ReadLayout, type ReadOptions } from "./reader.js";
+import { UploadSession, type GroupCommit } from "./session.js";
+
+export const DEFAULT_K = 8;
+export const DEFAULT_M = 4;
+export const DEFAULT_SHARD_SIZE = 256 * 1024;
+
+/** Anchors a signed manifest envelope in the ledger and returns its receipt. */
+export interface LedgerAnchor {
+  anchor(envelope: DsseEnvelope): Promise<{ index: bigint; receipt: Receipt }>;
+}
+
+export interface UploadsOptions {
+  readonly db: Kysely<IngestionDb>;
+  readonly registry: ProviderRegistry;
+  readonly placement: PlacementPolicy;
+  readonly outbox: OutboxRelay;
+  readonly logger: Logger;
+  readonly ledger: LedgerAnchor | undefined;
+  readonly ttlS: number;
+  readonly partBytes: number;
+  readonly maxUploadBytes: number;
+  readonly readOptions: Omit<ReadOptions, "codec">;
+}
+
+const STATE_NAMES: Record<UploadStateName, UploadState> = {
+  open: UploadState.OPEN,
+  awaiting_signature: UploadState.AWAITING_SIGNATURE,
+  completed: UploadState.COMPLETED,
+  aborted: UploadState.ABORTED,
+  expired: UploadState.EXPIRED,
+  failed: UploadState.FAILED,
+};
+
+type UploadRow = Awaited<ReturnType<Uploads["row"]>>;
+
+/** S3 object key of one slot of an upload (the dataset keeps its upload's objects). */
+export function slotKey(uploadId: string, slot: number): string {
+  return `datasets/${uploadId}/slot-${String(slot).padStart(3, "0")}`;
+}
+
+function hexOf(digest: { algorithm: string; hex: string } | undefined, what: string): string | undefined {
+  if (!digest) return undefined;
+  if (digest.algorithm !== "sha256") throw new InvalidArgumentError(`${what}: only sha256 digests are accepted, got ${digest.algorithm}`);
+  if (!/^[0-9a-f]{64}$/.test(digest.hex)) throw new InvalidArgumentError(`${what}: sha256 hex must be 64 lowercase hex digits`);
+  return digest.hex;
+}
+
+export class Uploads {
+  private readonly sessions = new Map<string, UploadSession>();
+  private readonly codecs = new Map<string, StripeCodec>();
+
+  constructor(private readonly o: UploadsOptions) {}
+
+  codec(k: number, m: number, shardSize: number): StripeCodec {
+    const key = `${k}/${m}/${shardSize}`;
+    let c = this.codecs.get(key);
+    if (!c) this.codecs.set(key, (c = new StripeCodec(k, m, shardSize)));
+    return c;
+  }
+
+  // ---- create ------------------------------------------------------------------------
+
+  async create(actor: string, specIn: UploadSpec | undefined): Promise<Upload> {
+    const spec = create(UploadSpecSchema, specIn ?? {});
+    const k = spec.k || DEFAULT_K;
+    const m = spec.m || DEFAULT_M;
+    const shardSize = spec.shardSize || DEFAULT_SHARD_SIZE;
+    checkCodingParameters(k, m, shardSize);
+    const owner = spec.owner || actor;
+    if (owner !== actor) throw new PermissionDeniedError(`an upload for owner ${owner} must be created by that owner (signed by ${actor})`);
+    const declaredDigest = hexOf(spec.contentDigest, "spec.content_digest");
+    spec.parents.forEach((p, i) => hexOf(p, `spec.parents[${i}]`));
+    if (spec.size !== undefined) {
+      if (spec.size === 0n) throw new InvalidArgumentError("spec.size: a dataset holds at least one byte");
+      if (spec.size > BigInt(this.o.maxUploadBytes)) {
+        throw new ResourceExhaustedError(`spec.size ${spec.size} exceeds this service's limit of ${this.o.maxUploadBytes} bytes`);
+      }
+    }
+    if (spec.name.length > 256) throw new InvalidArgumentError("spec.name is longer than 256 characters");
+    spec.k = k;
+    spec.m = m;
+    spec.shardSize = shardSize;
+    spec.owner = owner;
+    const uploadId = randomUUID();
+    const now = new Date();
+    const expires = new Date(now.getTime() + this.o.ttlS * 1000);
+    // Same bytes from the same owner: the existing dataset, no bytes needed.
+    if (declaredDigest) {
+      const existing = await this.findDataset(owner, declaredDigest);
+      if (existing) {
+        return create(UploadSchema, {
+          uploadId: existing.upload_id,
+          spec,
+          state: UploadState.COMPLETED,
+          datasetId: existing.dataset_id,
+          manifest: manifestFromJson(existing.manifest),
+          createdAt: timestampFromDate(existing.created_at),
+          expiresAt: timestampFromDate(existing.created_at),
+        });
+      }
+    }
+    const n = k + m;
+    const providers = await this.o.placement.place(n, { seed: uploadId });
+    const multipart: string[] = [];
+    try {
+      for (const [slot, p] of providers.entries()) multipart.push(await p.initiateMultipart(slotKey(uploadId, slot)));
+    } catch (e) {
+      await Promise.all(multipart.map((id, slot) => providers[slot]!.abortMultipart(slotKey(uploadId, slot), id).catch(() => undefined)));
+      throw e;
+    }
+    const placements = providers.map((p, slot) =>
+      create(PlacementSchema, {
+        slot,
+        providerId: p.id,
+        bucket: p.config.bucket,
+        key: slotKey(uploadId, slot),
+        endpoint: p.config.endpoint,
+      }),
+    );
+    const stripesPerGroup = Math.max(1, Math.ceil(this.o.partBytes / shardSize));
+    await this.o.db
+      .insertInto("uploads")
+      .values({
+        upload_id: uploadId,
+        owner,
+        spec: JSON.stringify(toJson(UploadSpecSchema, spec)),
+        k,
+        m,
+        shard_size: shardSize,
+        stripes_per_group: stripesPerGroup,
+        state: "open",
+        placements: JSON.stringify(placements.map((p) => toJson(PlacementSchema, p))),
+        multipart: JSON.stringify(multipart),
+        expires_at: expires,
+      })
+      .execute();
+    this.o.logger.info({ uploadId, owner, k, m, shardSize, providers: providers.map((p) => p.id) }, "upload created");
+    return this.toUpload(await this.row(uploadId));
+  }
+
+  // ---- reads -------------------------------------------------------------------------
+
+  async row(uploadId: string) {
+    if (!/^[0-9a-f-]{36}$/.test(uploadId)) throw new InvalidArgumentError(`upload_id ${JSON.stringify(uploadId)} is not an upload id`);
+    const r = await this.o.db.selectFrom("uploads").selectAll().where("upload_id", "=", uploadId).executeTakeFirst();
+    if (!r) throw new NotFoundError(`upload ${uploadId} not found`);
+    return r;
+  }
+
+  async get(uploadId: string): Promise<Upload> {
+    return this.toUpload(await this.row(uploadId));
+  }
+
+  toUpload(r: UploadRow): Upload {
+    return create(UploadSchema, {
+      uploadId: r.upload_id,
+      spec: fromJson(UploadSpecSchema, r.spec as JsonValue),
+      state: STATE_NAMES[r.state],
+      durableOffset: BigInt(r.durable_offset),
+      stripesDone: BigInt(r.stripes_done),
+      placements: (r.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p)),
+      createdAt: timestampFromDate(r.created_at),
+      expiresAt: timestampFromDate(r.expires_at),
+      ...(r.manifest ? { manifest: manifestFromJson(r.manifest) } : {}),
+      manifestStatement: r.statement ?? new Uint8Array(),
+      datasetId: r.dataset_id ?? "",
+      error: r.error ?? "",
+    });
+  }
+
+  /** Bytes received by a live session on this instance (durable or buffered). */
+  receivedOffset(uploadId: string): bigint | undefined {
+    const s = this.sessions.get(uploadId);
+    return s ? BigInt(s.received) : undefined;
+  }
+
+  // ---- streaming ---------------------------------------------------------------------
+
+  /**
+   * Feeds a stream of bytes starting at `offset` into the upload. `offset` must be the
+   * durable offset, or the received offset of this instance's live session. With
+   * `bodyDigest` (REST: the signed Content-Digest of the request body), bytes of this request
+   * only count once the body matches it: otherwise (mismatch, broken body, crash) progress
+   * rolls back to where the request started.
+   */
+  async receive(
+    actor: string,
+    uploadId: string,
+    offset: bigint,
+    chunks: AsyncIterable<Uint8Array>,
+    opts: { bodyDigest?: string } = {},
+  ): Promise<{ durableOffset: bigint; receivedOffset: bigint; stripesDone: bigint }> {
+    const row = await this.row(uploadId);
+    if (row.owner !== actor)
+      throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; bytes must be signed by its owner`);
+    if (row.state !== "open") throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}, not open: it accepts no more bytes`);
+    const session = await this.attach(row);
+    if (session.busy) throw new FailedPreconditionError(`upload ${uploadId} is already receiving a stream; wait for it to end`);
+    session.busy = true;
+    const start = Number(offset);
+    const limit = this.sizeLimit(row);
+    let bodyHash = opts.bodyDigest ? createHash("sha256") : undefined;
+    let ok = false;
+    if (start !== session.received && start !== session.durable) {
+      session.busy = false;
+      throw new FailedPreconditionError(
+        `offset ${start} does not continue upload ${uploadId}: resume from durable_offset ${session.durable}` +
+          (session.received !== session.durable ? ` (or received_offset ${session.received})` : ""),
+      );
+    }
+    try {
+      if (start !== session.received) await session.rollbackToDurable();
+      if (opts.bodyDigest) await this.markPending(uploadId, start);
+      for await (const chunk of chunks) {
+        if (chunk.length === 0) continue;
+        if (session.received + chunk.length > limit.bytes) throw limit.error(session.received + chunk.length);
+        bodyHash?.update(chunk);
+        await session.write(chunk);
+      }
+      await session.settle();
+      if (bodyHash && opts.bodyDigest) {
+        const got = `sha-256=:${bodyHash.digest("base64")}:`;
+        bodyHash = undefined;
+        if (got !== opts.bodyDigest) {
+          throw new InvalidArgumentError(
+            `request body does not match its signed Content-Digest; upload ${uploadId} rolled back to offset ${start}`,
+          );
+        }
+        await this.clearPending(uploadId);
+      }
+      ok = true;
+    } finally {
+      if (!ok) await this.rollback(session, opts.bodyDigest ? start : undefined);
+      session.busy = false;
+    }
+    return {
+      durableOffset: BigInt(session.durable),
+      receivedOffset: BigInt(session.received),
+      stripesDone: BigInt(this.stripesOf(session)),
+    };
+  }
+
+  private stripesOf(s: UploadSession): number {
+    return Math.ceil(s.durable / s.stripeBytes);
+  }
+
+  private sizeLimit(row: UploadRow): { bytes: number; error: (at: number) => Error } {
+    const spec = fromJson(UploadSpecSchema, row.spec as JsonValue);
+    if (spec.size !== undefined) {
+      const declared = Number(spec.size);
+      return {
+        bytes: declared,
+        error: (at) => new InvalidArgumentError(`stream overruns the declared size: ${at} bytes sent, spec.size is ${declared}`),
+      };
+    }
+    return {
+      bytes: this.o.maxUploadBytes,
+      error: (at) => new ResourceExhaustedError(`stream exceeds this service's limit of ${this.o.maxUploadBytes} bytes (at ${at})`),
+    };
+  }
+
+  private async markPending(uploadId: string, from: number): Promise<void> {
+    await this.o.db.updateTable("uploads").set({ pending_from: from }).where("upload_id", "=", uploadId).execute();
+  }
+
+  private async clearPending(uploadId: string): Promise<void> {
+    await this.o.db.updateTable("uploads").set({ pending_from: null }).where("upload_id", "=", uploadId).execute();
+  }
+
+  /** After a failed stream: drop buffered bytes; for a REST request, also durable bytes it added. */
+  private async rollback(session: UploadSession, requestStart: number | undefined): Promise<void> {
+    await session.rollbackToDurable();
+    if (requestStart !== undefined && session.durable > requestStart) {
+      const to = await this.rollbackDurable(session.uploadId, requestStart);
+      await session.rollbackTo(to);
+    } else if (requestStart !== undefined) await this.clearPending(session.uploadId).catch(() => undefined);
+  }
+
+  /** Rolls durable progress back to the part group containing `offset`; returns the new durable offset. */
+  private async rollbackDurable(uploadId: string, offset: number): Promise<number> {
+    return this.o.db.transaction().execute(async (trx) => {
+      const r = await trx.selectFrom("uploads").selectAll().where("upload_id", "=", uploadId).forUpdate().executeTakeFirstOrThrow();
+      const groupBytes = r.k * r.shard_size * r.stripes_per_group;
+      const group = Math.floor(offset / groupBytes);
+      const to = Math.min(Number(r.durable_offset), group * groupBytes);
+      await trx.deleteFrom("upload_groups").where("upload_id", "=", uploadId).where("group_index", ">=", group).execute();
+      await trx
+        .updateTable("uploads")
+        .set({ durable_offset: to, stripes_done: to / (r.k * r.shard_size), pending_from: null, updated_at: new Date() })
+        .where("upload_id", "=", uploadId)
+        .execute();
+      return to;
+    });
+  }
+
+  /** The live session of an open upload, rebuilt from its durable state when this instance has none. */
+  private async attach(row: UploadRow): Promise<UploadSession> {
+    let s = this.sessions.get(row.upload_id);
+    if (s) return s;
+    let durable = Number(row.durable_offset);
+    // A REST request whose body was never checked (the process died mid-request) does not count.
+    if (row.pending_from !== null) durable = await this.rollbackDurable(row.upload_id, Number(row.pending_from));
+    const codec = this.codec(row.k, row.m, row.shard_size);
+    s = new UploadSession(row.upload_id, codec, row.stripes_per_group, this.groupStore(row), {
+      durableOffset: durable,
+      hashValid: durable === 0,
+    });
+    this.sessions.set(row.upload_id, s);
+    return s;
+  }
+
+  private groupStore(row: UploadRow): { commitGroup(g: GroupCommit): Promise<void> } {
+    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
+    const multipart = row.multipart as string[];
+    const uploadId = row.upload_id;
+    const stripeBytes = row.k * row.shard_size;
+    const ttlS = this.o.ttlS;
+    return {
+      commitGroup: async (g) => {
+        const etags = await Promise.all(
+          placements.map((p, slot) =>
+            this.o.registry.get(p.providerId).uploadPart(p.key, multipart[slot]!, g.groupIndex + 1, g.parts[slot]!),
+          ),
+        );
+        await this.o.db.transaction().execute(async (trx) => {
+          await trx
+            .insertInto("upload_groups")
+            .values({
+              upload_id: uploadId,
+              group_index: g.groupIndex,
+              stripes: g.stripes,
+              etags: JSON.stringify(etags),
+              leaves: Buffer.from(g.leaves),
+            })
+            .onConflict((oc) =>
+              oc
+                .columns(["upload_id", "group_index"])
+                .doUpdateSet({ stripes: g.stripes, etags: JSON.stringify(etags), leaves: Buffer.from(g.leaves) }),
+            )
+            .execute();
+          const r = await trx
+            .updateTable("uploads")
+            .set({
+              durable_offset: g.endOffset,
+              stripes_done: Math.ceil(g.endOffset / stripeBytes),
+              updated_at: new Date(),
+              expires_at: new Date(Date.now() + ttlS * 1000),
+            })
+            .where("upload_id", "=", uploadId)
+            .where("state", "=", "open")
+            .executeTakeFirst();
+          if (Number(r.numUpdatedRows) !== 1) throw new FailedPreconditionError(`upload ${uploadId} is no longer open`);
+        });
+      },
+    };
+  }
+
+  // ---- finishing and anchoring -------------------------------------------------------
+
+  async complete(
+    actor: string,
+    uploadId: string,
+    envelope: DsseEnvelope | undefined,
+  ): Promise<{ upload: Upload; manifest?: Manifest; receipt?: Receipt; datasetId?: string }> {
+    let row = await this.row(uploadId);
+    if (row.owner !== actor) throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; only its owner completes it`);
+    if (row.state === "open") row = await this.finishStream(row);
+    if (row.state === "completed") {
+      const ds = await this.datasetRow(row.dataset_id!);
+      return {
+        upload: this.toUpload(row),
+        manifest: manifestFromJson(ds.manifest),
+        receipt: fromJson(ReceiptSchema, ds.receipt as JsonValue),
+        datasetId: ds.dataset_id,
+      };
+    }
+    if (row.state !== "awaiting_signature")
+      throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}${row.error ? `: ${row.error}` : ""}`);
+    if (!envelope) return { upload: this.toUpload(row), manifest: manifestFromJson(row.manifest) };
+    return this.anchor(row, envelope);
+  }
+
+  /** Ends the byte stream: checks the declared size, commits the last group, completes the slot objects, builds the manifest. */
+  private async finishStream(row: UploadRow): Promise<UploadRow> {
+    const uploadId = row.upload_id;
+    const session = await this.attach(row);
+    if (session.busy)
+      throw new FailedPreconditionError(`upload ${uploadId} is still receiving a stream; complete it after the stream ends`);
+    const spec = fromJson(UploadSpecSchema, row.spec as JsonValue);
+    if (spec.size !== undefined && BigInt(session.received) !== spec.size) {
+      throw new FailedPreconditionError(
+        `upload ${uploadId} has ${session.received} of its declared ${spec.size} bytes: send the rest from offset ${session.received} (durable_offset ${session.durable})`,
+      );
+    }
+    if (session.received === 0) throw new FailedPreconditionError(`upload ${uploadId} has no bytes: a dataset holds at least one byte`);
+    session.busy = true;
+    try {
+      await session.finish();
+    } catch (e) {
+      await session.rollbackToDurable();
+      throw e;
+    } finally {
+      session.busy = false;
+    }
+    const size = session.received;
+    const groups = await this.o.db
+      .selectFrom("upload_groups")
+      .selectAll()
+      .where("upload_id", "=", uploadId)
+      .orderBy("group_index")
+      .execute();
+    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
+    const multipart = row.multipart as string[];
+    // Complete every slot object; a provider failing here leaves the upload open to retry.
+    await Promise.all(
+      placements.map(async (p, slot) => {
+        const provider = this.o.registry.get(p.providerId);
+        try {
+          await provider.completeMultipart(
+            p.key,
+            multipart[slot]!,
+            groups.map((g) => g.etags[slot]!),
+          );
+        } catch (e) {
+          // Completed on an earlier attempt: the object is there.
+          if (!(await provider.exists(p.key))) throw e;
+        }
+      }),
+    );
+    const leaves = Buffer.concat(groups.map((g) => g.leaves));
+    const n = row.k + row.m;
+    const stripes = Math.ceil(size / (row.k * row.shard_size));
+    if (leaves.length !== stripes * n * 32)
+      throw new Error(`upload ${uploadId}: ${leaves.length / 32} leaves stored for ${stripes} stripes × ${n} slots`);
+    const frontier = MerkleFrontier.empty();
+    for (let i = 0; i < leaves.length; i += 32) frontier.append(leaves.subarray(i, i + 32));
+    const shardRoot = frontier.root();
+    const contentHex =
+      session.digestHex() ??
+      (await this.digestFromStorage({
+        datasetId: uploadId,
+        k: row.k,
+        m: row.m,
+        shardSize: row.shard_size,
+        size,
+        stripes,
+        leaves,
+        slots: placements.map((p) => ({
+          slot: p.slot,
+          providerId: p.providerId,
+          provider: this.o.registry.has(p.providerId) ? this.o.registry.get(p.providerId) : undefined,
+          key: p.key,
+        })),
+      }));
+    this.sessions.delete(uploadId);
+    const declared = spec.contentDigest?.hex;
+    if (declared && declared !== contentHex) {
+      const error = `content digest mismatch: spec.content_digest is sha256 ${declared}, the bytes received hash to ${contentHex}`;
+      await this.o.db
+        .updateTable("uploads")
+        .set({ state: "failed", error, updated_at: new Date() })
+        .where("upload_id", "=", uploadId)
+        .execute();
+      await this.deleteObjects(row).catch((e: unknown) =>
+        this.o.logger.warn({ err: e, uploadId }, "cleanup after digest mismatch failed; the sweeper retries"),
+      );
+      throw new InvalidArgumentError(`${error}; the upload failed and its objects were deleted`);
+    }
+    // Same bytes, same owner: the existing dataset stands; this upload's copy goes.
+    const existing = await this.findDataset(row.owner, contentHex);
+    if (existing) {
+      await this.o.db
+        .updateTable("uploads")
+        .set({ state: "completed", dataset_id: existing.dataset_id, size, content_digest: contentHex, updated_at: new Date() })
+        .where("upload_id", "=", uploadId)
+        .execute();
+      await this.deleteObjects(row).catch((e: unknown) => this.o.logger.warn({ err: e, uploadId }, "cleanup of a duplicate upload failed"));
+      return this.row(uploadId);
+    }
+    const manifest = create(ManifestSchema, {
+      contentDigest: create(DigestSchema, { algorithm: "sha256", hex: contentHex }),
+      size: BigInt(size),
+      k: row.k,
+      m: row.m,
+      shardSize: row.shard_size,
+      stripes: BigInt(stripes),
+      shardRoot,
+      placements,
+      mediaType: spec.mediaType || "application/octet-stream",
+      name: spec.name,
+      license: spec.license,
+      usageTerms: spec.usageTerms,
+      owner: row.owner,
+      parents: spec.parents,
+      createdAt: timestampFromDate(new Date()),
+      codec: CODEC_ID,
+      provenance: spec.provenance,
+    });
+    const statement = manifestStatement(manifest);
+    await this.o.db
+      .updateTable("uploads")
+      .set({
+        state: "awaiting_signature",
+        size,
+        content_digest: contentHex,
+        shard_root: Buffer.from(shardRoot),
+        manifest: JSON.stringify(manifestJson(manifest)),
+        statement: Buffer.from(statement),
+        updated_at: new Date(),
+        expires_at: new Date(Date.now() + this.o.ttlS * 1000),
+      })
+      .where("upload_id", "=", uploadId)
+      .where("state", "=", "open")
+      .execute();
+    this.o.logger.info({ uploadId, size, stripes, contentDigest: contentHex }, "upload finished; awaiting the owner's signature");
+    return this.row(uploadId);
+  }
+
+  private async digestFromStorage(layout: ReadLayout): Promise<string> {
+    this.o.logger.info(
+      { uploadId: layout.datasetId },
+      "hash state lost (restart or rollback): computing contentDigest from the stored shards",
+    );
+    const hash = createHash("sha256");
+    for await (const piece of readVerified(layout, 0, layout.size, {
+      ...this.o.readOptions,
+      codec: this.codec(layout.k, layout.m, layout.shardSize),
+    })) {
+      hash.update(piece);
+    }
+    return hash.digest("hex");
+  }
+
+  private async anchor(
+    row: UploadRow,
+    envelope: DsseEnvelope,
+  ): Promise<{ upload: Upload; manifest: Manifest; receipt: Receipt; datasetId: string }> {
+    checkManifestEnvelope(envelope, row.statement!, row.owner, publicKeyOf);
+    if (!this.o.ledger) throw new FailedPreconditionError("this ingestion service has no ledger configured (INGESTION_LEDGER_URL)");
+    const { index, receipt } = await this.o.ledger.anchor(envelope);
+    const manifest = manifestFromJson(row.manifest);
+    const datasetId = row.upload_id;
+    await this.o.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto("datasets")
+        .values({
+          dataset_id: datasetId,
+          upload_id: row.upload_id,
+          owner: row.owner,
+          content_digest: row.content_digest!,
+          size: row.size!,
+          manifest: JSON.stringify(manifestJson(manifest)),
+          envelope: JSON.stringify({
+            payloadType: envelope.payloadType,
+            payload: Buffer.from(envelope.payload).toString("base64"),
+            signatures: envelope.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig).toString("base64") })),
+          }),
+          receipt: JSON.stringify(toJson(ReceiptSchema, receipt)),
+          ledger_index: index,
+        })
+        .onConflict((oc) => oc.column("dataset_id").doNothing())
+        .execute();
+      await trx
+        .updateTable("uploads")
+        .set({ state: "completed", dataset_id: datasetId, updated_at: new Date() })
+        .where("upload_id", "=", row.upload_id)
+        .execute();
+      await enqueueEvent(
+        trx as unknown as Kysely<unknown>,
+        "deai.dataset.ingested",
+        DatasetIngestedSchema,
+        create(DatasetIngestedSchema, {
+          eventId: `dataset/ingested/${datasetId}`,
+          occurredAt: timestampFromDate(new Date()),
+          datasetId,
+          contentDigest: manifest.contentDigest,
+          manifest,
+          ledgerIndex: index,
+        }),
+        `dataset/ingested/${datasetId}`,
+      );
+    });
+    this.o.outbox.kick();
+    this.o.logger.info({ datasetId, ledgerIndex: index.toString() }, "dataset anchored");
+    return { upload: this.toUpload(await this.row(row.upload_id)), manifest, receipt, datasetId };
+  }
+
+  // ---- abort and expiry --------------------------------------------------------------
+
+  async abort(actor: string, uploadId: string): Promise<Upload> {
+    const row = await this.row(uploadId);
+    if (row.owner !== actor) throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; only its owner aborts it`);
+    if (row.state !== "open" && row.state !== "awaiting_signature")
+      throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}: nothing to abort`);
+    if (this.sessions.get(uploadId)?.busy) throw new FailedPreconditionError(`upload ${uploadId} is receiving a stream; end it first`);
+    await this.end(row, "aborted");
+    return this.get(uploadId);
+  }
+
+  /** Expires idle uploads (their objects and multipart uploads are deleted); returns how many. */
+  async sweep(): Promise<number> {
+    const due = await this.o.db
+      .selectFrom("uploads")
+      .selectAll()
+      .where("state", "in", ["open", "awaiting_signature"])
+      .where("expires_at", "<", new Date())
+      .limit(50)
+      .execute();
+    let done = 0;
+    for (const row of due) {
+      if (this.sessions.get(row.upload_id)?.busy) continue;
+      try {
+        await this.end(row, "expired");
+        done++;
+      } catch (e) {
+        this.o.logger.warn({ err: e, uploadId: row.upload_id }, "could not expire upload yet; retrying next sweep");
+      }
+    }
+    return done;
+  }
+
+  private async end(row: UploadRow, state: "aborted" | "expired"): Promise<void> {
+    this.sessions.delete(row.upload_id);
+    await this.deleteObjects(row);
+    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
+    await this.o.db.transaction().execute(async (trx) => {
+      const r = await trx
+        .updateTable("uploads")
+        .set({ state, updated_at: new Date() })
+        .where("upload_id", "=", row.upload_id)
+        .where("state", "in", ["open", "awaiting_signature"])
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) return;
+      await enqueueEvent(
+        trx as unknown as Kysely<unknown>,
+        "deai.dataset.upload_aborted",
+        UploadAbortedSchema,
+        create(UploadAbortedSchema, {
+          eventId: `dataset/upload_aborted/${row.upload_id}`,
+          occurredAt: timestampFromDate(new Date()),
+          uploadId: row.upload_id,
+          expired: state === "expired",
+          placements,
+        }),
+        `dataset/upload_aborted/${row.upload_id}`,
+      );
+    });
+    this.o.outbox.kick();
+    this.o.logger.info({ uploadId: row.upload_id, state }, "upload ended; objects deleted");
+  }
+
+  /** Aborts each slot's multipart upload and deletes its object (whichever exists). */
+  private async deleteObjects(row: UploadRow): Promise<void> {
+    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
+    const multipart = row.multipart as string[];
+    await Promise.all(
+      placements.map(async (p: Placement, slot) => {
+        if (!this.o.registry.has(p.providerId)) return;
+        const provider = this.o.registry.get(p.providerId);
+        await provider.abortMultipart(p.key, multipart[slot]!);
+        await provider.remove(p.key);
+      }),
+    );
+  }
+
+  // ---- datasets ----------------------------------------------------------------------
+
+  async findDataset(owner: string, contentHex: string) {
+    return this.o.db
+      .selectFrom("datasets")
+      .selectAll()
+      .where("owner", "=", owner)
+      .where("content_digest", "=", contentHex)
+      .orderBy("created_at", "desc")
+      .executeTakeFirst();
+  }
+
+  async datasetRow(datasetId: string) {
+    if (!/^[0-9a-f-]{36}$/.test(datasetId)) throw new InvalidArgumentError(`dataset_id ${JSON.stringify(datasetId)} is not a dataset id`);
+    const r = await this.o.db.selectFrom("datasets").selectAll().where("dataset_id", "=", datasetId).executeTakeFirst();
+    if (!r) throw new NotFoundError(`dataset ${datasetId} not found`);
+    return r;
+  }
+
+  toDataset(r: Awaited<ReturnType<Uploads["datasetRow"]>>): Dataset {
+    const env = r.envelope as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
+    return create(DatasetSchema, {
+      datasetId: r.dataset_id,
+      manifest: manifestFromJson(r.manifest),
+      manifestEnvelope: {
+        payloadType: env.payloadType,
+        payload: Buffer.from(env.payload, "base64"),
+        signatures: env.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig, "base64") })),
+      },
+      receipt: fromJson(ReceiptSchema, r.receipt as JsonValue),
+      state: DatasetState.AVAILABLE,
+    });
+  }
+
+  /** The leaf table of a dataset, checked against its manifest's shardRoot. */
+  async leaves(datasetId: string, manifest: Manifest): Promise<Buffer> {
+    const groups = await this.o.db
+      .selectFrom("upload_groups")
+      .select(["leaves"])
+      .where("upload_id", "=", datasetId)
+      .orderBy("group_index")
+      .execute();
+    const leaves = Buffer.concat(groups.map((g) => g.leaves));
+    const frontier = MerkleFrontier.empty();
+    for (let i = 0; i < leaves.length; i += 32) frontier.append(leaves.subarray(i, i + 32));
+    if (!Buffer.from(frontier.root()).equals(Buffer.from(manifest.shardRoot))) {
+      throw new UnavailableError(`dataset ${datasetId}: the stored leaf table does not hash to the manifest's shardRoot`);
+    }
+    return leaves;
+  }
+
+  layout(datasetId: string, manifest: Manifest, leaves: Buffer): ReadLayout {
+    return {
+      datasetId,
+      k: manifest.k,
+      m: manifest.m,
+      shardSize: manifest.shardSize,
+      size: Number(manifest.size),
+      stripes: Number(manifest.stripes),
+      leaves,
+      slots: manifest.placements.map((p) => ({
+        slot: p.slot,
+        providerId: p.providerId,
+        provider: this.o.registry.has(p.providerId) ? this.o.registry.get(p.providerId) : undefined,
+        key: p.key,
+      })),
+    };
+  }
+
+  /** Closes live sessions (shutdown): their buffered, non-durable bytes are dropped. */
+  closeSessions(): void {
+    this.sessions.clear();
+  }
+}

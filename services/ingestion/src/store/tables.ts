@@ -1,0 +1,63 @@
+import type { ColumnType, Generated } from "kysely";
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type TimestampDefault = ColumnType<Date, Date | string | undefined, Date | string>;
+type Int8 = ColumnType<string, number | bigint | string, number | bigint | string>;
+type Int8Default = ColumnType<string, number | bigint | string | undefined, number | bigint | string>;
+type Int8Null = ColumnType<string | null, number | bigint | string | null | undefined, number | bigint | string | null>;
+
+export type UploadStateName = "open" | "awaiting_signature" | "completed" | "aborted" | "expired" | "failed";
+
+export interface UploadsTable {
+  upload_id: string;
+  owner: string;
+  spec: ColumnType<unknown, string, string>;
+  k: number;
+  m: number;
+  shard_size: number;
+  stripes_per_group: number;
+  state: UploadStateName;
+  durable_offset: Int8Default;
+  stripes_done: Int8Default;
+  pending_from: Int8Null;
+  placements: ColumnType<unknown, string, string>;
+  multipart: ColumnType<unknown, string, string>;
+  size: Int8Null;
+  content_digest: ColumnType<string | null, string | null | undefined, string | null>;
+  shard_root: ColumnType<Buffer | null, Buffer | null | undefined, Buffer | null>;
+  manifest: ColumnType<unknown, string | null | undefined, string | null>;
+  statement: ColumnType<Buffer | null, Buffer | null | undefined, Buffer | null>;
+  dataset_id: ColumnType<string | null, string | null | undefined, string | null>;
+  error: ColumnType<string | null, string | null | undefined, string | null>;
+  created_at: TimestampDefault;
+  updated_at: TimestampDefault;
+  expires_at: Timestamp;
+}
+
+export interface UploadGroupsTable {
+  upload_id: string;
+  group_index: number;
+  stripes: number;
+  etags: ColumnType<string[], string, string>;
+  leaves: Buffer;
+}
+
+export interface DatasetsTable {
+  dataset_id: string;
+  upload_id: string;
+  owner: string;
+  content_digest: string;
+  size: Int8;
+  manifest: ColumnType<unknown, string, string>;
+  envelope: ColumnType<unknown, string, string>;
+  receipt: ColumnType<unknown, string, string>;
+  ledger_index: Int8;
+  state: Generated<string>;
+  created_at: TimestampDefault;
+}
+
+export interface IngestionDb {
+  uploads: UploadsTable;
+  upload_groups: UploadGroupsTable;
+  datasets: DatasetsTable;
+}
