@@ -117,3 +117,4 @@ export {
   type TilePath,
 } from "./tiles.js";
 export * from "./dataset-layout.js";
+export { ERASURE_MAX_K, ERASURE_MAX_M, ERASURE_SHARD_ALIGNMENT, ErasureCodec } from "./erasure.js";
