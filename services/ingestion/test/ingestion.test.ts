@@ -97,7 +97,7 @@ describe("upload, anchor, download", () => {
     expect(manifest.size).toBe(String(data.length));
     expect([manifest.k, manifest.m, manifest.shardSize]).toEqual([K, M, 4096]);
     expect(Number(manifest.stripes)).toBe(Math.ceil(data.length / (K * 4096)));
-    expect(manifest.codec).toBe("rs-gf256-systematic-v1");
+    expect(manifest.codec).toBe("rs-cauchy-ronomon-v1");
     expect(manifest.license).toBe("CC-BY-4.0");
     expect(manifest.owner).toBe(owner.id);
     expect(new Set(manifest.placements.map((p: { providerId: string }) => p.providerId)).size).toBe(K + M);

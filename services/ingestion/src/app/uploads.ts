@@ -196,7 +196,13 @@ export class Uploads {
   }
 
   async get(uploadId: string): Promise<Upload> {
-    return this.toUpload(await this.row(uploadId));
+    const row = await this.row(uploadId);
+    // A REST request that died unverified (crash) does not count: show the offset to resume from.
+    if (row.pending_from !== null && row.state === "open" && !this.sessions.has(uploadId)) {
+      await this.rollbackDurable(uploadId, Number(row.pending_from));
+      return this.toUpload(await this.row(uploadId));
+    }
+    return this.toUpload(row);
   }
 
   toUpload(r: UploadRow): Upload {

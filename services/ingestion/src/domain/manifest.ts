@@ -15,7 +15,7 @@ import { InvalidArgumentError, PermissionDeniedError } from "@deai/kit/errors";
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 export const STATEMENT_V1_TYPE = "https://in-toto.io/Statement/v1";
 export const DATASET_MANIFEST_PREDICATE = "https://deai.dev/dataset-manifest/v1";
-export const CODEC_ID = "rs-gf256-systematic-v1";
+export const CODEC_ID = "rs-cauchy-ronomon-v1";
 
 /** The manifest's JSON form (proto3 JSON, camelCase). */
 export function manifestJson(manifest: Manifest): JsonValue {
