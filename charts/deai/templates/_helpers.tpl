@@ -235,6 +235,26 @@ the migrate initContainer and the service container.
 - name: TRAINER_POD_TEMPLATE
   value: {{ include "deai.trainerPodTemplate" .root | quote }}
 {{- end }}
+{{- if eq .name "ingestion" }}
+{{- /* Manifests are anchored in this release's ledger. */}}
+- name: INGESTION_LEDGER_URL
+  value: {{ printf "http://%s:%v" (include "deai.componentName" (dict "root" .root "component" "ledger")) $v.components.ledger.port | quote }}
+{{- /* Storage providers carry credentials: a Secret key holding the INGESTION_PROVIDERS JSON list. */}}
+{{- with .c.providersSecret }}
+- name: INGESTION_PROVIDERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key | default "providers.json" }}
+{{- end }}
+{{- with .c.serviceKeySecret }}
+- name: INGESTION_SERVICE_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key | default "seed" }}
+{{- end }}
+{{- end }}
 {{- range $k, $val := .c.env }}
 - name: {{ $k }}
   value: {{ $val | toString | quote }}
