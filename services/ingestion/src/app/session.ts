@@ -62,7 +62,7 @@ export class UploadSession {
   private durableHash: Hash | undefined;
   private uploading: Promise<void> | undefined;
   private failure: Error | undefined;
-  private readonly spare: Buffer[][] = [];
+  private free: Buffer[] | undefined;
 
   constructor(
     readonly uploadId: string,
@@ -166,6 +166,7 @@ export class UploadSession {
     const encoded = await encodeStripe(this.codec, data);
     const g = this.group;
     const S = this.codec.shardSize;
+    if (g.parts.length === 0) g.parts = this.partBuffers();
     for (let j = 0; j < this.n; j++) {
       encoded.shards[j]!.copy(g.parts[j]!, g.stripes * S);
       Buffer.from(encoded.leaves[j]!.buffer, encoded.leaves[j]!.byteOffset, 32).copy(g.leaves, (g.stripes * this.n + j) * 32);
@@ -203,12 +204,18 @@ export class UploadSession {
   }
 
   private newGroup(index: number): Group {
-    const S = this.codec.shardSize;
-    const parts = this.spare.pop() ?? Array.from({ length: this.n }, () => Buffer.allocUnsafe(this.stripesPerGroup * S));
-    return { index, stripes: 0, parts, leaves: Buffer.allocUnsafe(this.stripesPerGroup * this.n * 32) };
+    return { index, stripes: 0, parts: [], leaves: Buffer.allocUnsafe(this.stripesPerGroup * this.n * 32) };
   }
 
+  /** Part buffers for a group's first stripe: the last committed group's, else fresh ones. */
+  private partBuffers(): Buffer[] {
+    const reused = this.free;
+    this.free = undefined;
+    return reused ?? Array.from({ length: this.n }, () => Buffer.allocUnsafe(this.stripesPerGroup * this.codec.shardSize));
+  }
+
+  /** Keeps one committed group's buffers for the next group: at most two sets are ever live. */
   private recycle(g: Group): void {
-    if (this.spare.length < 1) this.spare.push(g.parts);
+    if (g.parts.length > 0) this.free = g.parts;
   }
 }
