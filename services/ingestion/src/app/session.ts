@@ -18,12 +18,15 @@ import { InvalidArgumentError } from "@deai/kit/errors";
 
 import type { StripeCodec } from "../coding/reed-solomon.js";
 import { encodeStripe } from "../coding/stripe-encoder.js";
+import type { PartWriter } from "../providers/providers.js";
 
 export interface GroupCommit {
   readonly groupIndex: number;
   readonly stripes: number;
-  /** Per slot: the part's bytes (stripes × S). */
-  readonly parts: readonly Buffer[];
+  /** Per slot: the part's bytes (stripes × S), when buffered. */
+  readonly parts?: readonly Buffer[];
+  /** Per slot: the ETags of the streamed parts, when streamed. */
+  readonly etags?: Promise<string[]>;
   /** stripes × n leaves, (stripe, slot) order. */
   readonly leaves: Buffer;
   /** Dataset bytes durable once this group is committed. */
@@ -32,14 +35,22 @@ export interface GroupCommit {
 }
 
 export interface SessionStore {
-  /** Uploads the parts and commits the group durably; throws when either fails. */
+  /**
+   * Uploads the parts (or awaits the streamed parts' ETags) and commits the group durably;
+   * throws when either fails.
+   */
   commitGroup(group: GroupCommit): Promise<void>;
+  /** Opens one streamed multipart part per slot for a group, each of `bytesPerSlot` bytes. */
+  openParts?(groupIndex: number, bytesPerSlot: number): PartWriter[];
 }
 
 interface Group {
   index: number;
   stripes: number;
+  /** Buffered mode: per-slot part buffers. */
   parts: Buffer[];
+  /** Streaming mode: per-slot part requests, opened on the group's first stripe. */
+  writers?: PartWriter[];
   leaves: Buffer;
 }
 
@@ -71,6 +82,12 @@ export class UploadSession {
     private readonly store: SessionStore,
     /** Durable state to start from. */
     start: { durableOffset: number; hashValid: boolean },
+    /**
+     * The declared size, when known: every group's part size is then known in advance and
+     * parts are streamed to the providers as stripes are encoded (memory: a few stripes).
+     * Unknown: each group's parts are buffered (2 × n × G × S bytes at most).
+     */
+    private readonly totalSize?: number,
   ) {
     this.n = codec.k + codec.m;
     this.stripeBytes = codec.k * codec.shardSize;
@@ -83,6 +100,11 @@ export class UploadSession {
     this.durableHash = this.hash?.copy();
     this.stripe = Buffer.allocUnsafe(this.stripeBytes);
     this.group = this.newGroup(start.durableOffset / groupBytes);
+  }
+
+  /** Drops open part requests (the upload ended or the process is stopping). */
+  close(): void {
+    this.group.writers?.forEach((w) => w.abort());
   }
 
   /** Whether contentDigest can be taken from the running hash (no restart since byte 0). */
@@ -141,6 +163,7 @@ export class UploadSession {
     this.received = this.durable;
     this.hash = this.durableHash?.copy();
     const groupBytes = this.stripeBytes * this.stripesPerGroup;
+    this.group.writers?.forEach((w) => w.abort());
     this.recycle(this.group);
     this.group = this.newGroup(this.durable / groupBytes);
     this.finished = false;
@@ -166,13 +189,29 @@ export class UploadSession {
     const encoded = await encodeStripe(this.codec, data);
     const g = this.group;
     const S = this.codec.shardSize;
-    if (g.parts.length === 0) g.parts = this.partBuffers();
     for (let j = 0; j < this.n; j++) {
-      encoded.shards[j]!.copy(g.parts[j]!, g.stripes * S);
       Buffer.from(encoded.leaves[j]!.buffer, encoded.leaves[j]!.byteOffset, 32).copy(g.leaves, (g.stripes * this.n + j) * 32);
+    }
+    if (this.streaming) {
+      g.writers ??= this.store.openParts!(g.index, this.stripesInGroup(g.index) * S);
+      const writers = g.writers;
+      await Promise.all(writers.map((w, j) => w.write(encoded.shards[j]!)));
+    } else {
+      if (g.parts.length === 0) g.parts = this.partBuffers();
+      for (let j = 0; j < this.n; j++) encoded.shards[j]!.copy(g.parts[j]!, g.stripes * S);
     }
     g.stripes++;
     if (g.stripes === this.stripesPerGroup) await this.flushGroup(false);
+  }
+
+  private get streaming(): boolean {
+    return this.totalSize !== undefined && this.store.openParts !== undefined;
+  }
+
+  /** Stripes of group `index` given the declared size. */
+  private stripesInGroup(index: number): number {
+    const total = Math.ceil(this.totalSize! / this.stripeBytes);
+    return Math.min(this.stripesPerGroup, total - index * this.stripesPerGroup);
   }
 
   private async flushGroup(final: boolean): Promise<void> {
@@ -183,10 +222,12 @@ export class UploadSession {
     // One group uploads while the next fills: wait for the previous one before handing over.
     await this.settle();
     const S = this.codec.shardSize;
+    const etags = g.writers ? Promise.all(g.writers.map((w) => w.end())) : undefined;
+    etags?.catch(() => undefined);
     const commit: GroupCommit = {
       groupIndex: g.index,
       stripes: g.stripes,
-      parts: g.parts.map((p) => p.subarray(0, g.stripes * S)),
+      ...(etags ? { etags } : { parts: g.parts.map((p) => p.subarray(0, g.stripes * S)) }),
       leaves: g.leaves.subarray(0, g.stripes * this.n * 32),
       endOffset,
       final,

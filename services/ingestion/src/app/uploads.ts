@@ -46,7 +46,7 @@ import { checkManifestEnvelope, CODEC_ID, manifestFromJson, manifestJson, manife
 import type { PlacementPolicy, ProviderRegistry } from "../providers/providers.js";
 import type { IngestionDb, UploadStateName } from "../store/tables.js";
 import { readVerified, type ReadLayout, type ReadOptions } from "./reader.js";
-import { UploadSession, type GroupCommit } from "./session.js";
+import { UploadSession, type SessionStore } from "./session.js";
 
 export const DEFAULT_K = 8;
 export const DEFAULT_M = 4;
@@ -355,27 +355,36 @@ export class Uploads {
     // A REST request whose body was never checked (the process died mid-request) does not count.
     if (row.pending_from !== null) durable = await this.rollbackDurable(row.upload_id, Number(row.pending_from));
     const codec = this.codec(row.k, row.m, row.shard_size);
-    s = new UploadSession(row.upload_id, codec, row.stripes_per_group, this.groupStore(row), {
-      durableOffset: durable,
-      hashValid: durable === 0,
-    });
+    const declared = fromJson(UploadSpecSchema, row.spec as JsonValue).size;
+    s = new UploadSession(
+      row.upload_id,
+      codec,
+      row.stripes_per_group,
+      this.groupStore(row),
+      { durableOffset: durable, hashValid: durable === 0 },
+      declared === undefined ? undefined : Number(declared),
+    );
     this.sessions.set(row.upload_id, s);
     return s;
   }
 
-  private groupStore(row: UploadRow): { commitGroup(g: GroupCommit): Promise<void> } {
+  private groupStore(row: UploadRow): SessionStore {
     const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
     const multipart = row.multipart as string[];
     const uploadId = row.upload_id;
     const stripeBytes = row.k * row.shard_size;
     const ttlS = this.o.ttlS;
     return {
+      openParts: (groupIndex, bytesPerSlot) =>
+        placements.map((p, slot) => this.o.registry.get(p.providerId).openPart(p.key, multipart[slot]!, groupIndex + 1, bytesPerSlot)),
       commitGroup: async (g) => {
-        const etags = await Promise.all(
-          placements.map((p, slot) =>
-            this.o.registry.get(p.providerId).uploadPart(p.key, multipart[slot]!, g.groupIndex + 1, g.parts[slot]!),
-          ),
-        );
+        const etags = g.etags
+          ? await g.etags
+          : await Promise.all(
+              placements.map((p, slot) =>
+                this.o.registry.get(p.providerId).uploadPart(p.key, multipart[slot]!, g.groupIndex + 1, g.parts![slot]!),
+              ),
+            );
         await this.o.db.transaction().execute(async (trx) => {
           await trx
             .insertInto("upload_groups")
@@ -674,6 +683,7 @@ export class Uploads {
   }
 
   private async end(row: UploadRow, state: "aborted" | "expired"): Promise<void> {
+    this.sessions.get(row.upload_id)?.close();
     this.sessions.delete(row.upload_id);
     await this.deleteObjects(row);
     const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
@@ -788,6 +798,7 @@ export class Uploads {
 
   /** Closes live sessions (shutdown): their buffered, non-durable bytes are dropped. */
   closeSessions(): void {
+    for (const s of this.sessions.values()) s.close();
     this.sessions.clear();
   }
 }

@@ -4,7 +4,8 @@
  * `PlacementPolicy` interface, so nothing else in the service changes.
  */
 import { createHash } from "node:crypto";
-import type { Readable } from "node:stream";
+import type { IncomingMessage } from "node:http";
+import { PassThrough, type Readable } from "node:stream";
 
 import { Client } from "minio";
 
@@ -63,6 +64,16 @@ export function parseProviders(json: string): ProviderConfig[] {
       stake: num("stake", 1),
     };
   });
+}
+
+/** One multipart part being streamed. */
+export interface PartWriter {
+  /** Resolves when the bytes are accepted (backpressure); rejects when the PUT failed. */
+  write(chunk: Buffer): Promise<void>;
+  /** Ends the body; resolves with the part's ETag. */
+  end(): Promise<string>;
+  /** Drops the request (the part is simply not completed). */
+  abort(): void;
 }
 
 /** One provider's S3 bucket, through the minio client. */
@@ -142,6 +153,76 @@ export class Provider {
       ),
     );
     return r.etag;
+  }
+
+  /**
+   * Streams one multipart part of exactly `length` bytes: shards are written as they are
+   * encoded (the socket's backpressure reaches the caller), so no part is ever buffered whole.
+   */
+  openPart(key: string, uploadId: string, partNumber: number, length: number): PartWriter {
+    const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const client = this.client as unknown as {
+      makeRequestStreamAsync(
+        o: { method: string; bucketName: string; objectName: string; query: string; headers: Record<string, number | string> },
+        body: Readable,
+        sha256sum: string,
+        statusCodes: number[],
+        region: string,
+      ): Promise<IncomingMessage>;
+    };
+    const response = this.wrap(`upload part ${partNumber} of ${key}`, async () => {
+      const res = await client.makeRequestStreamAsync(
+        {
+          method: "PUT",
+          bucketName: this.config.bucket,
+          objectName: key,
+          query: `uploadId=${uploadId}&partNumber=${partNumber}`,
+          headers: { "Content-Length": length },
+        },
+        body,
+        "",
+        [200],
+        this.config.region,
+      );
+      res.resume();
+      const etag = String(res.headers.etag ?? "").replace(/^"|"$/g, "");
+      if (!etag) throw new Error("no ETag in the response");
+      return etag;
+    });
+    let failed: unknown;
+    response.catch((e: unknown) => {
+      failed = e;
+      body.destroy();
+    });
+    let written = 0;
+    return {
+      write: async (chunk) => {
+        if (failed) throw failed;
+        written += chunk.length;
+        if (written > length) throw new Error(`part ${partNumber} of ${key} overruns its ${length} bytes`);
+        if (!body.write(chunk)) {
+          await new Promise<void>((resolve, reject) => {
+            const done = (): void => {
+              body.off("drain", done);
+              body.off("close", done);
+              if (failed) reject(failed);
+              else resolve();
+            };
+            body.on("drain", done);
+            body.on("close", done);
+          });
+        }
+        if (failed) throw failed;
+      },
+      end: async () => {
+        body.end();
+        return response;
+      },
+      abort: () => {
+        body.destroy();
+        response.catch(() => undefined);
+      },
+    };
   }
 
   completeMultipart(key: string, uploadId: string, etags: readonly string[]): Promise<unknown> {
