@@ -189,9 +189,9 @@ export class Provider {
       if (!etag) throw new Error("no ETag in the response");
       return etag;
     });
-    let failed: unknown;
+    let failed: Error | undefined;
     response.catch((e: unknown) => {
-      failed = e;
+      failed = e instanceof Error ? e : new Error(String(e));
       body.destroy();
     });
     let written = 0;
