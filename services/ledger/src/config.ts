@@ -24,6 +24,11 @@ export const configSchema = {
   LEDGER_WITNESS_KEYS: env.string({ default: "" }),
   /** Distinct witness cosignatures a checkpoint needs before it is served (0 = publish log-signed checkpoints at once). */
   LEDGER_WITNESS_QUORUM: env.int({ default: 0, min: 0 }),
+  /**
+   * Worker threads that check envelope signatures (Ed25519) off the event loop; 0 checks them
+   * inline. -1 (default): one less than the available CPUs, at least 1, at most 4.
+   */
+  LEDGER_VERIFY_THREADS: env.int({ default: -1, min: -1, max: 64 }),
   /** Path prefix of the tlog-tiles endpoints ("" serves /checkpoint and /tile/...). */
   LEDGER_TILES_PREFIX: env.string({ default: "" }),
 } as const;

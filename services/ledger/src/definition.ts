@@ -1,3 +1,5 @@
+import { availableParallelism } from "node:os";
+
 import { actorKeyFromSeed, ConfigError, type ServiceDefinition } from "@deai/kit";
 import { base64Decode, ed25519Verifier, parseSignerKey, ED25519_TYPE, type NoteSigner, type NoteVerifier } from "@deai/proofs";
 
@@ -5,6 +7,7 @@ import { AppendBatcher } from "./app/append-batcher.js";
 import { Cosignatures, parseWitnessKeys } from "./app/cosignatures.js";
 import { Integrator } from "./app/integrator.js";
 import { Ledger } from "./app/ledger.js";
+import { SignatureVerifier } from "./app/signature-verifier.js";
 import type { LedgerConfig } from "./config.js";
 import { ledgerService } from "./grpc/ledger-service.js";
 import { tilesHandler } from "./http/tiles.js";
@@ -64,13 +67,18 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         logger,
         intervalMs: config.LEDGER_CHECKPOINT_INTERVAL_MS,
       });
-      const batcher = new AppendBatcher(db);
+      // Under load, integrate as soon as a backlog builds up, not only on the schedule.
+      const batcher = new AppendBatcher(db, undefined, undefined, (n) => integrator.noteSequenced(n));
+      const threads =
+        config.LEDGER_VERIFY_THREADS >= 0 ? config.LEDGER_VERIFY_THREADS : Math.max(1, Math.min(4, availableParallelism() - 1));
+      const verifier = new SignatureVerifier({ threads });
       const cosignatures = new Cosignatures({ db, witnesses, quorum: config.LEDGER_WITNESS_QUORUM });
       const ledger = new Ledger({
         db,
         origin: config.LEDGER_ORIGIN,
         batcher,
         integrator,
+        verifier,
         cosignatures,
         waitDefaultMs: config.LEDGER_APPEND_WAIT_MS,
         waitMaxMs: config.LEDGER_APPEND_WAIT_MAX_MS,
@@ -82,6 +90,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         stop: async () => {
           await batcher.drain();
           await integrator.stop();
+          await verifier.close();
         },
       };
     },

@@ -165,6 +165,123 @@ describe("append and receipts", () => {
   });
 });
 
+interface BatchJson {
+  results: { index: string; leafHash: string; duplicate: boolean }[];
+}
+
+async function appendBatch(envelopes: unknown[]): Promise<Response> {
+  return signedFetch(`${base}/v1/ledger/entries:batch`, author, { body: JSON.stringify({ envelopes }) });
+}
+
+describe("batch append", () => {
+  const lease = (tag: string, keys = [author]): ReturnType<typeof envelope> =>
+    envelope(statement([sha256Hex(tag)], "https://deai.dev/lease/v1", { tag }), keys);
+
+  it("sequences a batch contiguously in request order; repeats and logged envelopes are duplicates", async () => {
+    const logged = await appendOk(lease("batch-logged"));
+    const [a, b, c] = [lease("batch-a"), lease("batch-b"), lease("batch-c")];
+    const res = await appendBatch([
+      a,
+      b,
+      a,
+      envelope(statement([sha256Hex("batch-logged")], "https://deai.dev/lease/v1", { tag: "batch-logged" }), [author]),
+      c,
+    ]);
+    expect(res.status).toBe(200);
+    const { results } = (await res.json()) as BatchJson;
+    expect(results).toHaveLength(5);
+    const [ra, rb, ra2, rl, rc] = results;
+    expect([ra!.duplicate, rb!.duplicate, ra2!.duplicate, rl!.duplicate, rc!.duplicate]).toEqual([false, false, true, true, false]);
+    expect(Number(rb!.index)).toBe(Number(ra!.index) + 1);
+    expect(Number(rc!.index)).toBe(Number(ra!.index) + 2);
+    expect(ra2).toEqual({ ...ra, duplicate: true });
+    expect(rl).toMatchObject({ index: logged.index, leafHash: logged.leafHash });
+    // Each result's leaf hash is its envelope's, and the entry is readable by it.
+    for (const [e, r] of [
+      [a, ra],
+      [b, rb],
+      [c, rc],
+    ] as const) {
+      expect(r!.leafHash).toBe(Buffer.from(leafHash(new TextEncoder().encode(canonicalJson(e)))).toString("base64"));
+      const got = await get<{ entry: { index: string; envelope: unknown } }>(`/v1/ledger/entries/${r!.index}`);
+      expect(got.body.entry).toMatchObject({ index: r!.index, envelope: e });
+    }
+    // Sending the same batch again writes nothing new.
+    const again = (await (await appendBatch([a, b, c])).json()) as BatchJson;
+    expect(again.results.map((r) => [r.index, r.duplicate])).toEqual([ra, rb, rc].map((r) => [r!.index, true]));
+  });
+
+  it("rejects the whole batch when one envelope is bad, naming its position, and writes nothing", async () => {
+    const before = (await publish()).checkpoint.size;
+    const other = generateActorKey();
+    const good = [lease("reject-0"), lease("reject-1"), lease("reject-2"), lease("reject-3")];
+    const forged = { ...good[2]!, signatures: [{ keyid: other.id, sig: good[2]!.signatures[0]!.sig }] };
+    const cases: [string, unknown[], RegExp][] = [
+      ["bad signature at 2", [good[0], good[1], forged, good[3]], /^envelopes\[2\]: signatures\[0\] does not verify for keyid /],
+      ["not a statement at 1", [good[0], envelope("not json", [author]), good[2]], /^envelopes\[1\]: payload|^envelopes\[1\]: statement/],
+      ["no signatures at 3", [good[0], good[1], good[2], { ...good[3]!, signatures: [] }], /^envelopes\[3\]: envelope has no signatures$/],
+      // The first bad envelope by position wins, whatever its kind of problem.
+      [
+        "forged at 0, malformed at 1",
+        [forged, { ...good[1]!, payloadType: "text/plain" }],
+        /^envelopes\[0\]: signatures\[0\] does not verify/,
+      ],
+      [
+        "malformed at 0, forged at 1",
+        [{ ...good[1]!, payloadType: "text/plain" }, forged],
+        /^envelopes\[0\]: envelope payloadType must be/,
+      ],
+      ["empty", [], /envelopes is empty/],
+      ["too many", Array.from({ length: 1001 }, () => good[0]), /1001 envelopes; the limit is 1000/],
+    ];
+    for (const [what, envelopes, message] of cases) {
+      const res = await appendBatch(envelopes);
+      const body = (await res.json()) as { code: string; message: string };
+      expect({ what, status: res.status, code: body.code }).toEqual({ what, status: 400, code: "invalid_argument" });
+      expect({ what, message: body.message }).toEqual({ what, message: expect.stringMatching(message) });
+    }
+    const after = await publish();
+    expect(after.checkpoint.size).toBe(before);
+    expect(after.published).toBe(false);
+    for (const e of good) {
+      const hash = Buffer.from(leafHash(new TextEncoder().encode(canonicalJson(e)))).toString("base64url");
+      expect((await get(`/v1/ledger/leaves/${hash}`)).status).toBe(404);
+    }
+  });
+
+  it("needs a signed request", async () => {
+    const res = await fetch(`${base}/v1/ledger/entries:batch`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ envelopes: [lease("unsigned")] }),
+    });
+    expect(res.status).toBe(401);
+  });
+
+  it("keeps concurrent batches and single appends contiguous", async () => {
+    const start = Number((await publish()).checkpoint.size);
+    const batches = Array.from({ length: 6 }, (_, b) => Array.from({ length: 50 }, (_, i) => lease(`mix-${b}-${i}`)));
+    const [batchResults, singles] = await Promise.all([
+      Promise.all(batches.map(async (envs) => ((await (await appendBatch(envs)).json()) as BatchJson).results)),
+      Promise.all(Array.from({ length: 40 }, (_, i) => appendOk(lease(`mix-single-${i}`)))),
+    ]);
+    // Each batch is one transaction: its indexes are consecutive.
+    for (const r of batchResults) {
+      const idx = r.map((x) => Number(x.index));
+      expect(idx).toEqual(Array.from({ length: 50 }, (_, i) => idx[0]! + i));
+    }
+    const all = [...batchResults.flat().map((r) => Number(r.index)), ...singles.map((r) => Number(r.index))].sort((a, b) => a - b);
+    expect(all).toEqual(Array.from({ length: 340 }, (_, i) => start + i));
+    const cp = (await publish()).checkpoint;
+    expect(Number(cp.size)).toBe(start + 340);
+    // Every one of them proves against the new checkpoint.
+    for (const r of batchResults.flat().filter((_, i) => i % 23 === 0)) {
+      const p = await get<{ inclusionProof: string[] }>(`/v1/ledger/proofs/inclusion?leafIndex=${r.index}&treeSize=${cp.size}`);
+      verifyInclusion(Number(r.index), Number(cp.size), b64(r.leafHash), p.body.inclusionProof.map(b64), b64(cp.rootHash));
+    }
+  });
+});
+
 describe("sequencing, proofs and tiles", () => {
   let first: { size: number; root: Uint8Array };
   let second: { size: number; root: Uint8Array; note: string };

@@ -38,6 +38,11 @@ export interface IntegratorOptions {
   readonly intervalMs: number;
   /** Most entries integrated per checkpoint. @default 65536 */
   readonly maxBatch?: number;
+  /**
+   * Entries sequenced by this replica since the last pass that trigger a pass before the
+   * schedule does, bounding integration lag under load. @default 8192
+   */
+  readonly backlog?: number;
 }
 
 export class Integrator {
@@ -46,6 +51,7 @@ export class Integrator {
   private again = false;
   private stopped = false;
   private readonly listeners = new Set<() => void>();
+  private sequencedSince = 0;
 
   constructor(private readonly o: IntegratorOptions) {}
 
@@ -68,6 +74,7 @@ export class Integrator {
       this.again = true;
       return;
     }
+    this.sequencedSince = 0;
     this.running = this.integrateAll(false)
       .catch((e: unknown) => this.o.logger.error({ err: e }, "integration failed; will retry"))
       .finally(() => {
@@ -77,6 +84,21 @@ export class Integrator {
           this.requestSoon();
         }
       });
+  }
+
+  /** Calls `listener` after each checkpoint this replica signs; returns the unsubscribe. */
+  onPublished(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Notes `n` entries sequenced here; past the backlog, integrates without waiting for the schedule. */
+  noteSequenced(n: number): void {
+    this.sequencedSince += n;
+    if (this.sequencedSince >= (this.o.backlog ?? 8192)) {
+      this.sequencedSince = 0;
+      this.requestSoon();
+    }
   }
 
   /** Integrates everything sequenced so far, waiting for the lock; returns the newest checkpoint. */

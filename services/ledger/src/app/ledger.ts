@@ -4,7 +4,14 @@ import type { Kysely } from "kysely";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
 import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseNote, type NoteSignature } from "@deai/proofs";
 
-import { envelopeFromLeaf, verifyEnvelope, type Envelope } from "../domain/envelope.js";
+import {
+  completeEnvelope,
+  envelopeFromLeaf,
+  prepareEnvelope,
+  type Envelope,
+  type PreparedEnvelope,
+  type VerifiedEntry,
+} from "../domain/envelope.js";
 import { digestFromKey, digestKey, parseDigest, type Digest } from "../domain/digest.js";
 import { walkLineage, type LineageDirection, type LineageEdge } from "../domain/lineage.js";
 import {
@@ -15,13 +22,15 @@ import {
   indexesByDigest,
   sequencedCount,
   type EntryRow,
+  type NewEntry,
 } from "../store/entries.js";
 import type { LedgerDb } from "../store/tables.js";
 import { checkpointAt, latestCheckpoint, type CheckpointRow } from "../store/tree.js";
 import type { AppendBatcher } from "./append-batcher.js";
 import type { Cosignatures } from "./cosignatures.js";
 import type { Integrator } from "./integrator.js";
-import { consistencyProofOf, inclusionProofs } from "./tree-reader.js";
+import type { SignatureVerifier } from "./signature-verifier.js";
+import { TreeReader } from "./tree-reader.js";
 
 /** A tlog-proof receipt, in parts and as text. */
 export interface ReceiptView {
@@ -68,6 +77,8 @@ export interface LedgerOptions {
   readonly origin: string;
   readonly batcher: AppendBatcher;
   readonly integrator: Integrator;
+  /** Where envelope signatures are checked (worker threads or inline). */
+  readonly verifier: SignatureVerifier;
   /** Witness cosignatures and the quorum that decides which checkpoint is published. */
   readonly cosignatures: Cosignatures;
   /** Default and cap of Append's wait for integration. */
@@ -80,6 +91,8 @@ const DEFAULT_PAGE = 50;
 const DEFAULT_DEPTH = 8;
 const MAX_DEPTH = 32;
 const MAX_HOPS = 1000;
+/** Most envelopes in one AppendBatch. */
+export const MAX_APPEND_BATCH = 1000;
 
 function requireIndex(n: bigint, what: string): number {
   if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`${what} ${n} is out of range`);
@@ -91,8 +104,37 @@ function requireLeafHash(h: Uint8Array): Uint8Array {
   return h;
 }
 
+function newEntry(v: VerifiedEntry): NewEntry {
+  return {
+    leafHash: v.leafHash,
+    leaf: v.leaf,
+    predicateType: v.statement.predicateType,
+    signers: v.signers,
+    subjects: v.statement.subjects.map(digestKey),
+    materials: v.statement.materials.map(digestKey),
+  };
+}
+
+/** A requested tree size as a cache bound: undefined for 0 ("latest") and for sizes no tree can have. */
+function boundOf(size: bigint): number | undefined {
+  return size === 0n || size > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(size);
+}
+
+/** How long proofs against "the latest checkpoint" may use a cached one (another replica may have signed since). */
+const LATEST_TTL_MS = 100;
+
 export class Ledger {
-  constructor(private readonly o: LedgerOptions) {}
+  private latest: { row: CheckpointRow; at: number } | undefined;
+  private latestGeneration = 0;
+  private readonly tree: TreeReader;
+
+  constructor(private readonly o: LedgerOptions) {
+    this.tree = new TreeReader(o.db);
+    o.integrator.onPublished(() => {
+      this.latest = undefined;
+      this.latestGeneration++;
+    });
+  }
 
   /** Verifies and sequences an envelope; optionally waits for a checkpoint and returns the receipt. */
   async append(
@@ -107,15 +149,9 @@ export class Ledger {
     witnessCosignatures?: number;
     witnessQuorum: number;
   }> {
-    const v = verifyEnvelope(envelope);
-    const { index, duplicate } = await this.o.batcher.submit({
-      leafHash: v.leafHash,
-      leaf: v.leaf,
-      predicateType: v.statement.predicateType,
-      signers: v.signers,
-      subjects: v.statement.subjects.map(digestKey),
-      materials: v.statement.materials.map(digestKey),
-    });
+    const p = prepareEnvelope(envelope);
+    const v = completeEnvelope(p, await this.o.verifier.verify(p.checks));
+    const { index, duplicate } = await this.o.batcher.submit(newEntry(v));
     const base = { index, leafHash: v.leafHash, duplicate, witnessQuorum: this.o.cosignatures.quorum };
     if (!opts.wait) {
       // A fresh entry was committed just now, after every checkpoint seen when its batch
@@ -142,6 +178,45 @@ export class Ledger {
     return { ...base, integrated: true, receipt: receipt!, witnessCosignatures: cp.cosignatures };
   }
 
+  /**
+   * Verifies every envelope, then sequences all of them in one transaction (request order).
+   * One invalid envelope rejects the whole batch, nothing written, with InvalidArgumentError
+   * `envelopes[i]: <why>` for the first one (lowest i).
+   */
+  async appendBatch(envelopes: readonly Envelope[]): Promise<{ index: number; leafHash: Uint8Array; duplicate: boolean }[]> {
+    if (envelopes.length === 0) throw new InvalidArgumentError("envelopes is empty: send 1 to 1000 envelopes");
+    if (envelopes.length > MAX_APPEND_BATCH)
+      throw new InvalidArgumentError(`envelopes holds ${envelopes.length} envelopes; the limit is ${MAX_APPEND_BATCH}`);
+    const at = (i: number, e: unknown): unknown =>
+      e instanceof InvalidArgumentError ? new InvalidArgumentError(`envelopes[${i}]: ${e.message}`, { ...e.details, position: i }) : e;
+    // Structural checks first; signatures are only checked up to the first envelope that
+    // fails them (its error is reported unless an earlier envelope's signature fails).
+    const prepared: PreparedEnvelope[] = [];
+    let structural: { i: number; error: unknown } | undefined;
+    for (const [i, e] of envelopes.entries()) {
+      try {
+        prepared.push(prepareEnvelope(e));
+      } catch (err) {
+        structural = { i, error: err };
+        break;
+      }
+    }
+    const ok = await this.o.verifier.verify(prepared.flatMap((p) => p.checks));
+    const verified: VerifiedEntry[] = [];
+    let k = 0;
+    for (const [i, p] of prepared.entries()) {
+      try {
+        verified.push(completeEnvelope(p, ok.slice(k, k + p.checks.length)));
+      } catch (err) {
+        throw at(i, err);
+      }
+      k += p.checks.length;
+    }
+    if (structural) throw at(structural.i, structural.error);
+    const out = await this.o.batcher.submitMany(verified.map(newEntry));
+    return out.map((s, i) => ({ index: s.index, leafHash: verified[i]!.leafHash, duplicate: s.duplicate }));
+  }
+
   async getEntry(key: { index: bigint } | { leafHash: Uint8Array } | undefined, includeReceipt: boolean): Promise<EntryView> {
     if (key === undefined) throw new InvalidArgumentError("index or leaf_hash is required");
     const row =
@@ -162,7 +237,7 @@ export class Ledger {
     treeSize: bigint,
   ): Promise<{ leafIndex: number; treeSize: number; proof: Uint8Array[]; checkpoint?: CheckpointView }> {
     if (leaf === undefined) throw new InvalidArgumentError("leaf_index or leaf_hash is required");
-    const latest = await this.requireLatest();
+    const latest = await this.requireLatest(boundOf(treeSize));
     const size = treeSize === 0n ? latest.tree_size : requireIndex(treeSize, "tree_size");
     if (size > latest.tree_size)
       throw new InvalidArgumentError(`tree_size ${size} is beyond the latest checkpoint (size ${latest.tree_size})`);
@@ -174,20 +249,20 @@ export class Ledger {
       index = row.idx;
     }
     if (index >= size) throw new InvalidArgumentError(`leaf index ${index} is not in the tree of size ${size}`);
-    const [proof] = await inclusionProofs(this.o.db, [index], size);
+    const [proof] = await this.tree.inclusionProofs([index], size);
     const signed = size === latest.tree_size ? latest : await checkpointAt(this.o.db, size);
     const cp = signed && (await this.o.cosignatures.attach(signed)).row;
     return { leafIndex: index, treeSize: size, proof: proof!, ...(cp ? { checkpoint: this.checkpointView(cp) } : {}) };
   }
 
   async consistencyProof(first: bigint, second: bigint): Promise<{ first: number; second: number; proof: Uint8Array[] }> {
-    const latest = await this.requireLatest();
+    const latest = await this.requireLatest(boundOf(second));
     const a = requireIndex(first, "first");
     const b = second === 0n ? latest.tree_size : requireIndex(second, "second");
     if (a === 0) throw new InvalidArgumentError("first must be > 0");
     if (a > b) throw new InvalidArgumentError(`first ${a} is greater than second ${b}`);
     if (b > latest.tree_size) throw new InvalidArgumentError(`second ${b} is beyond the latest checkpoint (size ${latest.tree_size})`);
-    return { first: a, second: b, proof: await consistencyProofOf(this.o.db, a, b) };
+    return { first: a, second: b, proof: await this.tree.consistencyProof(a, b) };
   }
 
   /** The published checkpoint (with the witness quorum, when one is required) and its cosignatures. */
@@ -265,9 +340,23 @@ export class Ledger {
     return { root, hops, truncated: walk.truncated, checkpoint: this.checkpointView(cp) };
   }
 
-  private async requireLatest(): Promise<CheckpointRow> {
+  /**
+   * The newest log-signed checkpoint. Checkpoints are immutable and only ever added, so a
+   * cached one bounds every size up to its own: a request for a size it covers uses it; a
+   * larger size, or "latest" (`atLeast` undefined) once the cache is LATEST_TTL_MS old, reads
+   * the table. This replica's integrator drops the cache whenever it signs.
+   */
+  private async requireLatest(atLeast?: number): Promise<CheckpointRow> {
+    const c = this.latest;
+    if (c && (atLeast !== undefined ? c.row.tree_size >= atLeast : Date.now() - c.at < LATEST_TTL_MS)) return c.row;
+    const generation = this.latestGeneration;
+    const at = Date.now();
     const cp = await latestCheckpoint(this.o.db);
     if (cp === undefined) throw new FailedPreconditionError("the log has not published a checkpoint yet");
+    // A read that overlapped a signing here may be older than the new checkpoint: not kept.
+    if (generation === this.latestGeneration && (this.latest === undefined || cp.tree_size >= this.latest.row.tree_size)) {
+      this.latest = { row: cp, at };
+    }
     return cp;
   }
 
@@ -289,8 +378,7 @@ export class Ledger {
   }
 
   private async receipts(leaves: readonly { index: number; leafHash: Uint8Array }[], cp: CheckpointRow): Promise<ReceiptView[]> {
-    const proofs = await inclusionProofs(
-      this.o.db,
+    const proofs = await this.tree.inclusionProofs(
       leaves.map((l) => l.index),
       cp.tree_size,
     );

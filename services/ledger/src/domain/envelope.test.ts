@@ -2,7 +2,18 @@ import { generateKeyPairSync, sign } from "node:crypto";
 
 import { leafHash } from "@deai/proofs";
 
-import { envelopeFromLeaf, envelopeLeaf, pae, verifyEnvelope, type Envelope } from "./envelope.js";
+import {
+  completeEnvelope,
+  entryLeafHash,
+  envelopeFromLeaf,
+  envelopeJson,
+  envelopeLeaf,
+  pae,
+  prepareEnvelope,
+  verifyEnvelope,
+  type Envelope,
+} from "./envelope.js";
+import { canonicalJson } from "./jcs.js";
 import { walkLineage, type LineageNode } from "./lineage.js";
 import { parseStatement, PredicateTypes } from "./statement.js";
 
@@ -36,6 +47,41 @@ describe("DSSE envelopes", () => {
       payload: e.payload,
       signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: s.sig })),
     });
+  });
+
+  it("writes the leaf exactly as RFC 8785 canonical JSON of the DSSE JSON form, and hashes it as RFC 6962", () => {
+    const odd = ["", "plain", 'quote " backslash \\ slash /', "control \u0001\n\t", "unicode é 𝄞 \u2028", "lone \ud800 surrogate"];
+    for (const keyid of odd) {
+      for (const payloadType of odd) {
+        const e: Envelope = {
+          payloadType,
+          payload: new TextEncoder().encode(`payload ${keyid}`),
+          signatures: [
+            { keyid, sig: new Uint8Array([1, 2, 3, 250, 251, 252]) },
+            { keyid: "second", sig: new Uint8Array(0) },
+          ],
+        };
+        const leaf = envelopeLeaf(e);
+        expect(Buffer.from(leaf).toString("utf8")).toBe(canonicalJson(envelopeJson(e)));
+        expect(Buffer.from(leaf)).toEqual(Buffer.from(new TextEncoder().encode(canonicalJson(envelopeJson(e)))));
+        expect(Buffer.from(entryLeafHash(leaf))).toEqual(Buffer.from(leafHash(leaf)));
+      }
+    }
+    expect(Buffer.from(pae("type é", new Uint8Array([0, 1]))).toString("latin1")).toBe(
+      Buffer.from(new Uint8Array([...new TextEncoder().encode("DSSEv1 7 type é 2 "), 0, 1])).toString("latin1"),
+    );
+  });
+
+  it("reports the first failing signature in order, whether it fails its check or its keyid", () => {
+    const e = signed({ _type: "https://in-toto.io/Statement/v1", subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
+    const forged = { keyid, sig: new Uint8Array(64) };
+    const badKey = { keyid: "not-a-key", sig: e.signatures[0]!.sig };
+    expect(() => verifyEnvelope({ ...e, signatures: [forged, badKey] })).toThrow(/^signatures\[0\] does not verify/);
+    expect(() => verifyEnvelope({ ...e, signatures: [e.signatures[0]!, badKey] })).toThrow(/^signatures\[1\]\.keyid must be an actor id/);
+    // A signature failure comes before a statement problem, as the checks run in that order.
+    const p = prepareEnvelope({ ...e, payload: new TextEncoder().encode("{}") });
+    expect(() => completeEnvelope(p, [false])).toThrow(/^signatures\[0\] does not verify/);
+    expect(() => completeEnvelope(p, [true])).toThrow(/_type/);
   });
 
   it("rejects a tampered payload", () => {

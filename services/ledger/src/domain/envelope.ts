@@ -1,11 +1,11 @@
 // DSSE envelopes (https://github.com/secure-systems-lab/dsse): PAE, signature checks, and the
 // ledger's leaf: the RFC 8785 canonical JSON of the envelope.
-import { createPublicKey, verify, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
 
 import { InvalidArgumentError } from "@deai/kit/errors";
-import { base64Decode, base64Encode, leafHash, MAX_ENTRY_SIZE } from "@deai/proofs";
+import { base64Decode, MAX_ENTRY_SIZE } from "@deai/proofs";
 
-import { canonicalJson, type JsonValue } from "./jcs.js";
+import type { JsonValue } from "./jcs.js";
 import { parseStatement, type StatementSummary } from "./statement.js";
 
 export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -27,30 +27,45 @@ export interface VerifiedEntry {
   readonly statement: StatementSummary;
 }
 
-const encoder = new TextEncoder();
-
 /** DSSE pre-authentication encoding: "DSSEv1 <len(type)> <type> <len(body)> <body>" (lengths in bytes). */
 export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
-  const type = encoder.encode(payloadType);
-  const head = encoder.encode(`DSSEv1 ${type.length} ${payloadType} ${payload.length} `);
-  const out = new Uint8Array(head.length + payload.length);
-  out.set(head, 0);
-  out.set(payload, head.length);
+  const head = `DSSEv1 ${Buffer.byteLength(payloadType)} ${payloadType} ${payload.length} `;
+  const headLength = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headLength + payload.length);
+  out.write(head, 0, "utf8");
+  out.set(payload, headLength);
   return out;
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
 }
 
 /** The envelope's DSSE JSON form (base64 payload and signatures). */
 export function envelopeJson(e: Envelope): JsonValue {
   return {
     payloadType: e.payloadType,
-    payload: base64Encode(e.payload),
-    signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: base64Encode(s.sig) })),
+    payload: base64(e.payload),
+    signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: base64(s.sig) })),
   };
 }
 
-/** The leaf bytes of an envelope: RFC 8785 canonical JSON of its DSSE JSON form. */
+/**
+ * The leaf bytes of an envelope: RFC 8785 canonical JSON of its DSSE JSON form. Written out
+ * directly (it is on every append): keys in JCS order ("payload" < "payloadType" <
+ * "signatures", "keyid" < "sig"), strings escaped by JSON.stringify as JCS specifies — the
+ * same bytes as `canonicalJson(envelopeJson(e))` (a test holds them equal).
+ */
 export function envelopeLeaf(e: Envelope): Uint8Array {
-  return encoder.encode(canonicalJson(envelopeJson(e)));
+  const sigs = e.signatures.map((s) => `{"keyid":${JSON.stringify(s.keyid)},"sig":"${base64(s.sig)}"}`).join(",");
+  return Buffer.from(`{"payload":"${base64(e.payload)}","payloadType":${JSON.stringify(e.payloadType)},"signatures":[${sigs}]}`, "utf8");
+}
+
+const LEAF_PREFIX = Buffer.from([0]);
+
+/** RFC 6962 leaf hash SHA-256(0x00 ‖ leaf), with node:crypto (the same value as @deai/proofs' leafHash). */
+export function entryLeafHash(leaf: Uint8Array): Uint8Array {
+  return createHash("sha256").update(LEAF_PREFIX).update(leaf).digest();
 }
 
 /** Decodes a stored leaf back into its envelope. */
@@ -88,11 +103,32 @@ function actorPublicKey(keyid: string, i: number): KeyObject {
   return key;
 }
 
+/** One Ed25519 check of an envelope: `sig` over `message` (the PAE) by `keyid`. */
+export interface SignatureCheck {
+  readonly keyid: string;
+  readonly key: KeyObject;
+  readonly message: Uint8Array;
+  readonly sig: Uint8Array;
+}
+
 /**
- * Checks an envelope for the log: an in-toto statement, every signature valid for its keyid,
- * the leaf within MAX_LEAF_SIZE. Throws InvalidArgumentError naming the problem.
+ * An envelope checked for everything but its Ed25519 signatures: `checks` are the signatures
+ * still to verify, in order; `failure`, if set, is the problem with the signature after them
+ * (a keyid that is not a key, a signature of the wrong length), reported only if those verify.
  */
-export function verifyEnvelope(e: Envelope | undefined): VerifiedEntry {
+export interface PreparedEnvelope {
+  readonly payload: Uint8Array;
+  readonly leaf: Uint8Array;
+  readonly checks: readonly SignatureCheck[];
+  readonly failure?: InvalidArgumentError;
+}
+
+/**
+ * The structural checks of `verifyEnvelope`, up to (not including) the signature checks:
+ * payload type, non-empty payload, 1 to 64 signatures, the leaf within MAX_LEAF_SIZE, then
+ * each signature's keyid and length. Throws InvalidArgumentError.
+ */
+export function prepareEnvelope(e: Envelope | undefined): PreparedEnvelope {
   if (e === undefined) throw new InvalidArgumentError("envelope is required");
   if (e.payloadType !== IN_TOTO_PAYLOAD_TYPE) {
     throw new InvalidArgumentError(`envelope payloadType must be ${IN_TOTO_PAYLOAD_TYPE}, got ${JSON.stringify(e.payloadType)}`);
@@ -103,14 +139,53 @@ export function verifyEnvelope(e: Envelope | undefined): VerifiedEntry {
   const leaf = envelopeLeaf(e);
   if (leaf.length > MAX_LEAF_SIZE) throw new InvalidArgumentError(`entry is ${leaf.length} bytes as a leaf; the limit is ${MAX_LEAF_SIZE}`);
   const message = pae(e.payloadType, e.payload);
+  const checks: SignatureCheck[] = [];
+  for (const [i, s] of e.signatures.entries()) {
+    try {
+      const key = actorPublicKey(s.keyid, i);
+      if (s.sig.length !== 64)
+        throw new InvalidArgumentError(`signatures[${i}].sig must be a 64-byte Ed25519 signature, got ${s.sig.length} bytes`);
+      checks.push({ keyid: s.keyid, key, message, sig: s.sig });
+    } catch (err) {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+      return { payload: e.payload, leaf, checks, failure: err };
+    }
+  }
+  return { payload: e.payload, leaf, checks };
+}
+
+/**
+ * Completes a prepared envelope given the outcome of each of its checks (in order): the first
+ * signature that does not verify, else the prepared failure, else the statement's problem is
+ * thrown as InvalidArgumentError; otherwise the verified entry.
+ */
+export function completeEnvelope(p: PreparedEnvelope, verified: readonly boolean[]): VerifiedEntry {
   const signers: string[] = [];
-  e.signatures.forEach((s, i) => {
-    const key = actorPublicKey(s.keyid, i);
-    if (s.sig.length !== 64)
-      throw new InvalidArgumentError(`signatures[${i}].sig must be a 64-byte Ed25519 signature, got ${s.sig.length} bytes`);
-    if (!verify(null, message, key, s.sig)) throw new InvalidArgumentError(`signatures[${i}] does not verify for keyid ${s.keyid}`);
-    if (!signers.includes(s.keyid)) signers.push(s.keyid);
+  p.checks.forEach((c, i) => {
+    if (!verified[i]) throw new InvalidArgumentError(`signatures[${i}] does not verify for keyid ${c.keyid}`);
+    if (!signers.includes(c.keyid)) signers.push(c.keyid);
   });
-  const statement = parseStatement(e.payload);
-  return { leaf, leafHash: leafHash(leaf), signers, statement };
+  if (p.failure) throw p.failure;
+  const statement = parseStatement(p.payload);
+  return { leaf: p.leaf, leafHash: entryLeafHash(p.leaf), signers, statement };
+}
+
+/** Verifies one signature check on this thread. */
+export function verifySignature(c: SignatureCheck): boolean {
+  return verify(null, c.message, c.key, c.sig);
+}
+
+/**
+ * Checks an envelope for the log: an in-toto statement, every signature valid for its keyid,
+ * the leaf within MAX_LEAF_SIZE. Throws InvalidArgumentError naming the problem.
+ */
+export function verifyEnvelope(e: Envelope | undefined): VerifiedEntry {
+  const p = prepareEnvelope(e);
+  const verified: boolean[] = [];
+  for (const c of p.checks) {
+    const ok = verifySignature(c);
+    verified.push(ok);
+    if (!ok) break;
+  }
+  return completeEnvelope(p, verified);
 }

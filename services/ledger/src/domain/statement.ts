@@ -80,11 +80,13 @@ function materialsOf(predicateType: string, predicate: JsonObject | undefined): 
   return dedupe(out);
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Parses an in-toto Statement v1 payload; throws InvalidArgumentError naming the first problem. */
 export function parseStatement(payload: Uint8Array): StatementSummary {
   let json: JsonValue;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload)) as JsonValue;
+    json = JSON.parse(utf8.decode(payload)) as JsonValue;
   } catch (e) {
     throw new InvalidArgumentError(`payload is not UTF-8 JSON: ${(e as Error).message}`);
   }

@@ -101,6 +101,10 @@ export function ledgerService(ledger: Ledger): ServiceBinding {
         witnessQuorum: r.witnessQuorum,
       };
     },
+    async appendBatch(req) {
+      const results = await ledger.appendBatch(req.envelopes);
+      return { results: results.map((r) => ({ index: BigInt(r.index), leafHash: r.leafHash, duplicate: r.duplicate })) };
+    },
     async getEntry(req) {
       const key =
         req.key.case === "index" ? { index: req.key.value } : req.key.case === "leafHash" ? { leafHash: req.key.value } : undefined;

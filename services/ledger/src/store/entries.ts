@@ -28,9 +28,14 @@ function hashKey(h: Uint8Array): string {
 /**
  * Sequences a batch in one transaction: takes the sequencer row lock (so indexes are
  * contiguous across replicas), returns existing indexes for leaves already logged (or repeated
- * in the batch), and inserts the rest with one multi-row statement per table.
+ * in the batch), and inserts the rest, their digests and the new counter with one statement.
+ *
+ * Leaves and leaf hashes travel as one binary parameter each (sliced apart in SQL) and the
+ * per-entry columns as one JSON document: the driver would otherwise hex-encode and quote
+ * every element of bytea[] and text[] arrays, which costs more than the rest of the append.
  */
 export async function sequenceEntries(db: Kysely<LedgerDb>, batch: readonly NewEntry[]): Promise<Sequenced[]> {
+  const hashes = Buffer.concat(batch.map((e) => e.leafHash));
   return db.transaction().execute(async (trx) => {
     const { next_index: start } = await trx
       .selectFrom("sequencer")
@@ -38,14 +43,14 @@ export async function sequenceEntries(db: Kysely<LedgerDb>, batch: readonly NewE
       .where("id", "=", 1)
       .forUpdate()
       .executeTakeFirstOrThrow();
-    const hashes = batch.map((e) => Buffer.from(e.leafHash));
-    const existing = await sql<{
-      idx: number;
-      leaf_hash: Buffer;
-    }>`select idx, leaf_hash from entries where leaf_hash = any(${hashes}::bytea[])`.execute(trx);
+    const existing = await sql<{ idx: number; leaf_hash: Buffer }>`
+      select idx, leaf_hash from entries
+      where leaf_hash = any(array(select substring(${hashes}::bytea from g * 32 + 1 for 32) from generate_series(0, ${batch.length - 1}::int) g))`.execute(
+      trx,
+    );
     const known = new Map<string, number>(existing.rows.map((r) => [r.leaf_hash.toString("hex"), r.idx]));
     const out: Sequenced[] = [];
-    const fresh: { e: NewEntry; idx: number }[] = [];
+    const fresh: NewEntry[] = [];
     let next = start;
     for (const e of batch) {
       const key = hashKey(e.leafHash);
@@ -55,34 +60,38 @@ export async function sequenceEntries(db: Kysely<LedgerDb>, batch: readonly NewE
         continue;
       }
       known.set(key, next);
-      fresh.push({ e, idx: next });
+      fresh.push(e);
       out.push({ index: next, duplicate: false });
       next++;
     }
     if (fresh.length > 0) {
-      await sql`insert into entries (idx, leaf_hash, leaf, predicate_type, signers, subjects, materials)
-        select i, h, l, p, s::jsonb, sub::jsonb, m::jsonb
-        from unnest(${fresh.map((f) => f.idx)}::bigint[], ${fresh.map((f) => Buffer.from(f.e.leafHash))}::bytea[], ${fresh.map((f) => Buffer.from(f.e.leaf))}::bytea[],
-                    ${fresh.map((f) => f.e.predicateType)}::text[], ${fresh.map((f) => JSON.stringify(f.e.signers))}::text[],
-                    ${fresh.map((f) => JSON.stringify(f.e.subjects))}::text[], ${fresh.map((f) => JSON.stringify(f.e.materials))}::text[])
-             as t(i, h, l, p, s, sub, m)`.execute(trx);
-      const digests: string[] = [];
-      const roles: string[] = [];
-      const idxs: number[] = [];
-      for (const { e, idx } of fresh) {
-        const named = [...e.subjects.map((d) => [d, "s"] as const), ...e.materials.map((d) => [d, "m"] as const)];
-        for (const [d, role] of named) {
-          digests.push(d);
-          roles.push(role);
-          idxs.push(idx);
-        }
-      }
-      if (digests.length > 0) {
-        await sql`insert into entry_digests (digest, role, idx) select * from unnest(${digests}::text[], ${roles}::char(1)[], ${idxs}::bigint[])`.execute(
-          trx,
-        );
-      }
-      await trx.updateTable("sequencer").set({ next_index: next }).where("id", "=", 1).execute();
+      // Row n (1-based) of the JSON document is entry start + n - 1: [predicate type, signers,
+      // subjects, materials, leaf offset, leaf length]; its hash is the n-th 32 bytes.
+      let offset = 0;
+      const meta = fresh.map((e) => {
+        const row = [e.predicateType, e.signers, e.subjects, e.materials, offset, e.leaf.length];
+        offset += e.leaf.length;
+        return row;
+      });
+      const freshHashes = fresh.length === batch.length ? hashes : Buffer.concat(fresh.map((e) => e.leafHash));
+      const leaves = Buffer.concat(fresh.map((e) => e.leaf));
+      await sql`
+        with added as (
+          insert into entries (idx, leaf_hash, leaf, predicate_type, signers, subjects, materials)
+          select ${start}::bigint + t.n - 1,
+                 substring(${freshHashes}::bytea from (t.n - 1)::int * 32 + 1 for 32),
+                 substring(${leaves}::bytea from (t.m->>4)::int + 1 for (t.m->>5)::int),
+                 t.m->>0, t.m->1, t.m->2, t.m->3
+          from jsonb_array_elements(${JSON.stringify(meta)}::jsonb) with ordinality as t(m, n)
+          returning idx, subjects, materials
+        ),
+        counter as (
+          update sequencer set next_index = ${next}::bigint where id = 1
+        )
+        insert into entry_digests (digest, role, idx)
+        select d.value, 's', added.idx from added, jsonb_array_elements_text(added.subjects) d
+        union all
+        select d.value, 'm', added.idx from added, jsonb_array_elements_text(added.materials) d`.execute(trx);
     }
     return out;
   });
