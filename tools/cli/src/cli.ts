@@ -11,6 +11,13 @@ export class UsageError extends Error {
 /** A check that failed (verification, a missing integration): exit 1 with the reason. */
 export class CheckFailed extends Error {
   override readonly name = "CheckFailed";
+  /** With --json: fields added to the one `{"ok": false, "error"}` document (e.g. every check's outcome). */
+  readonly detail: Record<string, unknown> | undefined;
+
+  constructor(message: string, opts: { detail?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.detail = opts.detail;
+  }
 }
 
 export type Values = Record<string, string | boolean | string[] | undefined>;

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 
 import { CheckFailed, UsageError, type Context } from "./cli.js";
+import { dataset } from "./commands/dataset.js";
 import { keygen } from "./commands/keygen.js";
 import { ledger } from "./commands/ledger.js";
 import { verify } from "./commands/verify.js";
@@ -23,7 +24,23 @@ const USAGE = `usage: deai [--server URL] [--json] <command>
   verify <receipt> --log-key KEY (--entry FILE | --leaf-hash HEX) [--witness-key KEY ...] [--witnesses-required K]
                                            offline check of a tlog-proof receipt; KEY is verifier key text or a file
 
-  --server URL   ledger URL (default $DEAI_LEDGER_URL or http://127.0.0.1:7101)
+  dataset upload <FILE|-> --key FILE [--name N] [--media-type T] [--license SPDX] [--usage-terms T]
+                 [--parent SHA256HEX ...] [--provenance KEY=VALUE ...] [--k 8] [--m 4] [--shard-size 262144]
+                 [--resume UPLOAD_ID] [--segment-mib 64] [--retries 6] [--check-shard-root] [--log-key KEY]
+                 [--receipt-out FILE] [--envelope-out FILE]
+                                           hash, stream in signed segments (resumed after failures), check and
+                                           sign the manifest, anchor it; prints the dataset and its receipt
+  dataset download <DATASET_ID> [-o FILE|-] [--range FIRST-LAST] [--retries 6]
+                                           a full download must hash to the signed manifest's contentDigest;
+                                           a range's shards are checked against the signed shardRoot
+  dataset show <DATASET_ID|SHA256HEX> [--log-key KEY] [--receipt-out FILE] [--envelope-out FILE]
+  dataset verify <FILE> (--dataset ID | --envelope FILE.json --receipt FILE) --log-key KEY [--witness-key KEY ...]
+                                           the file against its owner-signed manifest and ledger receipt,
+                                           trusting no service: signature, statement, receipt, size,
+                                           contentDigest, shardRoot recomputed from the file
+
+  --server URL   service URL (default: ledger $DEAI_LEDGER_URL or http://127.0.0.1:7101;
+                 dataset commands $DEAI_INGESTION_URL or http://127.0.0.1:7102)
   --json         one JSON document on stdout, for scripts
 exit status: 0 ok, 1 failed (verification, server or file error), 2 usage error`;
 
@@ -31,7 +48,7 @@ const OPTIONS = {
   server: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
-  out: { type: "string" },
+  out: { type: "string", short: "o" },
   key: { type: "string" },
   statement: { type: "string" },
   wait: { type: "boolean" },
@@ -48,10 +65,30 @@ const OPTIONS = {
   entry: { type: "string" },
   "witness-key": { type: "string", multiple: true },
   "witnesses-required": { type: "string" },
+  name: { type: "string" },
+  "media-type": { type: "string" },
+  license: { type: "string" },
+  "usage-terms": { type: "string" },
+  parent: { type: "string", multiple: true },
+  provenance: { type: "string", multiple: true },
+  k: { type: "string" },
+  m: { type: "string" },
+  "shard-size": { type: "string" },
+  resume: { type: "string" },
+  "segment-mib": { type: "string" },
+  "check-shard-root": { type: "boolean" },
+  "envelope-out": { type: "string" },
+  range: { type: "string" },
+  dataset: { type: "string" },
+  envelope: { type: "string" },
+  retries: { type: "string" },
 } as const;
 
+/** The dataset commands' options: there `--receipt` names a receipt file (ledger get's is a flag). */
+const DATASET_OPTIONS = { ...OPTIONS, receipt: { type: "string" } } as const;
+
 /** Options each command accepts, besides --server, --json and --help. */
-const ALLOWED: Record<string, readonly (keyof typeof OPTIONS)[]> = {
+const ALLOWED: Record<string, readonly (keyof typeof DATASET_OPTIONS)[]> = {
   keygen: ["out"],
   "ledger append": ["key", "statement", "wait", "timeout-ms", "receipt-out", "entry-out"],
   "ledger get": ["leaf-hash", "receipt", "receipt-out", "entry-out"],
@@ -59,30 +96,59 @@ const ALLOWED: Record<string, readonly (keyof typeof OPTIONS)[]> = {
   "ledger checkpoint": [],
   "ledger lineage": ["direction", "depth"],
   verify: ["log-key", "entry", "leaf-hash", "witness-key", "witnesses-required"],
+  "dataset upload": [
+    "key",
+    "name",
+    "media-type",
+    "license",
+    "usage-terms",
+    "parent",
+    "provenance",
+    "k",
+    "m",
+    "shard-size",
+    "resume",
+    "segment-mib",
+    "retries",
+    "check-shard-root",
+    "log-key",
+    "receipt-out",
+    "envelope-out",
+  ],
+  "dataset download": ["out", "range", "retries"],
+  "dataset show": ["log-key", "receipt-out", "envelope-out"],
+  "dataset verify": ["dataset", "envelope", "receipt", "log-key", "witness-key", "witnesses-required"],
 };
 
 async function main(argv: readonly string[]): Promise<number> {
   let json = argv.includes("--json");
-  const fail = (message: string): void => {
+  const fail = (message: string, detail?: Record<string, unknown>): void => {
     process.stderr.write(`deai: ${message}\n`);
-    if (json) process.stdout.write(JSON.stringify({ ok: false, error: message }) + "\n");
+    if (json) process.stdout.write(JSON.stringify({ ok: false, error: message, ...detail }) + "\n");
   };
   try {
-    const { values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    // Which command it is decides how its options parse.
+    const first = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: false }).positionals[0];
+    const options = first === "dataset" ? DATASET_OPTIONS : OPTIONS;
+    const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
     json = values.json === true;
     if (values.help || positionals.length === 0) {
       process.stdout.write(USAGE + "\n");
       return values.help ? 0 : 2;
     }
     const [command, ...rest] = positionals;
-    const name = command === "ledger" ? `ledger ${rest[0] ?? ""}` : command!;
+    const name = command === "ledger" || command === "dataset" ? `${command} ${rest[0] ?? ""}` : command!;
     const allowed = ALLOWED[name];
     if (allowed === undefined) throw new UsageError(`unknown command ${JSON.stringify(name.trim())}`);
     for (const k of Object.keys(values)) {
-      if (!["server", "json", "help", ...allowed].includes(k)) throw new UsageError(`${name} does not take --${k}`);
+      if (!["server", "json", "help", ...(allowed as readonly string[])].includes(k)) throw new UsageError(`${name} does not take --${k}`);
     }
+    const defaultServer =
+      command === "dataset"
+        ? (process.env.DEAI_INGESTION_URL ?? "http://127.0.0.1:7102")
+        : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
     const ctx: Context = {
-      server: values.server ?? process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101",
+      server: values.server ?? defaultServer,
       json,
       values,
       positionals: rest,
@@ -92,6 +158,7 @@ async function main(argv: readonly string[]): Promise<number> {
     };
     if (command === "keygen") await keygen(ctx);
     else if (command === "ledger") await ledger(ctx);
+    else if (command === "dataset") await dataset(ctx);
     else await verify(ctx);
     return 0;
   } catch (e) {
@@ -99,7 +166,7 @@ async function main(argv: readonly string[]): Promise<number> {
       fail(`${(e as Error).message}\n\n${USAGE}`);
       return 2;
     }
-    fail(e instanceof CheckFailed ? e.message : (e as Error).message);
+    fail((e as Error).message, e instanceof CheckFailed ? e.detail : undefined);
     return 1;
   }
 }

@@ -4,6 +4,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { jest } from "@jest/globals";
+
 import { createTestEnv, spawnService, type ServiceProcess, type TestEnv } from "@deai/testkit";
 import { generateNoteKey, COSIGNATURE_V1_TYPE, parseCheckpoint, parseNote, parseTlogProof, verifyConsistency } from "@deai/proofs";
 
@@ -14,6 +16,10 @@ const logKeys = generateNoteKey(ORIGIN);
 const otherLog = generateNoteKey(ORIGIN);
 const dir = mkdtempSync(join(tmpdir(), "deai-cli-"));
 const at = (name: string): string => join(dir, name);
+
+// A test runs up to ten CLI processes; beside the dataset suite (the other jest worker) on a
+// 2-core machine under load, each can take seconds to start.
+jest.setTimeout(120_000);
 
 let env: TestEnv;
 let ledger: ServiceProcess;

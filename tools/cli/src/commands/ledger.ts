@@ -6,7 +6,7 @@ import { formatTlogProof, hexEncode, leafHash as hashLeaf } from "@deai/proofs";
 import { readKeyFile } from "../actor-key.js";
 import { CheckFailed, count, flag, hash32, requireStr, str, UsageError, type Context } from "../cli.js";
 import { envelopeLeaf, parseStatementFile, signStatement } from "../envelope.js";
-import { LedgerClient } from "../ledger-client.js";
+import { ApiClient } from "../api-client.js";
 
 interface ReceiptJson {
   index: string;
@@ -61,7 +61,7 @@ async function output(ctx: Context, path: string | undefined, text: string | Uin
   ctx.warn(`wrote ${what} to ${path}`);
 }
 
-async function append(ctx: Context, client: LedgerClient): Promise<void> {
+async function append(ctx: Context, client: ApiClient): Promise<void> {
   const key = await readKeyFile(requireStr(ctx, "key"));
   const statementPath = requireStr(ctx, "statement");
   const statement = await readFile(statementPath);
@@ -116,7 +116,7 @@ function leafPath(ctx: Context): { path: string; byIndex: boolean; what: string 
   return { path: String(count(index, "index")), byIndex: true, what: `entry ${index}` };
 }
 
-async function get(ctx: Context, client: LedgerClient): Promise<void> {
+async function get(ctx: Context, client: ApiClient): Promise<void> {
   const l = leafPath(ctx);
   const withReceipt = flag(ctx, "receipt");
   const q = withReceipt ? "?include_receipt=true" : "";
@@ -146,7 +146,7 @@ async function get(ctx: Context, client: LedgerClient): Promise<void> {
   } else if (withReceipt) ctx.warn(`${l.what} is not covered by the published checkpoint yet: no receipt`);
 }
 
-async function prove(ctx: Context, client: LedgerClient): Promise<void> {
+async function prove(ctx: Context, client: ApiClient): Promise<void> {
   if (flag(ctx, "consistency")) {
     const [a, b, ...rest] = ctx.positionals;
     if (a === undefined || b === undefined || rest.length > 0) throw new UsageError("prove --consistency takes two tree sizes: A B");
@@ -181,7 +181,7 @@ async function prove(ctx: Context, client: LedgerClient): Promise<void> {
   await output(ctx, str(ctx, "receipt-out"), tlogProof, "the receipt");
 }
 
-async function checkpoint(ctx: Context, client: LedgerClient): Promise<void> {
+async function checkpoint(ctx: Context, client: ApiClient): Promise<void> {
   const { checkpoint: c } = await client.getJson<{ checkpoint: CheckpointJson }>("/v1/ledger/checkpoint");
   ctx.emit({ checkpoint: c });
   if (!ctx.json) process.stdout.write(c.note);
@@ -193,7 +193,7 @@ const DIRECTIONS = {
   both: "LINEAGE_DIRECTION_BOTH",
 };
 
-async function lineage(ctx: Context, client: LedgerClient): Promise<void> {
+async function lineage(ctx: Context, client: ApiClient): Promise<void> {
   const [digest, ...rest] = ctx.positionals;
   const m = digest === undefined ? null : /^([a-z0-9-]+):([0-9a-f]+)$/.exec(digest);
   if (!m || rest.length > 0) throw new UsageError("lineage takes one digest: <algorithm>:<lowercase hex>, e.g. sha256:ab12...");
@@ -229,5 +229,5 @@ export async function ledger(ctx: Context): Promise<void> {
   const [sub, ...positionals] = ctx.positionals;
   const run = sub === undefined ? undefined : LEDGER_COMMANDS[sub as keyof typeof LEDGER_COMMANDS];
   if (!run) throw new UsageError(`unknown ledger command ${JSON.stringify(sub ?? "")}`);
-  await run({ ...ctx, positionals }, new LedgerClient(ctx.server));
+  await run({ ...ctx, positionals }, new ApiClient(ctx.server, "the ledger"));
 }

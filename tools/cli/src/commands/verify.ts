@@ -2,7 +2,17 @@
 // Offline: no network, only @deai/proofs.
 import { readFile } from "node:fs/promises";
 
-import { hexEncode, keyIdHex, leafHash, parseTlogProof, ProofError, verifyTlogProof, type ReceiptLeaf } from "@deai/proofs";
+import {
+  hexEncode,
+  keyIdHex,
+  leafHash,
+  parseTlogProof,
+  ProofError,
+  verifyTlogProof,
+  type NoteVerifier,
+  type ReceiptLeaf,
+  type VerifiedTlogProof,
+} from "@deai/proofs";
 
 import { CheckFailed, count, hash32, list, str, UsageError, verifierKeyArg, type Context } from "../cli.js";
 import { envelopeLeaf, isEnvelopeJson } from "../envelope.js";
@@ -18,6 +28,56 @@ export function entryLeaf(bytes: Uint8Array): Uint8Array {
   return isEnvelopeJson(parsed) ? envelopeLeaf(parsed) : bytes;
 }
 
+/** What a verified receipt says, for printing. */
+export interface ReceiptCheck {
+  readonly verified: VerifiedTlogProof;
+  readonly leafHash: Uint8Array;
+  /** "OK leaf … is entry N of origin (tree size …), signed by …; …". */
+  readonly summary: string;
+  readonly json: Record<string, unknown>;
+}
+
+/**
+ * Verifies a C2SP tlog-proof receipt for a leaf against the pinned log key and witness keys
+ * (offline: only @deai/proofs); throws CheckFailed naming the failure.
+ */
+export function verifyReceipt(
+  receipt: Uint8Array | string,
+  leaf: ReceiptLeaf,
+  opts: { log: NoteVerifier; witnesses?: NoteVerifier[]; required?: number; name: string },
+): ReceiptCheck {
+  const witnesses = opts.witnesses ?? [];
+  const required = opts.required ?? witnesses.length;
+  const log = opts.log;
+  const hash = "entry" in leaf ? leafHash(leaf.entry) : leaf.leafHash;
+  let v: VerifiedTlogProof;
+  try {
+    v = verifyTlogProof(parseTlogProof(receipt), leaf, { log, witnesses, witnessThreshold: required });
+  } catch (e) {
+    if (e instanceof ProofError) throw new CheckFailed(`FAIL ${opts.name}: ${e.code}: ${e.message}`);
+    throw e;
+  }
+  const c = v.checkpoint;
+  const cosigners = v.cosignatures.map((w) => `${w.name}+${keyIdHex(w.keyId)}`);
+  const witnessText = witnesses.length === 0 ? "no witnesses required" : `cosigned by ${cosigners.join(", ")} (${required} required)`;
+  return {
+    verified: v,
+    leafHash: hash,
+    summary: `OK leaf ${hexEncode(hash)} is entry ${v.index} of ${c.origin} (tree size ${c.size}), signed by ${log.name}+${keyIdHex(log.keyId)}; ${witnessText}`,
+    json: {
+      ok: true,
+      index: v.index,
+      leafHash: hexEncode(hash),
+      origin: c.origin,
+      treeSize: c.size,
+      rootHash: hexEncode(c.rootHash),
+      log: `${log.name}+${keyIdHex(log.keyId)}`,
+      cosignatures: v.cosignatures.map((w) => ({ witness: `${w.name}+${keyIdHex(w.keyId)}`, timestamp: w.timestamp })),
+      witnessesRequired: required,
+    },
+  };
+}
+
 export async function verify(ctx: Context): Promise<void> {
   const [file] = ctx.positionals;
   if (file === undefined || ctx.positionals.length > 1) throw new UsageError("verify takes one receipt file");
@@ -31,30 +91,7 @@ export async function verify(ctx: Context): Promise<void> {
   const hex = str(ctx, "leaf-hash");
   if ((entry === undefined) === (hex === undefined)) throw new UsageError("give exactly one of --entry FILE or --leaf-hash HEX");
   const leaf: ReceiptLeaf = entry !== undefined ? { entry: entryLeaf(await readFile(entry)) } : { leafHash: hash32(hex!, "--leaf-hash") };
-  const hash = "entry" in leaf ? leafHash(leaf.entry) : leaf.leafHash;
-  const receipt = await readFile(file);
-  let v;
-  try {
-    v = verifyTlogProof(parseTlogProof(receipt), leaf, { log, witnesses, witnessThreshold: required });
-  } catch (e) {
-    if (e instanceof ProofError) throw new CheckFailed(`FAIL ${file}: ${e.code}: ${e.message}`);
-    throw e;
-  }
-  const c = v.checkpoint;
-  const cosigners = v.cosignatures.map((w) => `${w.name}+${keyIdHex(w.keyId)}`);
-  const witnessText = witnesses.length === 0 ? "no witnesses required" : `cosigned by ${cosigners.join(", ")} (${required} required)`;
-  ctx.say(
-    `OK leaf ${hexEncode(hash)} is entry ${v.index} of ${c.origin} (tree size ${c.size}), signed by ${log.name}+${keyIdHex(log.keyId)}; ${witnessText}`,
-  );
-  ctx.emit({
-    ok: true,
-    index: v.index,
-    leafHash: hexEncode(hash),
-    origin: c.origin,
-    treeSize: c.size,
-    rootHash: hexEncode(c.rootHash),
-    log: `${log.name}+${keyIdHex(log.keyId)}`,
-    cosignatures: v.cosignatures.map((w) => ({ witness: `${w.name}+${keyIdHex(w.keyId)}`, timestamp: w.timestamp })),
-    witnessesRequired: required,
-  });
+  const r = verifyReceipt(await readFile(file), leaf, { log, witnesses, required, name: file });
+  ctx.say(r.summary);
+  ctx.emit(r.json);
 }
