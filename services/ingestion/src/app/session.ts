@@ -4,9 +4,10 @@
  * stripes → one multipart part per slot, uploaded to the n providers in parallel → a Postgres
  * commit of the group's ETags and leaves and the new durable offset.
  *
- * Memory is bounded whatever the dataset size: one stripe being filled, one group being
- * filled and one group being uploaded (2 × n × G × S bytes of part buffers). The next stream
- * chunk is not read while the pipeline is full, so backpressure reaches the client.
+ * Memory is bounded whatever the dataset size. With a declared size each slot's part is a
+ * streamed PUT fed shard by shard (a few stripes in memory); otherwise one group is filling and
+ * one uploading (2 × n × G × S bytes of part buffers). The next stream chunk is not read while
+ * the pipeline is full, so backpressure reaches the client.
  *
  * contentDigest is hashed stripe by stripe; a copy of the hash state is kept at every durable
  * group so a broken stream resumes with it. A session rebuilt after a restart has no hash
