@@ -35,6 +35,8 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
       await bus.ensureStream("dataset");
       if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
       const registry = new ProviderRegistry(config.providers);
+      // Reads of existing datasets need no configured providers, so this is a warning, not unreadiness.
+      if (registry.all.length === 0) logger.warn("INGESTION_PROVIDERS is empty: uploads are refused until providers are configured");
       for (const p of registry.all) {
         await p.ensureBucket().catch((e: unknown) => logger.warn({ err: e, provider: p.id }, "storage provider unreachable at start"));
       }
@@ -79,7 +81,6 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           maxAgeS: config.SIGNATURE_MAX_AGE_S,
           logger,
         }),
-        readiness: async () => ({ providers: registry.all.length > 0 ? "ok" : "none configured" }),
         stop: async () => {
           clearInterval(sweeper);
           uploads.closeSessions();

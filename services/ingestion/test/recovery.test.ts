@@ -143,9 +143,7 @@ it("kill -9 during a REST request: its unverified bytes roll back to where it st
       ctl.enqueue(piece);
     },
   });
-  const inflight = fetch(base + path, { method: "PUT", body: stream, headers: { ...sig }, duplex: "half" }).catch(
-    (e: unknown) => e,
-  );
+  const inflight = fetch(base + path, { method: "PUT", body: stream, headers: { ...sig }, duplex: "half" }).catch((e: unknown) => e);
   // Wait until groups from this request are durable, so the rollback has something to undo.
   let durable = GROUP;
   for (let i = 0; i < 400 && durable <= GROUP; i++) {

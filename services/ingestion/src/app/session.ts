@@ -75,6 +75,8 @@ export class UploadSession {
   private uploading: Promise<void> | undefined;
   private failure: Error | undefined;
   private free: Buffer[] | undefined;
+  /** The last group (a partial stripe included) is durable: the stream can never reopen. */
+  private finalCommitted = false;
 
   constructor(
     readonly uploadId: string,
@@ -82,7 +84,7 @@ export class UploadSession {
     readonly stripesPerGroup: number,
     private readonly store: SessionStore,
     /** Durable state to start from. */
-    start: { durableOffset: number; hashValid: boolean },
+    start: { durableOffset: number; hashValid: boolean; finished?: boolean },
     /**
      * The declared size, when known: every group's part size is then known in advance and
      * parts are streamed to the providers as stripes are encoded (memory: a few stripes).
@@ -93,14 +95,16 @@ export class UploadSession {
     this.n = codec.k + codec.m;
     this.stripeBytes = codec.k * codec.shardSize;
     const groupBytes = this.stripeBytes * stripesPerGroup;
-    if (start.durableOffset % groupBytes !== 0) {
+    // Only a finished stream (its last group committed) ends between group boundaries.
+    if (start.durableOffset % groupBytes !== 0 && !start.finished) {
       throw new Error(`upload ${uploadId}: durable offset ${start.durableOffset} is not a whole number of part groups`);
     }
+    this.finished = this.finalCommitted = start.finished ?? false;
     this.received = this.durable = start.durableOffset;
     this.hash = start.hashValid ? createHash("sha256") : undefined;
     this.durableHash = this.hash?.copy();
     this.stripe = Buffer.allocUnsafe(this.stripeBytes);
-    this.group = this.newGroup(start.durableOffset / groupBytes);
+    this.group = this.newGroup(Math.ceil(start.durableOffset / groupBytes));
   }
 
   /** Drops open part requests (the upload ended or the process is stopping). */
@@ -166,8 +170,8 @@ export class UploadSession {
     const groupBytes = this.stripeBytes * this.stripesPerGroup;
     this.group.writers?.forEach((w) => w.abort());
     this.recycle(this.group);
-    this.group = this.newGroup(this.durable / groupBytes);
-    this.finished = false;
+    this.group = this.newGroup(Math.ceil(this.durable / groupBytes));
+    this.finished = this.finalCommitted;
   }
 
   /**
@@ -221,7 +225,13 @@ export class UploadSession {
     const hashAfter = this.hash?.copy();
     const endOffset = final ? this.received : (g.index * this.stripesPerGroup + g.stripes) * this.stripeBytes;
     // One group uploads while the next fills: wait for the previous one before handing over.
-    await this.settle();
+    try {
+      await this.settle();
+    } catch (e) {
+      // The previous group failed: this one's streamed parts must not land later.
+      g.writers?.forEach((w) => w.abort());
+      throw e;
+    }
     const S = this.codec.shardSize;
     const etags = g.writers ? Promise.all(g.writers.map((w) => w.end())) : undefined;
     etags?.catch(() => undefined);
@@ -237,6 +247,7 @@ export class UploadSession {
       () => {
         this.durable = endOffset;
         this.durableHash = hashAfter;
+        if (final) this.finalCommitted = true;
         this.recycle(g);
       },
       (e: unknown) => {

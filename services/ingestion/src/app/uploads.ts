@@ -73,6 +73,7 @@ export interface UploadsOptions {
 const STATE_NAMES: Record<UploadStateName, UploadState> = {
   open: UploadState.OPEN,
   awaiting_signature: UploadState.AWAITING_SIGNATURE,
+  anchoring: UploadState.AWAITING_SIGNATURE,
   completed: UploadState.COMPLETED,
   aborted: UploadState.ABORTED,
   expired: UploadState.EXPIRED,
@@ -249,7 +250,8 @@ export class Uploads {
       throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; bytes must be signed by its owner`);
     if (row.state !== "open") throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}, not open: it accepts no more bytes`);
     const session = await this.attach(row);
-    if (session.busy) throw new FailedPreconditionError(`upload ${uploadId} is already receiving a stream; wait for it to end`);
+    if (session.busy) throw new UnavailableError(`upload ${uploadId} is already receiving a stream; retry when it has ended`);
+    if (session.finished) throw new FailedPreconditionError(`upload ${uploadId}: its stream is finished; complete it`);
     session.busy = true;
     const start = Number(offset);
     const limit = this.sizeLimit(row);
@@ -356,12 +358,14 @@ export class Uploads {
     if (row.pending_from !== null) durable = await this.rollbackDurable(row.upload_id, Number(row.pending_from));
     const codec = this.codec(row.k, row.m, row.shard_size);
     const declared = fromJson(UploadSpecSchema, row.spec as JsonValue).size;
+    // The last group ends off a group boundary: the stream was finished before a restart.
+    const finished = durable % (row.k * row.shard_size * row.stripes_per_group) !== 0;
     s = new UploadSession(
       row.upload_id,
       codec,
       row.stripes_per_group,
       this.groupStore(row),
-      { durableOffset: durable, hashValid: durable === 0 },
+      { durableOffset: durable, hashValid: durable === 0, finished },
       declared === undefined ? undefined : Number(declared),
     );
     this.sessions.set(row.upload_id, s);
@@ -437,7 +441,8 @@ export class Uploads {
         datasetId: ds.dataset_id,
       };
     }
-    if (row.state !== "awaiting_signature")
+    // "anchoring": a crash or a ledger timeout interrupted an earlier attempt; the append is idempotent.
+    if (row.state !== "awaiting_signature" && row.state !== "anchoring")
       throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}${row.error ? `: ${row.error}` : ""}`);
     if (!envelope) return { upload: this.toUpload(row), manifest: manifestFromJson(row.manifest) };
     return this.anchor(row, envelope);
@@ -600,6 +605,15 @@ export class Uploads {
   ): Promise<{ upload: Upload; manifest: Manifest; receipt: Receipt; datasetId: string }> {
     checkManifestEnvelope(envelope, row.statement!, row.owner, publicKeyOf);
     if (!this.o.ledger) throw new FailedPreconditionError("this ingestion service has no ledger configured (INGESTION_LEDGER_URL)");
+    // Claim the row first: sweep and abort leave an anchoring upload (and its objects) alone.
+    const claimed = await this.o.db
+      .updateTable("uploads")
+      .set({ state: "anchoring", updated_at: new Date() })
+      .where("upload_id", "=", row.upload_id)
+      .where("state", "in", ["awaiting_signature", "anchoring"])
+      .executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) !== 1)
+      throw new FailedPreconditionError(`upload ${row.upload_id} is no longer awaiting its signature`);
     const { index, receipt } = await this.o.ledger.anchor(envelope);
     const manifest = manifestFromJson(row.manifest);
     const datasetId = row.upload_id;
@@ -627,6 +641,7 @@ export class Uploads {
         .updateTable("uploads")
         .set({ state: "completed", dataset_id: datasetId, updated_at: new Date() })
         .where("upload_id", "=", row.upload_id)
+        .where("state", "=", "anchoring")
         .execute();
       await enqueueEvent(
         trx as unknown as Kysely<unknown>,
@@ -685,16 +700,16 @@ export class Uploads {
   private async end(row: UploadRow, state: "aborted" | "expired"): Promise<void> {
     this.sessions.get(row.upload_id)?.close();
     this.sessions.delete(row.upload_id);
-    await this.deleteObjects(row);
     const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
-    await this.o.db.transaction().execute(async (trx) => {
+    // Claim the row before deleting anything, so an upload being anchored keeps its objects.
+    const claimed = await this.o.db.transaction().execute(async (trx) => {
       const r = await trx
         .updateTable("uploads")
         .set({ state, updated_at: new Date() })
         .where("upload_id", "=", row.upload_id)
         .where("state", "in", ["open", "awaiting_signature"])
         .executeTakeFirst();
-      if (Number(r.numUpdatedRows) === 0) return;
+      if (Number(r.numUpdatedRows) === 0) return false;
       await enqueueEvent(
         trx as unknown as Kysely<unknown>,
         "deai.dataset.upload_aborted",
@@ -708,8 +723,14 @@ export class Uploads {
         }),
         `dataset/upload_aborted/${row.upload_id}`,
       );
+      return true;
     });
+    if (!claimed) throw new FailedPreconditionError(`upload ${row.upload_id} is no longer open or awaiting its signature`);
     this.o.outbox.kick();
+    // The event names the placements, so a failed delete is not silent: logged, and evident from the event.
+    await this.deleteObjects(row).catch((e: unknown) =>
+      this.o.logger.error({ err: e, uploadId: row.upload_id }, "could not delete an ended upload's objects; see its upload_aborted event"),
+    );
     this.o.logger.info({ uploadId: row.upload_id, state }, "upload ended; objects deleted");
   }
 

@@ -42,6 +42,14 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return { start, end };
 }
 
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new InvalidArgumentError(`malformed percent-encoding in ${JSON.stringify(s)}`);
+  }
+}
+
 export class RangeNotSatisfiable extends Error {
   constructor(readonly size: number) {
     super(`range not satisfiable: the dataset has ${size} bytes`);
@@ -82,7 +90,7 @@ export function ingestionRoutes(opts: {
         const bodyDigest = header("content-digest")!.trim();
         if (!/^sha-256=:[A-Za-z0-9+/]{43}=:$/.test(bodyDigest))
           throw new InvalidArgumentError("Content-Digest must be one sha-256 value (RFC 9530)");
-        const r = await opts.uploads.receive(actor, decodeURIComponent(up[1]!), BigInt(up[2]!), req as AsyncIterable<Uint8Array>, {
+        const r = await opts.uploads.receive(actor, safeDecode(up[1]!), BigInt(up[2]!), req as AsyncIterable<Uint8Array>, {
           bodyDigest,
         });
         json(res, 200, toJson(UploadChunksResponseSchema, create(UploadChunksResponseSchema, r)));
@@ -92,7 +100,7 @@ export function ingestionRoutes(opts: {
         res.writeHead(405, { allow: "GET, HEAD" }).end();
         return true;
       }
-      const datasetId = decodeURIComponent(ds![1]!);
+      const datasetId = safeDecode(ds![1]!);
       if (ds![2] === "leaves") {
         const leaves = await opts.datasets.leafTable(datasetId);
         res.writeHead(200, {
@@ -137,7 +145,17 @@ export function ingestionRoutes(opts: {
       res.writeHead(range ? 206 : 200, headers);
       try {
         for await (const piece of r.chunks) {
-          if (!(res as { write(b: Buffer): boolean }).write(piece)) await new Promise<void>((ok) => res.once("drain", ok));
+          if (!(res as { write(b: Buffer): boolean }).write(piece)) {
+            // A client that goes away never drains: stop reading.
+            const gone = await new Promise<boolean>((ok) => {
+              res.once("drain", () => ok(false));
+              res.once("close", () => ok(true));
+            });
+            if (gone) {
+              await r.chunks.return(undefined);
+              return true;
+            }
+          }
         }
         res.end();
       } catch (e) {

@@ -93,6 +93,8 @@ export class Provider {
       secretKey: config.secretKey,
       region: config.region,
       pathStyle: true,
+      // A retried request would re-pipe a half-consumed part stream; callers retry whole steps.
+      retryOptions: { disableRetry: true },
     });
     // Over plain http the client would SHA-256 every part on the event loop to sign its payload
     // (1.5× the dataset's bytes). Shards are committed by their own leaves, checked on every

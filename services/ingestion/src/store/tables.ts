@@ -6,7 +6,7 @@ type Int8 = ColumnType<string, number | bigint | string, number | bigint | strin
 type Int8Default = ColumnType<string, number | bigint | string | undefined, number | bigint | string>;
 type Int8Null = ColumnType<string | null, number | bigint | string | null | undefined, number | bigint | string | null>;
 
-export type UploadStateName = "open" | "awaiting_signature" | "completed" | "aborted" | "expired" | "failed";
+export type UploadStateName = "open" | "awaiting_signature" | "anchoring" | "completed" | "aborted" | "expired" | "failed";
 
 export interface UploadsTable {
   upload_id: string;
