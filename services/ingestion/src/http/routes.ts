@@ -148,8 +148,16 @@ export function ingestionRoutes(opts: {
           if (!(res as { write(b: Buffer): boolean }).write(piece)) {
             // A client that goes away never drains: stop reading.
             const gone = await new Promise<boolean>((ok) => {
-              res.once("drain", () => ok(false));
-              res.once("close", () => ok(true));
+              const drained = (): void => {
+                res.off("close", closed);
+                ok(false);
+              };
+              const closed = (): void => {
+                res.off("drain", drained);
+                ok(true);
+              };
+              res.once("drain", drained);
+              res.once("close", closed);
             });
             if (gone) {
               await r.chunks.return(undefined);
