@@ -179,3 +179,34 @@ it("an abandoned upload expires: its objects and multipart uploads are deleted",
   expect(state).toBe("UPLOAD_STATE_EXPIRED");
   expect(await objectsOf(uploadId)).toEqual([]);
 }, 60_000);
+
+it("a provider down when the stream is finished, then a restart: resend the tail from durable_offset and complete", async () => {
+  const key = generateActorKey();
+  const data = bytesOf(2 * GROUP + 5_000, 23);
+  const created = await call(base, key, "POST", "/v1/uploads", {
+    spec: { name: "late", k: K, m: M, shardSize: 4096, size: String(data.length) },
+  });
+  const uploadId = created.json.upload.uploadId as string;
+  expect((await putData(base, key, uploadId, 0, data)).status).toBe(200);
+  // Finishing writes the last (partial) group: one provider is down, so it fails and nothing of it counts.
+  const victim = Number((created.json.upload.placements as { providerId: string }[])[0]!.providerId.slice(1));
+  await h.providers[victim]!.stop();
+  try {
+    const failed = await call(base, key, "POST", `/v1/uploads/${uploadId}/complete`, {});
+    expect(failed.status).toBe(503);
+    expect(failed.json.message).toMatch(new RegExp(`storage provider p${victim}`));
+    await kill9();
+  } finally {
+    await h.providers[victim]!.start();
+  }
+  await start();
+  const after = (await call(base, key, "GET", `/v1/uploads/${uploadId}`)).json.upload;
+  expect(after.state).toBe("UPLOAD_STATE_OPEN");
+  expect(after.durableOffset).toBe(String(2 * GROUP));
+  expect((await putData(base, key, uploadId, 2 * GROUP, data.subarray(2 * GROUP))).status).toBe(200);
+  const fin = await call(base, key, "POST", `/v1/uploads/${uploadId}/complete`, {});
+  expect(fin.status).toBe(200);
+  // The hash state was lost with the process: contentDigest comes from the stored, leaf-checked shards.
+  expect(fin.json.upload.manifest.contentDigest.hex).toBe(sha256Hex(data));
+  expect(fin.json.upload.state).toBe("UPLOAD_STATE_AWAITING_SIGNATURE");
+}, 60_000);
