@@ -2,7 +2,9 @@
 // providers, and the real ledger process the manifests are anchored in.
 import { createHash, randomBytes, sign } from "node:crypto";
 
-import { generateActorKey, signRequest, type ActorKey } from "@deai/kit";
+import type { Client } from "minio";
+
+import { generateActorKey, s3Client, signRequest, type ActorKey } from "@deai/kit";
 import { createTestEnv, spawnService, startS3, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
 import { generateNoteKey, parseVerifierKey, type NoteVerifier } from "@deai/proofs";
 
@@ -56,6 +58,18 @@ export async function startHarness(label: string, providerCount: number): Promis
       await env.close();
     },
   };
+}
+
+/** A minio client of one of the harness's S3 servers. */
+export function providerClient(p: TestS3): Client {
+  return s3Client({ endpoint: p.endpoint, accessKey: p.accessKey, secretKey: p.secretKey, region: p.region });
+}
+
+/** Object names under `prefix` in the shards bucket of one S3 server. */
+export async function objectNames(p: TestS3, prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const o of providerClient(p).listObjectsV2("shards", prefix, true)) names.push((o as { name: string }).name);
+  return names;
 }
 
 /** Deterministic pseudo-random bytes. */

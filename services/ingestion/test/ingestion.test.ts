@@ -2,7 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { connect, type NatsConnection } from "nats";
-import { Client } from "minio";
+import type { Client } from "minio";
 
 import { DatasetIngestedSchema, ShardInvalidSchema, UploadAbortedSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
 import { IngestionService } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
@@ -13,7 +13,19 @@ import { leafHash, parseTlogProof, rootFromLeafHashes, verifyInclusion, verifyTl
 import { loadIngestionConfig } from "../src/config.js";
 import { ingestionDefinition } from "../src/definition.js";
 import type { IngestionDb } from "../src/store/tables.js";
-import { bytesOf, call, type Json, putData, sha256Hex, signManifest, startHarness, uploadAll, type Harness } from "./harness.js";
+import {
+  bytesOf,
+  call,
+  objectNames,
+  providerClient,
+  type Json,
+  putData,
+  sha256Hex,
+  signManifest,
+  startHarness,
+  uploadAll,
+  type Harness,
+} from "./harness.js";
 
 const K = 4;
 const M = 2;
@@ -42,21 +54,11 @@ async function eventually<T>(f: () => Promise<T | undefined>, ms = 5000): Promis
 }
 
 function minio(i: number): Client {
-  const u = new URL(h.providers[i]!.endpoint);
-  return new Client({
-    endPoint: u.hostname,
-    port: Number(u.port),
-    useSSL: false,
-    accessKey: "S3RVER",
-    secretKey: "S3RVER",
-    pathStyle: true,
-  });
+  return providerClient(h.providers[i]!);
 }
 
 async function objectsAt(i: number, prefix = "datasets/"): Promise<string[]> {
-  const names: string[] = [];
-  for await (const o of minio(i).listObjectsV2("shards", prefix, true)) names.push((o as { name: string }).name);
-  return names;
+  return objectNames(h.providers[i]!, prefix);
 }
 
 beforeAll(async () => {

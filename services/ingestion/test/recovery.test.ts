@@ -2,13 +2,23 @@
 // nothing half-registered in the ledger; and abandoned uploads expire without orphans.
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Client } from "minio";
 
 import { IngestionService, UploadState } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { generateActorKey, requestSigner, signRequest } from "@deai/kit";
 import { spawnService, type ServiceProcess } from "@deai/testkit";
 
-import { bytesOf, call, ingestionMain, putData, sha256Hex, signManifest, startHarness, uploadAll, type Harness } from "./harness.js";
+import {
+  bytesOf,
+  call,
+  objectNames,
+  ingestionMain,
+  putData,
+  sha256Hex,
+  signManifest,
+  startHarness,
+  uploadAll,
+  type Harness,
+} from "./harness.js";
 
 const K = 4;
 const M = 2;
@@ -45,20 +55,7 @@ async function ledgerEntriesFor(hex: string): Promise<number> {
 }
 
 async function objectsOf(uploadId: string): Promise<string[]> {
-  const names: string[] = [];
-  for (const p of h.providers) {
-    const u = new URL(p.endpoint);
-    const c = new Client({
-      endPoint: u.hostname,
-      port: Number(u.port),
-      useSSL: false,
-      accessKey: "S3RVER",
-      secretKey: "S3RVER",
-      pathStyle: true,
-    });
-    for await (const o of c.listObjectsV2("shards", `datasets/${uploadId}/`, true)) names.push((o as { name: string }).name);
-  }
-  return names;
+  return (await Promise.all(h.providers.map((p) => objectNames(p, `datasets/${uploadId}/`)))).flat();
 }
 
 beforeAll(async () => {

@@ -11,22 +11,28 @@ export interface BlobStoreOptions {
   region: string;
 }
 
+/** A minio client for an S3-compatible endpoint URL (path-style addressing, TLS from the scheme). */
+export function s3Client(opts: Omit<BlobStoreOptions, "bucket">, extra: Partial<ConstructorParameters<typeof Client>[0]> = {}): Client {
+  const u = new URL(opts.endpoint);
+  const useSSL = u.protocol === "https:";
+  return new Client({
+    endPoint: u.hostname,
+    port: u.port ? Number(u.port) : useSSL ? 443 : 80,
+    useSSL,
+    accessKey: opts.accessKey,
+    secretKey: opts.secretKey,
+    region: opts.region,
+    pathStyle: true,
+    ...extra,
+  });
+}
+
 export class BlobStore {
   readonly client: Client;
   readonly bucket: string;
 
   constructor(opts: BlobStoreOptions) {
-    const u = new URL(opts.endpoint);
-    const useSSL = u.protocol === "https:";
-    this.client = new Client({
-      endPoint: u.hostname,
-      port: u.port ? Number(u.port) : useSSL ? 443 : 80,
-      useSSL,
-      accessKey: opts.accessKey,
-      secretKey: opts.secretKey,
-      region: opts.region,
-      pathStyle: true,
-    });
+    this.client = s3Client(opts);
     this.bucket = opts.bucket;
   }
 

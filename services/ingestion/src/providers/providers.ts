@@ -7,7 +7,9 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { PassThrough, type Readable } from "node:stream";
 
-import { Client } from "minio";
+import type { Client } from "minio";
+
+import { s3Client } from "@deai/kit";
 
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from "@deai/kit/errors";
 
@@ -83,19 +85,8 @@ export class Provider {
   private downUntil = 0;
 
   constructor(readonly config: ProviderConfig) {
-    const u = new URL(config.endpoint);
-    const useSSL = u.protocol === "https:";
-    this.client = new Client({
-      endPoint: u.hostname,
-      port: u.port ? Number(u.port) : useSSL ? 443 : 80,
-      useSSL,
-      accessKey: config.accessKey,
-      secretKey: config.secretKey,
-      region: config.region,
-      pathStyle: true,
-      // A retried request would re-pipe a half-consumed part stream; callers retry whole steps.
-      retryOptions: { disableRetry: true },
-    });
+    // A retried request would re-pipe a half-consumed part stream; callers retry whole steps.
+    this.client = s3Client(config, { retryOptions: { disableRetry: true } });
     // Over plain http the client would SHA-256 every part on the event loop to sign its payload
     // (1.5× the dataset's bytes). Shards are committed by their own leaves, checked on every
     // read, so parts go as UNSIGNED-PAYLOAD, as the client already does over https.
