@@ -78,14 +78,24 @@ export class StripeCodec {
 
   /** Computes the m parity shards of a stripe whose k data shards lie contiguously in `data` (k × shardSize bytes). */
   encode(data: Buffer): Promise<Buffer> {
+    const parity = Buffer.allocUnsafe(this.m * this.shardSize);
+    return this.encodeInto(data, parity).then(() => parity);
+  }
+
+  /**
+   * Like encode(), but writes the m parity shards into `parity` (m × shardSize bytes, e.g. a
+   * reused or SharedArrayBuffer-backed buffer). Neither buffer may be touched until it settles.
+   */
+  encodeInto(data: Buffer, parity: Buffer): Promise<void> {
     if (data.length !== this.k * this.shardSize)
       throw new InvalidArgumentError(`a stripe is ${this.k * this.shardSize} bytes, got ${data.length}`);
-    const parity = Buffer.allocUnsafe(this.m * this.shardSize);
+    if (parity.length !== this.m * this.shardSize)
+      throw new InvalidArgumentError(`a stripe's parity is ${this.m * this.shardSize} bytes, got ${parity.length}`);
     let sources = 0;
     for (let i = 0; i < this.k; i++) sources |= 1 << i;
     let targets = 0;
     for (let i = this.k; i < this.k + this.m; i++) targets |= 1 << i;
-    return this.run(sources, targets, data, parity).then(() => parity);
+    return this.run(sources, targets, data, parity);
   }
 
   /**
