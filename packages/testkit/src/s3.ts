@@ -90,3 +90,20 @@ export async function startS3(opts: { buckets?: string[] } = {}): Promise<TestS3
     },
   };
 }
+
+/**
+ * INGESTION_PROVIDERS for a set of S3 servers used as storage providers: ids p0, p1, ... and
+ * one bucket each.
+ */
+export function storageProvidersJson(servers: readonly TestS3[], bucket = "shards"): string {
+  return JSON.stringify(
+    servers.map((p, i) => ({
+      id: `p${i}`,
+      endpoint: p.endpoint,
+      bucket,
+      accessKey: p.accessKey,
+      secretKey: p.secretKey,
+      region: p.region,
+    })),
+  );
+}

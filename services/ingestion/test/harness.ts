@@ -5,7 +5,7 @@ import { createHash, randomBytes, sign } from "node:crypto";
 import type { Client } from "minio";
 
 import { generateActorKey, s3Client, signRequest, type ActorKey } from "@deai/kit";
-import { createTestEnv, spawnService, startS3, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
+import { createTestEnv, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
 import { generateNoteKey, parseVerifierKey, type NoteVerifier } from "@deai/proofs";
 
 /** A parsed JSON response body. */
@@ -40,17 +40,7 @@ export async function startHarness(label: string, providerCount: number): Promis
     ledger,
     ledgerUrl: `http://127.0.0.1:${ledger.port}`,
     verifier: parseVerifierKey(keys.verifierKey),
-    providersJson: () =>
-      JSON.stringify(
-        providers.map((p, i) => ({
-          id: `p${i}`,
-          endpoint: p.endpoint,
-          bucket: "shards",
-          accessKey: p.accessKey,
-          secretKey: p.secretKey,
-          region: p.region,
-        })),
-      ),
+    providersJson: () => storageProvidersJson(providers),
     close: async () => {
       ledger.kill("SIGKILL");
       await ledger.exited;

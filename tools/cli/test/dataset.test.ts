@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { actorKeyFromSeed, signRequest, type ActorKey } from "@deai/kit";
-import { createTestEnv, spawnService, startS3, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
+import { createTestEnv, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
 import { generateNoteKey } from "@deai/proofs";
 
 import { signStatement } from "../src/envelope.js";
@@ -123,16 +123,7 @@ beforeAll(async () => {
     env.vars({ LEDGER_ORIGIN: ORIGIN, LEDGER_SIGNING_KEY: logKeys.signerKey, LEDGER_CHECKPOINT_INTERVAL_MS: "100" }),
   );
   ingestionVars = env.vars({
-    INGESTION_PROVIDERS: JSON.stringify(
-      providers.map((p, i) => ({
-        id: `p${i}`,
-        endpoint: p.endpoint,
-        bucket: "shards",
-        accessKey: p.accessKey,
-        secretKey: p.secretKey,
-        region: p.region,
-      })),
-    ),
+    INGESTION_PROVIDERS: storageProvidersJson(providers),
     INGESTION_LEDGER_URL: `http://127.0.0.1:${ledger.port}`,
     INGESTION_PART_BYTES: "16384",
     INGESTION_HEDGE_MS: "200",

@@ -19,7 +19,7 @@ import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 
 import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/deai/system/v1/system_pb";
-import { createTestEnv, grpcUnary, spawnService, startS3, type ServiceProcess, type TestS3 } from "@deai/testkit";
+import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const SERVICES = ["ledger", "ingestion", "da-sampler", "marketplace", "slashing", "trainer-operator"] as const;
@@ -277,16 +277,7 @@ async function main(): Promise<void> {
     // The simulated storage providers: one embedded S3 server each.
     providers.push(...(await Promise.all(Array.from({ length: K + M }, () => startS3({ buckets: ["shards"] })))));
     const ingestionEnv = (): Record<string, string> => ({
-      INGESTION_PROVIDERS: JSON.stringify(
-        providers.map((p, i) => ({
-          id: `p${i}`,
-          endpoint: p.endpoint,
-          bucket: "shards",
-          accessKey: p.accessKey,
-          secretKey: p.secretKey,
-          region: p.region,
-        })),
-      ),
+      INGESTION_PROVIDERS: storageProvidersJson(providers),
       INGESTION_LEDGER_URL: `http://127.0.0.1:${running.get("ledger")!.port}`,
     });
     say("1. Starting services");

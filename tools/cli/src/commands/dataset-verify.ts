@@ -10,13 +10,13 @@ import { readFile, stat } from "node:fs/promises";
 import { hexEncode } from "@deai/proofs";
 
 import type { ApiClient } from "../api-client.js";
-import { CheckFailed, count, list, str, UsageError, verifierKeyArg, type Context } from "../cli.js";
+import { CheckFailed, str, UsageError, type Context } from "../cli.js";
 import type { DatasetJson } from "../dataset-api.js";
 import { fileCommitments, type Commitments } from "../dataset-commitments.js";
 import { envelopeLeaf, isEnvelopeJson, type EnvelopeJson } from "../envelope.js";
 import { checkEnvelopeSignatures, parseManifestStatement, type ManifestStatement } from "../manifest-statement.js";
 import { Progress } from "../progress.js";
-import { verifyReceipt } from "./verify.js";
+import { pinnedLogArgs, verifyReceipt } from "./verify.js";
 
 interface Check {
   readonly check: string;
@@ -27,12 +27,7 @@ interface Check {
 export async function verifyDataset(ctx: Context, client: ApiClient): Promise<void> {
   const [file, ...rest] = ctx.positionals;
   if (file === undefined || rest.length > 0) throw new UsageError("dataset verify takes one file");
-  const logKey = str(ctx, "log-key");
-  if (logKey === undefined) throw new UsageError("--log-key is required: the log's verifier key (text or file), pinned out of band");
-  const log = verifierKeyArg(logKey, "--log-key");
-  const witnesses = list(ctx, "witness-key").map((k) => verifierKeyArg(k, "--witness-key"));
-  const required = count(str(ctx, "witnesses-required"), "--witnesses-required") ?? witnesses.length;
-  if (required > witnesses.length) throw new UsageError(`--witnesses-required ${required} needs at least ${required} --witness-key`);
+  const { log, witnesses, required } = pinnedLogArgs(ctx);
   const datasetId = str(ctx, "dataset");
   const envelopeFile = str(ctx, "envelope");
   const receiptFile = str(ctx, "receipt");

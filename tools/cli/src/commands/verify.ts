@@ -78,15 +78,21 @@ export function verifyReceipt(
   };
 }
 
-export async function verify(ctx: Context): Promise<void> {
-  const [file] = ctx.positionals;
-  if (file === undefined || ctx.positionals.length > 1) throw new UsageError("verify takes one receipt file");
+/** The pinned log key and witness policy from --log-key, --witness-key and --witnesses-required. */
+export function pinnedLogArgs(ctx: Context): { log: NoteVerifier; witnesses: NoteVerifier[]; required: number } {
   const logKey = str(ctx, "log-key");
   if (logKey === undefined) throw new UsageError("--log-key is required: the log's verifier key (text or file), pinned out of band");
   const log = verifierKeyArg(logKey, "--log-key");
   const witnesses = list(ctx, "witness-key").map((k) => verifierKeyArg(k, "--witness-key"));
   const required = count(str(ctx, "witnesses-required"), "--witnesses-required") ?? witnesses.length;
   if (required > witnesses.length) throw new UsageError(`--witnesses-required ${required} needs at least ${required} --witness-key`);
+  return { log, witnesses, required };
+}
+
+export async function verify(ctx: Context): Promise<void> {
+  const [file] = ctx.positionals;
+  if (file === undefined || ctx.positionals.length > 1) throw new UsageError("verify takes one receipt file");
+  const { log, witnesses, required } = pinnedLogArgs(ctx);
   const entry = str(ctx, "entry");
   const hex = str(ctx, "leaf-hash");
   if ((entry === undefined) === (hex === undefined)) throw new UsageError("give exactly one of --entry FILE or --leaf-hash HEX");
