@@ -74,7 +74,8 @@ export default tseslint.config(
           // Exact names: the kit's root and the test kit are off limits, its `errors` subpath is not.
           paths: ["@deai/kit", "@deai/testkit"].map((name) => ({
             name,
-            message: "src/domain/ is pure: import errors from @deai/kit/errors.",
+            message:
+              "src/domain/ is pure: import errors, the clock and state machines from @deai/kit/errors, @deai/kit/clock and @deai/kit/state.",
           })),
           patterns: [
             {

@@ -17,6 +17,8 @@ export default {
   moduleNameMapper: {
     "^@deai/contracts/(.*)$": "<rootDir>/packages/contracts/src/gen/$1",
     "^@deai/kit/errors$": "<rootDir>/packages/kit/src/errors.ts",
+    "^@deai/kit/clock$": "<rootDir>/packages/kit/src/time/clock.ts",
+    "^@deai/kit/state$": "<rootDir>/packages/kit/src/state/state-machine.ts",
     "^@deai/([a-z-]+)$": "<rootDir>/packages/$1/src/index.ts",
     "^(\\.{1,2}/.*)\\.js$": "$1",
   },

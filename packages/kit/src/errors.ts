@@ -69,3 +69,19 @@ export class UnavailableError extends DomainError {
     super("unavailable", message, details);
   }
 }
+export class DeadlineExceededError extends DomainError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("deadline_exceeded", message, details);
+  }
+}
+/** A concurrent change won (optimistic locking, a lost race): the caller may retry. */
+export class AbortedError extends DomainError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("aborted", message, details);
+  }
+}
+export class UnimplementedError extends DomainError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super("unimplemented", message, details);
+  }
+}
