@@ -11,11 +11,15 @@ export interface Database<DB> {
   close(): Promise<void>;
 }
 
-// int8 (bigint) columns come back as strings by default; our counters fit in 2^53.
-pg.types.setTypeParser(20, (v: string) => {
-  const n = Number(v);
-  return Number.isSafeInteger(n) ? n : BigInt(v);
-});
+// int8 columns (and int8[]) always come back as bigint: one type per column, whatever its
+// value, so code cannot work in tests with small numbers and break past 2^53. pg's default
+// is a string; count(*) is int8 too, so cast it (count(*)::int) where a number is wanted.
+const INT8 = pg.types.builtins.INT8;
+// Not in pg-types' enum of scalar types.
+const INT8_ARRAY = 1016 as typeof INT8;
+const parseInt8Array = pg.types.getTypeParser(INT8_ARRAY);
+pg.types.setTypeParser(INT8, (v: string) => BigInt(v));
+pg.types.setTypeParser(INT8_ARRAY, (v: string) => (parseInt8Array(v) as (string | null)[]).map((x) => (x === null ? null : BigInt(x))));
 
 /** Opens a pool whose search_path is `schema, public`, so repositories name tables plainly. */
 export function openDatabase<DB>(opts: { url: string; schema: string; poolSize?: number }): Database<DB> {
