@@ -9,8 +9,7 @@
  */
 import { sql, type Transaction } from "kysely";
 
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
-import type { DomainError } from "../errors.js";
+import { AlreadyExistsError, DomainError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import { StateMachine } from "../state/state-machine.js";
 import type { Clock } from "../time/clock.js";
 import { checkId, lockAccounts, type Account, type MoneyDb } from "./accounts.js";
@@ -240,13 +239,15 @@ export async function createTransfer(db: MoneyDb, clock: Clock, input: TransferI
 async function applyTransfers(trx: Transaction<unknown>, clock: Clock, inputs: readonly TransferInput[]): Promise<TransferResult[]> {
   const now = clock.now();
   const pendingIds = inputs.flatMap((t) => (t.kind === "post" || t.kind === "void" ? [t.pendingId] : []));
-  const known = await transfersById(trx, [...inputs.map((t) => t.id), ...pendingIds]);
+  // Holds are immutable transfer rows: safe to read before taking any lock.
+  const known = pendingIds.length > 0 ? await transfersById(trx, pendingIds) : new Map<string, Transfer>();
   const batch = new Map<string, TransferInput>(inputs.map((t) => [t.id, t]));
 
-  // Which accounts the new transfers touch, so that all are locked at once, in order.
+  // Every account the batch touches is locked at once, in id order, before anything is read
+  // or written, so two money transactions never wait on each other in a cycle. Replays lock
+  // too: only after the lock is a concurrent twin of the same id surely committed.
   const touched = new Set<string>();
   for (const t of inputs) {
-    if (known.has(t.id)) continue;
     if (t.kind === "single" || t.kind === "pending") {
       touched.add(t.debitAccountId).add(t.creditAccountId);
       continue;
@@ -261,25 +262,17 @@ async function applyTransfers(trx: Transaction<unknown>, clock: Clock, inputs: r
     }
     touched.add(p.debitAccountId).add(p.creditAccountId);
   }
-  const accounts = touched.size > 0 ? await lockAccounts(trx, touched) : new Map<string, Account>();
+  const accounts = await lockAccounts(trx, touched);
 
   const results: TransferResult[] = [];
   for (const t of inputs) {
     const pending = t.kind === "post" || t.kind === "void" ? known.get(t.pendingId) : undefined;
-    const existing = known.get(t.id);
-    if (existing) {
-      if (pending === undefined && (t.kind === "post" || t.kind === "void")) {
-        throw new NotFoundError(`transfer ${t.id}: pending transfer ${t.pendingId} not found`, { id: t.id });
-      }
-      results.push({ transfer: sameAsExisting(existing, intended(t, pending)), created: false });
-      continue;
-    }
     if (pending === undefined && (t.kind === "post" || t.kind === "void")) {
       throw new InvalidArgumentError(`transfer ${t.id}: pending transfer ${t.pendingId} comes later in the batch`, { id: t.id });
     }
-    const transfer = await applyOne(trx, now, t, pending, accounts);
-    known.set(transfer.id, transfer);
-    results.push({ transfer, created: true });
+    const r = await applyOne(trx, now, t, pending, accounts);
+    known.set(r.transfer.id, r.transfer);
+    results.push(r);
   }
   return results;
 }
@@ -313,8 +306,59 @@ async function applyOne(
   t: TransferInput,
   pending: Transfer | undefined,
   accounts: ReadonlyMap<string, Account>,
-): Promise<Transfer> {
+): Promise<TransferResult> {
   const want = intended(t, pending);
+  let deltas: { debit: Deltas; credit: Deltas };
+  try {
+    deltas = await prepare(trx, now, t, want, pending, accounts);
+  } catch (e) {
+    // A replay may no longer pass the checks its first application passed (the hold is
+    // posted now, by this very id): the existing transfer decides.
+    if (e instanceof DomainError) return { transfer: await existingOr(trx, t.id, want, e), created: false };
+    throw e;
+  }
+  try {
+    const r = await sql<TransferRow & { created: boolean }>`
+      with t as (
+        insert into money_transfers (id, kind, debit_account_id, credit_account_id, amount, ledger, code, pending_id, timeout_ms, reference, created_at)
+        values (${t.id}, ${want.kind}, ${want.debitAccountId}, ${want.creditAccountId}, ${want.amount}::numeric, ${want.ledger}, ${want.code},
+                ${want.pendingId}, ${want.timeoutMs}::bigint, ${want.reference}, ${now})
+        on conflict (id) do nothing
+        returning *
+      ), hold as (
+        insert into money_pending (transfer_id, expires_at)
+        select id, created_at + timeout_ms * interval '1 millisecond' from t where kind = 'pending'
+      ), balances as (
+        update money_accounts a set
+          debits_pending = a.debits_pending + d.dpe, debits_posted = a.debits_posted + d.dpo,
+          credits_pending = a.credits_pending + d.cpe, credits_posted = a.credits_posted + d.cpo
+        from (values
+          (${want.debitAccountId}::text, ${deltas.debit.debitsPending}::numeric, ${deltas.debit.debitsPosted}::numeric, 0::numeric, 0::numeric),
+          (${want.creditAccountId}::text, 0::numeric, 0::numeric, ${deltas.credit.creditsPending}::numeric, ${deltas.credit.creditsPosted}::numeric)
+        ) as d (id, dpe, dpo, cpe, cpo)
+        where a.id = d.id and exists (select 1 from t)
+      )
+      select true as created, * from t
+      union all
+      -- The id was taken (a replay, or another transfer under this id): nothing was written.
+      select false, * from money_transfers where id = ${t.id} and not exists (select 1 from t)`.execute(trx);
+    const row = r.rows[0]!;
+    const transfer = decodeTransfer(row);
+    return row.created ? { transfer, created: true } : { transfer: sameAsExisting(transfer, want), created: false };
+  } catch (e) {
+    throw limitError(e, t.id, want.debitAccountId, want.creditAccountId) ?? e;
+  }
+}
+
+/** The checks before a transfer is written, and the balance changes it makes. */
+async function prepare(
+  trx: Transaction<unknown>,
+  now: Date,
+  t: TransferInput,
+  want: Intended,
+  pending: Transfer | undefined,
+  accounts: ReadonlyMap<string, Account>,
+): Promise<{ debit: Deltas; credit: Deltas }> {
   const debit = accounts.get(want.debitAccountId);
   const credit = accounts.get(want.creditAccountId);
   if (!debit)
@@ -336,56 +380,30 @@ async function applyOne(
       });
     }
   }
-
-  let debitDeltas: Deltas;
-  let creditDeltas: Deltas;
   const zero: Deltas = { debitsPending: 0n, debitsPosted: 0n, creditsPending: 0n, creditsPosted: 0n };
-  if (t.kind === "single") {
-    debitDeltas = { ...zero, debitsPosted: want.amount };
-    creditDeltas = { ...zero, creditsPosted: want.amount };
-  } else if (t.kind === "pending") {
-    debitDeltas = { ...zero, debitsPending: want.amount };
-    creditDeltas = { ...zero, creditsPending: want.amount };
-  } else {
-    const held = pending!.amount;
-    if (t.kind === "post" && want.amount > held) {
-      throw new FailedPreconditionError(`transfer ${t.id}: amount ${want.amount} exceeds the pending amount ${held} of ${pending!.id}`, {
-        id: t.id,
-        pendingId: pending!.id,
-        reason: "exceeds_pending_amount",
-      });
-    }
-    await resolveHold(trx, now, t.id, pending!.id, t.kind === "post" ? "posted" : "voided");
-    const posted = t.kind === "post" ? want.amount : 0n;
-    debitDeltas = { ...zero, debitsPending: 0n - held, debitsPosted: posted };
-    creditDeltas = { ...zero, creditsPending: 0n - held, creditsPosted: posted };
+  if (t.kind === "single") return { debit: { ...zero, debitsPosted: want.amount }, credit: { ...zero, creditsPosted: want.amount } };
+  if (t.kind === "pending") return { debit: { ...zero, debitsPending: want.amount }, credit: { ...zero, creditsPending: want.amount } };
+  const held = pending!.amount;
+  if (t.kind === "post" && want.amount > held) {
+    throw new FailedPreconditionError(`transfer ${t.id}: amount ${want.amount} exceeds the pending amount ${held} of ${pending!.id}`, {
+      id: t.id,
+      pendingId: pending!.id,
+      reason: "exceeds_pending_amount",
+    });
   }
+  await resolveHold(trx, now, t.id, pending!.id, t.kind === "post" ? "posted" : "voided");
+  const posted = t.kind === "post" ? want.amount : 0n;
+  return {
+    debit: { ...zero, debitsPending: 0n - held, debitsPosted: posted },
+    credit: { ...zero, creditsPending: 0n - held, creditsPosted: posted },
+  };
+}
 
-  try {
-    const r = await sql<TransferRow>`
-      with t as (
-        insert into money_transfers (id, kind, debit_account_id, credit_account_id, amount, ledger, code, pending_id, timeout_ms, reference, created_at)
-        values (${t.id}, ${want.kind}, ${want.debitAccountId}, ${want.creditAccountId}, ${want.amount}::numeric, ${want.ledger}, ${want.code},
-                ${want.pendingId}, ${want.timeoutMs}::bigint, ${want.reference}, ${now})
-        returning *
-      ), hold as (
-        insert into money_pending (transfer_id, expires_at)
-        select id, created_at + timeout_ms * interval '1 millisecond' from t where kind = 'pending'
-      ), balances as (
-        update money_accounts a set
-          debits_pending = a.debits_pending + d.dpe, debits_posted = a.debits_posted + d.dpo,
-          credits_pending = a.credits_pending + d.cpe, credits_posted = a.credits_posted + d.cpo
-        from (values
-          (${debit.id}::text, ${debitDeltas.debitsPending}::numeric, ${debitDeltas.debitsPosted}::numeric, ${debitDeltas.creditsPending}::numeric, ${debitDeltas.creditsPosted}::numeric),
-          (${credit.id}::text, ${creditDeltas.debitsPending}::numeric, ${creditDeltas.debitsPosted}::numeric, ${creditDeltas.creditsPending}::numeric, ${creditDeltas.creditsPosted}::numeric)
-        ) as d (id, dpe, dpo, cpe, cpo)
-        where a.id = d.id
-      )
-      select * from t`.execute(trx);
-    return decodeTransfer(r.rows[0]!);
-  } catch (e) {
-    throw limitError(e, t.id, debit.id, credit.id) ?? e;
-  }
+/** The transfer already stored under `id` when it matches `want`; `error` when there is none. */
+async function existingOr(trx: Transaction<unknown>, id: string, want: Intended, error: Error): Promise<Transfer> {
+  const existing = (await transfersById(trx, [id])).get(id);
+  if (!existing) throw error;
+  return sameAsExisting(existing, want);
 }
 
 /** Moves a hold out of "pending", or says precisely why it cannot. */
