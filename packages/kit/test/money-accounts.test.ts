@@ -362,3 +362,17 @@ describe("the database's own guards", () => {
     expect(sound.debitsPosted).toBe(sound.creditsPosted);
   });
 });
+
+describe("int8 columns", () => {
+  it("always come back as bigint, small or large, scalar or array (the kit's pg type parser)", async () => {
+    const r = await sql<{ small: unknown; large: unknown; none: unknown; list: unknown; counted: unknown }>`
+      select 1::int8 as small, 9007199254740993::int8 as large, null::int8 as none,
+             array[1, null, 9223372036854775807]::int8[] as list, count(*) as counted from money_accounts`.execute(database.db);
+    const row = r.rows[0]!;
+    expect(row.small).toBe(1n);
+    expect(row.large).toBe(9007199254740993n);
+    expect(row.none).toBeNull();
+    expect(row.list).toEqual([1n, null, 9223372036854775807n]);
+    expect(typeof row.counted).toBe("bigint");
+  });
+});
