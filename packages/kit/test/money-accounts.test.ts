@@ -7,6 +7,7 @@ import { sql } from "kysely";
 import {
   ManualClock,
   accountsMigrations,
+  inMoneyTransaction,
   amount,
   auditBooks,
   availableBalance,
@@ -374,5 +375,67 @@ describe("int8 columns", () => {
     expect(row.none).toBeNull();
     expect(row.list).toEqual([1n, null, 9223372036854775807n]);
     expect(typeof row.counted).toBe("bigint");
+  });
+});
+
+describe("transactions", () => {
+  it("retry serialization failures and deadlocks a bounded number of times, then Aborted", async () => {
+    const db = database.db;
+    let attempts = 0;
+    const flaky = await inMoneyTransaction(db, async (trx) => {
+      await sql`select 1`.execute(trx);
+      if (++attempts < 3) throw Object.assign(new Error("could not serialize access"), { code: attempts === 1 ? "40001" : "40P01" });
+      return "done";
+    });
+    expect([flaky, attempts]).toEqual(["done", 3]);
+    attempts = 0;
+    const e = await failure(
+      inMoneyTransaction(db, async () => {
+        attempts++;
+        throw Object.assign(new Error("deadlock detected"), { code: "40P01" });
+      }),
+    );
+    expect([e.kind, attempts]).toEqual(["aborted", 8]);
+    attempts = 0;
+    await expect(
+      inMoneyTransaction(db, async () => {
+        attempts++;
+        throw Object.assign(new Error("other"), { code: "23503" });
+      }),
+    ).rejects.toThrow("other");
+    expect(attempts).toBe(1);
+  });
+
+  it("run inside the caller's transaction: a hold commits or rolls back with the caller's own rows", async () => {
+    const db = database.db;
+    const { wallet: w, treasury } = await wallet(10);
+    await sql`create table if not exists orders (id text primary key)`.execute(db);
+    const hold = (id: string) => ({
+      kind: "pending" as const,
+      id,
+      debitAccountId: w,
+      creditAccountId: treasury,
+      amount: a(3),
+      ledger: "DEAI",
+      code: "escrow",
+    });
+    const rolledBack = uid("order");
+    await db
+      .transaction()
+      .execute(async (trx) => {
+        await sql`insert into orders values (${rolledBack})`.execute(trx);
+        await createTransfer(trx, clock, hold(`escrow-${rolledBack}`));
+        throw new Error("the order failed");
+      })
+      .catch(() => undefined);
+    await expect(getTransfer(db, `escrow-${rolledBack}`)).rejects.toMatchObject({ kind: "not_found" });
+    expect((await getAccount(db, w)).debitsPending).toBe(0n);
+    const committed = uid("order");
+    await db.transaction().execute(async (trx) => {
+      await sql`insert into orders values (${committed})`.execute(trx);
+      await createTransfer(trx, clock, hold(`escrow-${committed}`));
+    });
+    expect((await getHold(db, `escrow-${committed}`)).state).toBe("pending");
+    expect((await getAccount(db, w)).debitsPending).toBe(3n);
   });
 });
