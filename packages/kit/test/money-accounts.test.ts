@@ -250,6 +250,9 @@ describe("two-phase transfers", () => {
       "failed_precondition",
     );
     expect((await failure(createTransfer(db, clock, { kind: "post", id: uid("post"), pendingId: "nope" }))).kind).toBe("not_found");
+    // An id already used outranks a missing hold: AlreadyExists, naming the field.
+    const taken = await failure(createTransfer(db, clock, { kind: "post", id: notHold.id, pendingId: "nope" }));
+    expect([taken.kind, taken.details.fields]).toEqual(["already_exists", ["pendingId"]]);
   });
 
   it("expire after the timeout of the clock: expirePending releases it, and a post after the timeout fails even before the sweep", async () => {

@@ -253,8 +253,17 @@ async function applyTransfers(trx: Transaction<unknown>, clock: Clock, inputs: r
       continue;
     }
     const p = known.get(t.pendingId) ?? batch.get(t.pendingId);
-    if (!p) throw new NotFoundError(`transfer ${t.id}: pending transfer ${t.pendingId} not found`, { id: t.id, pendingId: t.pendingId });
-    if (p.kind !== "pending") {
+    if (!p || p.kind !== "pending") {
+      // The id taken by another transfer outranks what is wrong with this one.
+      const existing = (await transfersById(trx, [t.id])).get(t.id);
+      if (existing) {
+        throw new AlreadyExistsError(`transfer ${t.id} already exists with a different pendingId`, {
+          id: t.id,
+          fields: ["pendingId"],
+          pendingId: { existing: existing.pendingId, requested: t.pendingId },
+        });
+      }
+      if (!p) throw new NotFoundError(`transfer ${t.id}: pending transfer ${t.pendingId} not found`, { id: t.id, pendingId: t.pendingId });
       throw new FailedPreconditionError(`transfer ${t.id}: ${t.pendingId} is a ${p.kind} transfer, not a pending one`, {
         id: t.id,
         pendingId: t.pendingId,
