@@ -10,6 +10,8 @@ export * from "./signing/http-signature.js";
 export * from "./db/database.js";
 export * from "./events/bus.js";
 export * from "./events/outbox.js";
+export * from "./events/consumer.js";
+export * from "./schedule/scheduler.js";
 export * from "./blobs/blob-store.js";
 export * from "./client.js";
 export * from "./server/auth.js";
