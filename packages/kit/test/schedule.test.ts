@@ -2,10 +2,51 @@
  * The scheduler on a ManualClock: jitter, kick, no overlap, shutdown, persisted cadence and
  * leadership (two schedulers on separate pools) against real Postgres.
  */
+import { metrics, SpanStatusCode } from "@opentelemetry/api";
+import { AggregationTemporality, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import { sql } from "kysely";
 
-import { ManualClock, Scheduler, createLogger, migrate, openDatabase, type Database, type RunContext } from "@deai/kit";
+import {
+  InMemorySpanExporter,
+  ManualClock,
+  Scheduler,
+  createLogger,
+  migrate,
+  openDatabase,
+  startTelemetry,
+  type Database,
+  type RunContext,
+  type Telemetry,
+} from "@deai/kit";
 import { createTestDatabase, type TestDatabase } from "@deai/testkit";
+
+class TestReader extends MetricReader {
+  protected onForceFlush = async (): Promise<void> => undefined;
+  protected onShutdown = async (): Promise<void> => undefined;
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+}
+const reader = new TestReader();
+metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+const spans = new InMemorySpanExporter();
+let telemetry: Telemetry;
+beforeAll(() => {
+  telemetry = startTelemetry({ service: "schedule-test", memoryExporter: spans });
+});
+afterAll(async () => {
+  await telemetry?.shutdown();
+});
+
+/** Data points of a metric for one loop. */
+async function points(name: string, loop: string): Promise<{ attributes: Record<string, unknown>; value: unknown }[]> {
+  const { resourceMetrics } = (await reader.collect()) as { resourceMetrics: ResourceMetrics };
+  return resourceMetrics.scopeMetrics
+    .flatMap((sm) => sm.metrics)
+    .filter((m) => m.descriptor.name === name)
+    .flatMap((m) => m.dataPoints)
+    .filter((p) => p.attributes["deai.schedule.loop"] === loop);
+}
 
 const logger = createLogger({ service: "schedule-test", level: "silent" });
 const T0 = Date.UTC(2026, 0, 1);
@@ -138,6 +179,39 @@ describe("scheduler without a database", () => {
     await eventually(() => loop.stats.runs === 2);
     expect(loop.stats.failures).toBe(1);
     await s.stop();
+  });
+
+  it("makes a span and metrics per run", async () => {
+    const clock = new ManualClock(T0);
+    const s = new Scheduler({ logger, clock, holder: "me" });
+    let n = 0;
+    const loop = s.register({
+      name: "observed",
+      intervalMs: 10_000,
+      jitter: 0,
+      persist: false,
+      run: async () => {
+        clock.advance(250); // the run takes 250 ms of clock time
+        if (n++ === 1) throw new Error("second run fails");
+      },
+    });
+    s.start();
+    await eventually(() => loop.stats.runs === 1);
+    loop.kick();
+    await eventually(() => loop.stats.runs === 2);
+    await s.stop();
+    const mine = spans.getFinishedSpans().filter((sp) => sp.name === "schedule observed");
+    expect(mine).toHaveLength(2);
+    expect(mine.map((sp) => sp.attributes["deai.schedule.trigger"])).toEqual(["schedule", "kick"]);
+    expect(mine[0]?.attributes["deai.schedule.holder"]).toBe("me");
+    expect(mine.map((sp) => sp.status.code)).toEqual([SpanStatusCode.UNSET, SpanStatusCode.ERROR]);
+    // Each run is its own trace, not a child of whatever kicked it.
+    expect(mine[0]?.parentSpanContext).toBeUndefined();
+    const runs = await points("deai.schedule.runs", "observed");
+    expect(Object.fromEntries(runs.map((p) => [p.attributes.outcome, p.value]))).toEqual({ ok: 1, error: 1 });
+    expect((await points("deai.schedule.failures", "observed")).map((p) => p.value)).toEqual([1]);
+    const [duration] = await points("deai.schedule.duration", "observed");
+    expect(duration?.value).toMatchObject({ count: 2, sum: 0.5 });
   });
 
   it("lets the run in flight finish on stop, and starts none after", async () => {

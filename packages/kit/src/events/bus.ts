@@ -277,7 +277,9 @@ export class EventBus {
     const H = DEAD_LETTER_HEADERS;
     h.set(H.subject, m.subject);
     // Header values are one line of printable text.
-    h.set(H.error, error.replace(/[\r\n]+/g, " ").slice(0, 1000) || "(no message)");
+    // Header values are one line.
+    const oneLine = error.replace(/[\r\n]+/g, " ").slice(0, 1000) || "(no message)";
+    h.set(H.error, oneLine);
     h.set(H.consumer, o.durable);
     h.set(H.deliveries, String(m.info.deliveryCount));
     h.set(H.stream, m.info.stream);
@@ -289,7 +291,8 @@ export class EventBus {
         headers: h,
       });
       eventMetrics().deadLettered.add(1, { "messaging.consumer.name": o.durable });
-      m.term(`dead-lettered: ${error.slice(0, 200)}`);
+      // No reason: servers before 2.10 ignore "+TERM <reason>" and would redeliver forever.
+      m.term();
     } catch (e) {
       this.opts.logger.error({ err: e, subject: m.subject }, "could not dead-letter an event; will redeliver");
       m.nak((o.backoffMs ?? defaultBackoff)(m.info.deliveryCount));
