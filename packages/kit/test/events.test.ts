@@ -216,8 +216,8 @@ it("prunes inbox rows older than the retention, on the scheduler's clock", async
   await handler(e, meta("old-2"));
   clock.advance(INBOX_RETENTION_MS / 2);
   await handler(e, meta("recent"));
-  const scheduler = new Scheduler({ logger, clock, db: database.db as never });
-  const loop = scheduleInboxPrune(scheduler, database.db as never);
+  const scheduler = new Scheduler({ logger, clock, db: database.db });
+  const loop = scheduleInboxPrune(scheduler, database.db);
   expect(loop.name).toBe(INBOX_PRUNE_LOOP);
   const ids = async (): Promise<string[]> =>
     (

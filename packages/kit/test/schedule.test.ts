@@ -41,11 +41,13 @@ afterAll(async () => {
 /** Data points of a metric for one loop. */
 async function points(name: string, loop: string): Promise<{ attributes: Record<string, unknown>; value: unknown }[]> {
   const { resourceMetrics } = (await reader.collect()) as { resourceMetrics: ResourceMetrics };
-  return resourceMetrics.scopeMetrics
-    .flatMap((sm) => sm.metrics)
-    .filter((m) => m.descriptor.name === name)
-    .flatMap((m) => m.dataPoints)
-    .filter((p) => p.attributes["deai.schedule.loop"] === loop);
+  const out: { attributes: Record<string, unknown>; value: unknown }[] = [];
+  for (const sm of resourceMetrics.scopeMetrics)
+    for (const m of sm.metrics)
+      if (m.descriptor.name === name)
+        for (const p of m.dataPoints as { attributes: Record<string, unknown>; value: unknown }[])
+          if (p.attributes["deai.schedule.loop"] === loop) out.push(p);
+  return out;
 }
 
 const logger = createLogger({ service: "schedule-test", level: "silent" });
