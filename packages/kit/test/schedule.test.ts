@@ -202,13 +202,15 @@ describe("scheduler without a database", () => {
     loop.kick();
     await eventually(() => loop.stats.runs === 2);
     await s.stop();
-    const mine = spans.getFinishedSpans().filter((sp) => sp.name === "schedule observed");
-    expect(mine).toHaveLength(2);
-    expect(mine.map((sp) => sp.attributes["deai.schedule.trigger"])).toEqual(["schedule", "kick"]);
-    expect(mine[0]?.attributes["deai.schedule.holder"]).toBe("me");
-    expect(mine.map((sp) => sp.status.code)).toEqual([SpanStatusCode.UNSET, SpanStatusCode.ERROR]);
+    // The exporter may see ended spans a tick later (resource detection is async).
+    const mine = () => spans.getFinishedSpans().filter((sp) => sp.name === "schedule observed");
+    await eventually(() => mine().length >= 2);
+    expect(mine()).toHaveLength(2);
+    expect(mine().map((sp) => sp.attributes["deai.schedule.trigger"])).toEqual(["schedule", "kick"]);
+    expect(mine()[0]?.attributes["deai.schedule.holder"]).toBe("me");
+    expect(mine().map((sp) => sp.status.code)).toEqual([SpanStatusCode.UNSET, SpanStatusCode.ERROR]);
     // Each run is its own trace, not a child of whatever kicked it.
-    expect(mine[0]?.parentSpanContext).toBeUndefined();
+    expect(mine()[0]?.parentSpanContext).toBeUndefined();
     const runs = await points("deai.schedule.runs", "observed");
     expect(Object.fromEntries(runs.map((p) => [p.attributes.outcome, p.value]))).toEqual({ ok: 1, error: 1 });
     expect((await points("deai.schedule.failures", "observed")).map((p) => p.value)).toEqual([1]);
