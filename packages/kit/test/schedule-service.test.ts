@@ -3,6 +3,7 @@
  * created, and on shutdown the run in flight finishes before the app stops and the database
  * closes. The service clock comes from startService's options.
  */
+import { sql } from "kysely";
 import pg from "pg";
 
 import { ManualClock, createLogger, startService, type RunContext, type ScheduledLoop } from "@deai/kit";
@@ -43,10 +44,7 @@ it("starts loops after create, finishes the run in flight on stop before the app
             events.push(`run ${ctx.trigger}`);
             if (ctx.trigger === "kick") await new Promise<void>((r) => (gate = r));
             // Uses the database after shutdown began: it must still be open.
-            await db
-              .insertInto("ticks" as never)
-              .values({ at: ctx.startedAt } as never)
-              .execute();
+            await sql`insert into ticks (at) values (${ctx.startedAt})`.execute(db);
             events.push(`end ${ctx.trigger}`);
           },
         });
