@@ -17,6 +17,8 @@ export * from "./money/migrations.js";
 export { inMoneyTransaction } from "./money/money-transaction.js";
 export * from "./events/bus.js";
 export * from "./events/outbox.js";
+export * from "./events/consumer.js";
+export * from "./schedule/scheduler.js";
 export * from "./blobs/blob-store.js";
 export * from "./client.js";
 export * from "./server/auth.js";

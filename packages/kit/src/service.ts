@@ -2,7 +2,7 @@
  * The shape every service runs in: config → telemetry → deps (Postgres, NATS, S3) →
  * migrations → app → one server; and the reverse on shutdown, within a deadline.
  */
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Kysely } from "kysely";
 
 import { SystemService, type WhoAmIRequest } from "@deai/contracts/deai/system/v1/system_pb";
@@ -12,13 +12,16 @@ import { BlobStore } from "./blobs/blob-store.js";
 import { loadConfig, serviceConfigSchema, type ServiceConfig } from "./config.js";
 import { migrate, openDatabase, PostgresNonceStore, type Database, type ForwardMigration } from "./db/database.js";
 import { EventBus } from "./events/bus.js";
+import { scheduleInboxPrune } from "./events/consumer.js";
 import { OutboxRelay } from "./events/outbox.js";
 import { createLogger, type Logger } from "./logger.js";
 import { requireActor } from "./server/auth.js";
 import type { NodeRequest, NodeResponse } from "./server/rest-gateway.js";
 import { Server, type Readiness } from "./server/server.js";
 import { bind, type ServiceBinding } from "./server/service-binding.js";
+import { Scheduler } from "./schedule/scheduler.js";
 import { startTelemetry, type Telemetry } from "./telemetry.js";
+import { systemClock, type Clock } from "./time/clock.js";
 
 export interface ServiceDeps<DB> {
   readonly config: ServiceConfig;
@@ -28,6 +31,13 @@ export interface ServiceDeps<DB> {
   readonly bus: EventBus;
   readonly outbox: OutboxRelay;
   readonly blobs: BlobStore;
+  /** The service's time: read it here, never from Date. */
+  readonly clock: Clock;
+  /**
+   * Scheduled loops: register them in `create()`; they start once the app is created and
+   * stop (runs in flight finish) on shutdown, before the app's stop and the connections close.
+   */
+  readonly scheduler: Scheduler;
 }
 
 export interface App {
@@ -68,10 +78,11 @@ export function schemaOf(name: string): string {
 export async function startService<DB>(
   def: ServiceDefinition<DB>,
   config: ServiceConfig,
-  opts: { logger?: Logger; telemetry?: Telemetry } = {},
+  opts: { logger?: Logger; telemetry?: Telemetry; clock?: Clock } = {},
 ): Promise<RunningService<DB>> {
   const logger = opts.logger ?? createLogger({ service: def.name, level: config.LOG_LEVEL });
-  const startedAt = timestampNow();
+  const clock = opts.clock ?? systemClock;
+  const startedAt = timestampFromDate(clock.now());
   const database = openDatabase<DB>({ url: config.DATABASE_URL, schema: schemaOf(def.name), poolSize: config.DB_POOL_SIZE });
   const cleanup: (() => Promise<unknown>)[] = [() => database.close()];
   try {
@@ -79,7 +90,10 @@ export async function startService<DB>(
     logger.info({ schema: database.schema, migrations: applied.length }, "migrations applied");
     const bus = await EventBus.connect({ url: config.NATS_URL, prefix: config.NATS_PREFIX, name: def.name, logger });
     cleanup.unshift(() => bus.close());
-    const outbox = new OutboxRelay(database.db as Kysely<unknown>, bus, logger);
+    const scheduler = new Scheduler({ db: database.db as Kysely<unknown>, clock, logger });
+    cleanup.unshift(() => scheduler.stop());
+    const outbox = new OutboxRelay(database.db as Kysely<unknown>, bus, logger, { scheduler });
+    scheduleInboxPrune(scheduler, database.db as Kysely<unknown>);
     const blobs = new BlobStore({
       endpoint: config.S3_ENDPOINT,
       bucket: config.S3_BUCKET,
@@ -88,10 +102,9 @@ export async function startService<DB>(
       region: config.S3_REGION,
     });
     if (def.usesBlobs) await blobs.ensureBucket();
-    const deps: ServiceDeps<DB> = { config, logger, database, db: database.db, bus, outbox, blobs };
+    const deps: ServiceDeps<DB> = { config, logger, database, db: database.db, bus, outbox, blobs, clock, scheduler };
     const app = await def.create(deps);
-    outbox.start();
-    cleanup.unshift(() => outbox.stop());
+    scheduler.start();
     const system = bind(SystemService, {
       getInfo: () => ({ service: def.name, version: def.version, startedAt, schema: database.schema, migrations: applied }),
       whoAmI: (req: WhoAmIRequest, ctx: HandlerContext) => ({ actor: requireActor(ctx), note: req.note }),
@@ -112,7 +125,10 @@ export async function startService<DB>(
       port: config.PORT,
       bindings: [system, ...app.bindings],
       logger,
-      signing: { nonces: new PostgresNonceStore(database.db as Kysely<unknown>), maxAgeS: config.SIGNATURE_MAX_AGE_S },
+      signing: {
+        nonces: new PostgresNonceStore(database.db as Kysely<unknown>, undefined, undefined, clock),
+        maxAgeS: config.SIGNATURE_MAX_AGE_S,
+      },
       readiness,
       ...(app.http ? { http: app.http } : {}),
       title: `DeAI OS ${def.name}`,
@@ -123,12 +139,13 @@ export async function startService<DB>(
     let stopping: Promise<boolean> | undefined;
     const stop = (): Promise<boolean> =>
       (stopping ??= (async () => {
-        const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
+        // Wall time on purpose: the deadline races the orchestrator's kill timer, not a test's clock.
+        const deadline = systemClock.nowMs() + config.SHUTDOWN_TIMEOUT_MS;
         logger.info({ inFlight: server.inFlight }, "draining");
         let clean = await server.drain(deadline);
         // Every later step shares the same deadline; one that overruns marks the stop unclean.
         const step = async (name: string, f: () => Promise<unknown>): Promise<void> => {
-          const left = Math.max(0, deadline - Date.now());
+          const left = Math.max(0, deadline - systemClock.nowMs());
           let timer: NodeJS.Timeout | undefined;
           const r = await Promise.race([
             f().then(
@@ -144,6 +161,7 @@ export async function startService<DB>(
           }
         };
         await step("consumers", () => bus.stopConsumers());
+        await step("scheduler", () => scheduler.stop());
         if (app.stop) await step("app", app.stop);
         await step("outbox", () => outbox.stop());
         await step("nats", () => bus.close());

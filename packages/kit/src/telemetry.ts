@@ -35,6 +35,10 @@ export function startTelemetry(opts: TelemetryOptions): Telemetry {
       [ATTR_SERVICE_VERSION]: opts.version ?? "0.1.0",
     }),
     spanProcessors: processors,
+    // No metric readers until metrics get an exporter (issue 11). Left unset, the SDK reads
+    // OTEL_METRICS_EXPORTER and defaults to OTLP on localhost:4318: with no collector there,
+    // shutdown waits for the final export to time out and the service misses its deadline.
+    metricReaders: [],
     textMapPropagator: new W3CTraceContextPropagator(),
     instrumentations: [],
   });

@@ -61,7 +61,14 @@ describe("Postgres migrations", () => {
         },
       };
       const first = await migrate(database, migrations);
-      expect(first).toEqual(["0000_kit_001_nonces", "0000_kit_002_outbox", "0000_kit_003_inbox", "0001_widgets"]);
+      expect(first).toEqual([
+        "0000_kit_001_nonces",
+        "0000_kit_002_outbox",
+        "0000_kit_003_inbox",
+        "0000_kit_004_schedules",
+        "0000_kit_005_inbox_processed_at",
+        "0001_widgets",
+      ]);
       const again = await migrate(database, migrations);
       expect(again).toEqual(first);
       const t = await sql<{

@@ -55,7 +55,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
     version: "0.2.0",
     migrations,
     usesBlobs: false,
-    create: async ({ db, bus, outbox, logger }) => {
+    create: async ({ db, bus, outbox, logger, scheduler }) => {
       await bus.ensureStream("ledger");
       if (!signer)
         logger.warn("LEDGER_SIGNING_KEY is not set: this replica sequences appends and serves reads, but never signs checkpoints");
@@ -65,6 +65,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         signer,
         outbox,
         logger,
+        scheduler,
         intervalMs: config.LEDGER_CHECKPOINT_INTERVAL_MS,
       });
       // Under load, integrate as soon as a backlog builds up, not only on the schedule.
@@ -83,7 +84,6 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         waitDefaultMs: config.LEDGER_APPEND_WAIT_MS,
         waitMaxMs: config.LEDGER_APPEND_WAIT_MAX_MS,
       });
-      integrator.start();
       return {
         bindings: [ledgerService(ledger)],
         http: tilesHandler(db, config.LEDGER_TILES_PREFIX, cosignatures),

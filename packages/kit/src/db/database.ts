@@ -2,6 +2,7 @@ import { Kysely, Migrator, PostgresDialect, sql, type Migration, type MigrationP
 import pg from "pg";
 
 import type { NonceStore } from "../signing/http-signature.js";
+import { systemClock, type Clock } from "../time/clock.js";
 
 /** A service's database: a kysely instance whose connections default to the service's own schema. */
 export interface Database<DB> {
@@ -76,6 +77,23 @@ export const kitMigrations: Record<string, ForwardMigration> = {
       .addColumn("processed_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
       .addPrimaryKeyConstraint("kit_inbox_pk", ["consumer", "event_id"])
       .execute();
+  },
+  // One row per scheduled loop: its last run (so a restart keeps the cadence) and, for loops
+  // with leadership, the lease (holder and expiry) that lets one replica run it.
+  "0000_kit_004_schedules": async (db) => {
+    await db.schema
+      .createTable("kit_schedules")
+      .addColumn("name", "text", (c) => c.primaryKey())
+      .addColumn("last_started", "timestamptz")
+      .addColumn("last_finished", "timestamptz")
+      .addColumn("last_error", "text")
+      .addColumn("leader", "text")
+      .addColumn("lease_expires", "timestamptz")
+      .execute();
+  },
+  // The inbox prune deletes by age.
+  "0000_kit_005_inbox_processed_at": async (db) => {
+    await db.schema.createIndex("kit_inbox_processed_at").on("kit_inbox").column("processed_at").execute();
   },
 };
 
@@ -152,6 +170,7 @@ export class PostgresNonceStore implements NonceStore {
     private readonly db: Kysely<unknown>,
     private readonly maxBatch = 1000,
     private readonly concurrency = 2,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   claim(keyid: string, nonce: string, expiresAt: Date): Promise<boolean> {
@@ -175,9 +194,10 @@ export class PostgresNonceStore implements NonceStore {
   }
 
   private async write(batch: readonly PendingClaim[]): Promise<void> {
-    if (Date.now() - this.lastSweep > 60_000) {
-      this.lastSweep = Date.now();
-      await sql`delete from kit_request_nonces where expires_at < ${new Date()}`.execute(this.db);
+    const now = this.clock.now();
+    if (now.getTime() - this.lastSweep > 60_000) {
+      this.lastSweep = now.getTime();
+      await sql`delete from kit_request_nonces where expires_at < ${now}`.execute(this.db);
     }
     // One row per distinct (keyid, nonce): a statement may not touch a row twice. Sorted, so
     // concurrent statements (other replicas) take the unique-index entries in one order.
@@ -194,7 +214,7 @@ export class PostgresNonceStore implements NonceStore {
       insert into kit_request_nonces (keyid, nonce, expires_at)
       select * from unnest(${rows.map((c) => c.keyid)}::text[], ${rows.map((c) => c.nonce)}::text[], ${rows.map((c) => c.expiresAt)}::timestamptz[])
       on conflict (keyid, nonce) do update set expires_at = excluded.expires_at
-        where kit_request_nonces.expires_at < ${new Date()}
+        where kit_request_nonces.expires_at < ${now}
       returning keyid, nonce`.execute(this.db);
     const claimed = new Set(r.rows.map((x) => `${x.keyid} ${x.nonce}`));
     for (const c of batch) {

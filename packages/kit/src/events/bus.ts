@@ -5,13 +5,15 @@
  * - `publish` sends a protobuf payload with a dedupe id (`Nats-Msg-Id`) and the W3C trace
  *   context in headers, and waits for the stream's ack.
  * - `consume` runs a durable pull consumer with explicit acks; the handler runs inside a
- *   span continued from the publisher's trace. A handler error naks with backoff; an
- *   undecodable payload is terminated (it would never succeed).
- * - `consumeOnce` adds an inbox table so a redelivered message has no second effect.
+ *   span continued from the publisher's trace. A handler error naks with backoff; after
+ *   `maxDeliveries` failed tries (and at once for an undecodable payload, which would never
+ *   succeed) the message is copied to a dead-letter subject and terminated, so nothing is
+ *   lost and nothing blocks the consumer forever.
+ * - `consumeOnce` (consumer.ts) is the template services use: `consume` plus the inbox, so
+ *   a redelivered message has no second effect.
  */
-import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, metrics, propagation, SpanKind, SpanStatusCode, trace, type Counter } from "@opentelemetry/api";
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { sql, type Kysely, type Transaction } from "kysely";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -59,11 +61,45 @@ export interface ConsumeOptions<D extends DescMessage> {
   /** @default 30000 */
   ackWaitMs?: number;
   /**
-   * Deliveries before JetStream gives up on a message. Unlimited by default: a handler
-   * failing through a long outage must not lose events; backoff is capped at 30 s.
-   * @default -1
+   * Failed tries before the message goes to the dead-letter subject. With the default
+   * backoff, 5 tries span about 80 s: longer than a restart of a dependency, short enough
+   * that a poison message does not sit in the consumer for hours. @default 5
    */
-  maxDeliver?: number;
+  maxDeliveries?: number;
+  /** Delay before the next try after `deliveryCount` failed ones. @default 1 s × 4^(n-1), at most 60 s */
+  backoffMs?: (deliveryCount: number) => number;
+  /** Where failed messages go (unprefixed). @default `deai.dlq.<durable>` (stream DEAI_DLQ) */
+  deadLetterSubject?: string;
+}
+
+/** Headers a dead-lettered message carries besides the original ones. */
+export const DEAD_LETTER_HEADERS = {
+  subject: "deai-dlq-subject",
+  error: "deai-dlq-error",
+  consumer: "deai-dlq-consumer",
+  deliveries: "deai-dlq-deliveries",
+  stream: "deai-dlq-stream",
+  seq: "deai-dlq-seq",
+} as const;
+
+/** The default dead-letter subject of a durable consumer. */
+export function deadLetterSubject(durable: string): string {
+  return `deai.dlq.${durable.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
+
+const defaultBackoff = (n: number): number => Math.min(60_000, 1000 * 4 ** Math.max(0, n - 1));
+
+let eventInstruments: { failures: Counter; deadLettered: Counter } | undefined;
+/** Created on first use, so a meter provider registered at startup (or by a test) is the one used. */
+function eventMetrics(): { failures: Counter; deadLettered: Counter } {
+  if (!eventInstruments) {
+    const meter = metrics.getMeter("@deai/kit");
+    eventInstruments = {
+      failures: meter.createCounter("deai.events.handler_failures", { description: "Event deliveries whose handler threw" }),
+      deadLettered: meter.createCounter("deai.events.dead_lettered", { description: "Events moved to a dead-letter subject" }),
+    };
+  }
+  return eventInstruments;
 }
 
 const hdrGetter = {
@@ -159,8 +195,12 @@ export class EventBus {
       deliver_policy: DeliverPolicy.All,
       filter_subject: this.subject(o.subject),
       ack_wait: nanos(o.ackWaitMs ?? 30_000),
-      max_deliver: o.maxDeliver ?? -1,
+      // The kit counts tries and dead-letters; JetStream must not drop a message first.
+      max_deliver: -1,
     };
+    if (o.maxDeliveries !== undefined && (!Number.isInteger(o.maxDeliveries) || o.maxDeliveries < 1))
+      throw new RangeError(`maxDeliveries must be a positive integer, got ${o.maxDeliveries}`);
+    await this.ensureStream("dlq");
     try {
       await this.jsm.consumers.info(stream, o.durable);
       await this.jsm.consumers.update(stream, o.durable, config);
@@ -191,8 +231,9 @@ export class EventBus {
         try {
           event = fromBinary(o.schema, m.data);
         } catch (e) {
-          this.opts.logger.error({ err: e, subject: m.subject, seq: m.seq }, "undecodable event terminated");
-          m.term("undecodable payload");
+          span.setStatus({ code: SpanStatusCode.ERROR, message: "undecodable payload" });
+          this.opts.logger.error({ err: e, subject: m.subject, seq: m.seq }, "undecodable event: dead-lettered");
+          await this.deadLetter(m, o, `undecodable payload: ${(e as Error).message}`);
           return;
         }
         const meta: EventMeta = {
@@ -204,14 +245,57 @@ export class EventBus {
           await o.handler(event, meta);
           await m.ackAck();
         } catch (e) {
+          span.recordException(e as Error);
           span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
-          this.opts.logger.warn({ err: e, subject: m.subject, attempt: meta.deliveryCount }, "event handler failed; will redeliver");
-          m.nak(Math.min(30_000, 250 * 2 ** Math.min(meta.deliveryCount, 7)));
+          eventMetrics().failures.add(1, { "messaging.consumer.name": o.durable });
+          if (meta.deliveryCount >= (o.maxDeliveries ?? 5)) {
+            this.opts.logger.error(
+              { err: e, subject: m.subject, attempt: meta.deliveryCount },
+              "event handler failed for the last time: dead-lettered",
+            );
+            await this.deadLetter(m, o, (e as Error).message ?? String(e));
+          } else {
+            this.opts.logger.warn({ err: e, subject: m.subject, attempt: meta.deliveryCount }, "event handler failed; will redeliver");
+            m.nak((o.backoffMs ?? defaultBackoff)(meta.deliveryCount));
+          }
         }
       });
     } finally {
       span.end();
       if (--this.inflight === 0) for (const w of this.idle.splice(0)) w();
+    }
+  }
+
+  /**
+   * Copies a message to the dead-letter subject (original headers plus where it came from
+   * and why it failed), then terminates it. If the copy cannot be published the message is
+   * nak'd instead and comes back later: it is never dropped.
+   */
+  private async deadLetter<D extends DescMessage>(m: JsMsg, o: ConsumeOptions<D>, error: string): Promise<void> {
+    const h = natsHeaders();
+    if (m.headers) for (const k of m.headers.keys()) if (k !== "Nats-Msg-Id") h.set(k, m.headers.get(k));
+    const H = DEAD_LETTER_HEADERS;
+    h.set(H.subject, m.subject);
+    // Header values are one line of printable text.
+    // Header values are one line.
+    const oneLine = error.replace(/[\r\n]+/g, " ").slice(0, 1000) || "(no message)";
+    h.set(H.error, oneLine);
+    h.set(H.consumer, o.durable);
+    h.set(H.deliveries, String(m.info.deliveryCount));
+    h.set(H.stream, m.info.stream);
+    h.set(H.seq, String(m.seq));
+    const id = m.headers?.get("Nats-Msg-Id") || `${m.info.stream}:${m.seq}`;
+    try {
+      await this.js.publish(this.subject(o.deadLetterSubject ?? deadLetterSubject(o.durable)), m.data, {
+        msgID: `dlq/${o.durable}/${id}`,
+        headers: h,
+      });
+      eventMetrics().deadLettered.add(1, { "messaging.consumer.name": o.durable });
+      // No reason: servers before 2.10 ignore "+TERM <reason>" and would redeliver forever.
+      m.term();
+    } catch (e) {
+      this.opts.logger.error({ err: e, subject: m.subject }, "could not dead-letter an event; will redeliver");
+      m.nak((o.backoffMs ?? defaultBackoff)(m.info.deliveryCount));
     }
   }
 
@@ -233,27 +317,4 @@ export class EventBus {
   get connected(): boolean {
     return this.isConnected && !this.nc.isClosed();
   }
-}
-
-/**
- * Exactly-once effect on top of at-least-once delivery: the handler runs in a transaction
- * that first records (consumer, eventId) in the inbox; a redelivered event finds its row
- * and is acked without running the handler again.
- */
-export function onceHandler<D extends DescMessage, DB>(
-  db: Kysely<DB>,
-  consumer: string,
-  handler: (event: MessageShape<D>, meta: EventMeta, trx: Transaction<DB>) => Promise<void>,
-): EventHandler<D> {
-  return async (event, meta) => {
-    await db.transaction().execute(async (trx) => {
-      const r = await sql<{
-        event_id: string;
-      }>`insert into kit_inbox (consumer, event_id) values (${consumer}, ${meta.eventId}) on conflict do nothing returning event_id`.execute(
-        trx,
-      );
-      if (r.rows.length === 0) return;
-      await handler(event, meta, trx);
-    });
-  };
 }

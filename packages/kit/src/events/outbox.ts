@@ -12,6 +12,7 @@ import { context, propagation } from "@opentelemetry/api";
 import { sql, type Kysely } from "kysely";
 
 import type { Logger } from "../logger.js";
+import { Scheduler, type ScheduledLoop } from "../schedule/scheduler.js";
 import type { EventBus } from "./bus.js";
 
 /** Queues an event inside `trx`; it is published after commit. */
@@ -30,49 +31,62 @@ export async function enqueueEvent<D extends DescMessage>(
 }
 
 interface OutboxRow {
-  id: number;
+  id: string;
   event_id: string;
   subject: string;
   payload: Buffer;
   headers: Record<string, string>;
 }
 
+export interface OutboxRelayOptions {
+  /**
+   * The scheduler the relay loop runs on (the service's). Without one the relay runs its own,
+   * started by `start()`.
+   */
+  readonly scheduler?: Scheduler;
+  /** Period between relay runs; a `kick()` after commit runs one sooner. @default 250 */
+  readonly intervalMs?: number;
+}
+
+/** Name of the relay's scheduled loop. */
+export const OUTBOX_LOOP = "kit.outbox.relay";
+
+/**
+ * Publishes queued events from a scheduled loop. Every replica relays (rows are shared with
+ * SKIP LOCKED), so the loop has no leadership; it is not persisted either: it runs at start
+ * and then every interval, and cadence across restarts does not matter for it.
+ */
 export class OutboxRelay {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
-  private again = false;
+  private readonly scheduler: Scheduler;
+  private readonly ownScheduler: boolean;
+  private readonly loop: ScheduledLoop;
 
   constructor(
     private readonly db: Kysely<unknown>,
     private readonly bus: EventBus,
     private readonly logger: Logger,
-    private readonly intervalMs = 250,
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(() => this.kick(), this.intervalMs);
-    this.timer.unref();
-    this.kick();
+    opts: OutboxRelayOptions = {},
+  ) {
+    this.ownScheduler = opts.scheduler === undefined;
+    this.scheduler = opts.scheduler ?? new Scheduler({ logger });
+    this.loop = this.scheduler.register({
+      name: OUTBOX_LOOP,
+      intervalMs: opts.intervalMs ?? 250,
+      persist: false,
+      run: async () => {
+        await this.flush();
+      },
+    });
   }
 
-  /** Publishes now (call after committing a transaction that enqueued events). */
+  /** Starts the relay when it runs its own scheduler (the service's scheduler starts it otherwise). */
+  start(): void {
+    if (this.ownScheduler) this.scheduler.start();
+  }
+
+  /** Publishes soon (call after committing a transaction that enqueued events). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.flush()
-      .then(() => undefined)
-      .catch((e: unknown) => this.logger.warn({ err: e }, "outbox relay: publish failed; will retry"))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    this.loop.kick();
   }
 
   /** Publishes every queued event; returns how many were sent. Replicas share rows via SKIP LOCKED. */
@@ -80,8 +94,9 @@ export class OutboxRelay {
     let sent = 0;
     for (;;) {
       const n = await this.db.transaction().execute(async (trx) => {
+        // ids as text: int8 decodes as bigint or number depending on the type parser.
         const rows =
-          await sql<OutboxRow>`select id, event_id, subject, payload, headers from kit_outbox order by id limit 100 for update skip locked`.execute(
+          await sql<OutboxRow>`select id::text as id, event_id, subject, payload, headers from kit_outbox order by id limit 100 for update skip locked`.execute(
             trx,
           );
         for (const r of rows.rows) {
@@ -96,11 +111,9 @@ export class OutboxRelay {
     }
   }
 
-  /** Stops the timer and publishes what is left. */
+  /** Stops the loop (its run in flight finishes) and publishes what is left. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.loop.stop();
     await this.flush().catch((e: unknown) => this.logger.warn({ err: e }, "outbox relay: final flush failed; events stay queued"));
   }
 }

@@ -3,10 +3,18 @@
 // completed tile hashes, and signs the new checkpoint, all in one transaction. Because every
 // checkpoint is computed from the previous one's frontier under that lock, the log can never
 // sign two inconsistent checkpoints, across restarts and replicas.
+//
+// The passes run as the kit scheduled loop `ledger.integrator`: every interval, and sooner
+// when kicked (an append that waits for its inclusion, or a backlog). The loop has no
+// scheduler leadership on purpose: every signing replica kicks its own loop after its own
+// appends, and the advisory lock (skip when held) already makes one pass at a time across
+// replicas; with leadership a follower's kick would wait for the leader's next interval. It
+// is not persisted either: a pass at start is what a restart needs (it signs the entries
+// sequenced before a crash), and the cadence is sub-second.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Kysely } from "kysely";
 
-import { enqueueEvent, type Logger, type OutboxRelay } from "@deai/kit";
+import { enqueueEvent, type Logger, type OutboxRelay, type ScheduledLoop, type Scheduler } from "@deai/kit";
 import { CheckpointPublishedSchema } from "@deai/contracts/deai/events/v1/ledger_pb";
 import { concatBytes, signCheckpoint, type NoteSigner } from "@deai/proofs";
 
@@ -34,6 +42,8 @@ export interface IntegratorOptions {
   readonly signer: NoteSigner | undefined;
   readonly outbox: OutboxRelay;
   readonly logger: Logger;
+  /** The service's scheduler; the integration loop is registered on it (and its clock used). */
+  readonly scheduler: Scheduler;
   /** Publish period of the schedule. */
   readonly intervalMs: number;
   /** Most entries integrated per checkpoint. @default 65536 */
@@ -45,45 +55,39 @@ export interface IntegratorOptions {
   readonly backlog?: number;
 }
 
+/** Name of the integration loop. */
+export const INTEGRATOR_LOOP = "ledger.integrator";
+
 export class Integrator {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly loop: ScheduledLoop | undefined;
   private readonly listeners = new Set<() => void>();
   private sequencedSince = 0;
 
-  constructor(private readonly o: IntegratorOptions) {}
+  constructor(private readonly o: IntegratorOptions) {
+    // Without a key this replica never signs, so it runs no loop.
+    this.loop = o.signer
+      ? o.scheduler.register({
+          name: INTEGRATOR_LOOP,
+          intervalMs: o.intervalMs,
+          jitter: 0,
+          persist: false,
+          // A fresh log publishes the empty tree's checkpoint; a restarted one signs what was sequenced.
+          runOnStart: true,
+          run: async () => {
+            this.sequencedSince = 0;
+            await this.integrateAll(false);
+          },
+        })
+      : undefined;
+  }
 
   get canSign(): boolean {
     return this.o.signer !== undefined;
   }
 
-  /** Starts the schedule (and publishes the empty tree's checkpoint on a fresh log). */
-  start(): void {
-    if (!this.o.signer) return;
-    this.timer = setInterval(() => this.requestSoon(), this.o.intervalMs);
-    this.timer.unref();
-    this.requestSoon();
-  }
-
   /** Runs an integration pass now, or right after the one in progress. */
   requestSoon(): void {
-    if (this.stopped || !this.o.signer) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.sequencedSince = 0;
-    this.running = this.integrateAll(false)
-      .catch((e: unknown) => this.o.logger.error({ err: e }, "integration failed; will retry"))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.requestSoon();
-        }
-      });
+    this.loop?.kick();
   }
 
   /** Calls `listener` after each checkpoint this replica signs; returns the unsubscribe. */
@@ -184,13 +188,13 @@ export class Integrator {
       async () => ((await readTreeState(this.o.db)).size >= size ? true : undefined),
       this.listeners,
       timeoutMs,
+      this.o.scheduler.clock,
     );
     return reached === true;
   }
 
+  /** Stops the loop; a pass in flight finishes. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.loop?.stop();
   }
 }
