@@ -3,6 +3,7 @@
  * within bounded time, caps keep one address from holding every socket, and long transfers
  * that keep moving are never cut. Limits are a few hundred ms so each case is bounded.
  */
+import type { ServerResponse } from "node:http";
 import { connect as connectH2 } from "node:http2";
 import { connect, type Socket } from "node:net";
 
@@ -37,7 +38,7 @@ beforeAll(async () => {
         res.writeHead(200, { "content-type": "application/octet-stream" });
         for (let i = 0; i < Number(url.searchParams.get("n")); i++) {
           await sleep(100);
-          (res as import("node:http").ServerResponse).write(chunk);
+          (res as ServerResponse).write(chunk);
         }
         res.end();
         return true;

@@ -11,15 +11,15 @@ import { createServer as createHttp2Server, type Http2Server, type Http2Session 
 import { Duplex } from "node:stream";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 
-import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 
 import { Health, HealthCheckResponse_ServingStatus } from "@deai/contracts/grpc/health/v1/health_pb";
 
 import type { Logger } from "../logger.js";
-import type { SigningPolicy } from "./auth.js";
+import { authorityKey, requestAuthority, type SigningPolicy } from "./auth.js";
 import { ConnectionGuard, resolveLimits, type Connection, type ConnectionLimits } from "./connections.js";
-import { errorInterceptor, signingInterceptor, tracingInterceptor } from "./interceptors.js";
+import { errorInterceptor, signingInterceptor, stringCheckInterceptor, tracingInterceptor } from "./interceptors.js";
+import { rpcHandler } from "./rpc-handler.js";
 import { restRoutes } from "./http-rules.js";
 import { openApiDocument } from "./openapi.js";
 import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
@@ -99,6 +99,8 @@ export class Server {
   private readonly guard: ConnectionGuard;
   /** The connection being handed to the HTTP/2 server right now. */
   private connecting: Connection | undefined;
+  private readonly rpcPaths = new Set<string>();
+  private loopback: string[] | undefined;
   private readonly sessions = new Set<Http2Session>();
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
@@ -122,15 +124,19 @@ export class Server {
         }
       }
     }
-    this.gateway = new RestGateway(bindings, { signing: opts.signing, logger: opts.logger, maxBodyBytes });
+    const signing: SigningPolicy = { ...opts.signing, authorities: () => this.authorities };
+    this.gateway = new RestGateway(bindings, { signing, logger: opts.logger, maxBodyBytes });
     const openapi = JSON.stringify(openApiDocument({ title: opts.title, version: opts.version, routes: this.gateway.allRoutes }));
-    const connect = connectNodeAdapter({
+    for (const b of bindings) for (const m of b.service.methods) this.rpcPaths.add(`/${b.service.typeName}/${m.name}`);
+    const connect = rpcHandler({
       routes: (router: ConnectRouter) => {
         for (const b of bindings) router.service(b.service, b.impl);
       },
-      interceptors: [tracingInterceptor(), errorInterceptor(opts.logger), signingInterceptor(opts.signing)],
+      interceptors: [tracingInterceptor(), errorInterceptor(opts.logger), stringCheckInterceptor(), signingInterceptor(signing)],
       readMaxBytes: maxBodyBytes,
-      fallback: (_req, res) => sendError(res as NodeResponse, new ConnectError("no such route", 5)),
+      logger: opts.logger,
+      contextValues: (req) => createContextValues().set(authorityKey, requestAuthority(req)),
+      fallback: (_req, res) => sendError(res, new ConnectError("no such route", 5)),
     });
     const limits = resolveLimits(opts.limits);
     this.guard = new ConnectionGuard(limits, (c, why) =>
@@ -215,8 +221,23 @@ export class Server {
     });
   }
 
-  private async route(req: NodeRequest, res: NodeResponse, openapi: string, connect: ReturnType<typeof connectNodeAdapter>): Promise<void> {
-    const path = (req.url ?? "/").split("?")[0];
+  private async route(
+    req: NodeRequest,
+    res: NodeResponse,
+    openapi: string,
+    connect: (req: NodeRequest, res: NodeResponse) => void,
+  ): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    // A request signed for another service is refused here, before any route (the app's own
+    // HTTP routes included) can verify it; RPCs get the same check, in their protocol, from
+    // the signing interceptor.
+    if (req.headers["signature-input"] !== undefined && !this.rpcPaths.has(path)) {
+      const authority = requestAuthority(req);
+      if (!this.authorities.includes(authority)) {
+        sendError(res, new ConnectError(`request is addressed to ${JSON.stringify(authority)}, not to this service`, 16));
+        return;
+      }
+    }
     if (req.method === "GET" && path === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: "ok" }));
@@ -240,6 +261,17 @@ export class Server {
 
   private hasRestRule(b: ServiceBinding, method: string): boolean {
     return restRoutes(b.service).some((r) => r.method.name === method);
+  }
+
+  /**
+   * The authorities this service answers to: the configured ones, or else the loopback names
+   * with the bound port (enough for tests and local runs; a deployed service must configure
+   * its public names, or no signed request reaches it).
+   */
+  get authorities(): readonly string[] {
+    if (this.opts.authorities && this.opts.authorities.length > 0) return this.opts.authorities.map((a) => a.toLowerCase());
+    this.loopback ??= [`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`];
+    return this.loopback;
   }
 
   private async isReady(): Promise<boolean> {
