@@ -1,5 +1,5 @@
 import { toBinary, type DescMessage } from "@bufbuild/protobuf";
-import type { Interceptor, StreamRequest, StreamResponse, UnaryRequest } from "@connectrpc/connect";
+import type { Interceptor, StreamRequest } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
 import { InvalidArgumentError, UnauthenticatedError } from "../errors.js";
