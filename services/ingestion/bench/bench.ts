@@ -779,7 +779,14 @@ async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Pro
     const len = Math.min(SEGMENT, ds.size - at);
     const path = `/v1/uploads/${uploadId}/data/${at}`;
     const s = performance.now();
-    const r = await putSegment(port, path, { ...signRequest({ key, method: "PUT", authority: `127.0.0.1:${port}`, path, digest: ds.segmentDigests[i]! }) }, ds.file, at, len);
+    const r = await putSegment(
+      port,
+      path,
+      { ...signRequest({ key, method: "PUT", authority: `127.0.0.1:${port}`, path, digest: ds.segmentDigests[i]! }) },
+      ds.file,
+      at,
+      len,
+    );
     if (r.status !== 200) throw new Error(`PUT at ${at}: ${r.status} ${r.text.slice(0, 500)}`);
     puts.push(performance.now() - s);
   }
