@@ -100,21 +100,22 @@ function field(f: DescField, value: unknown, path: string): BadString | undefine
       return undefined;
     }
     case "map": {
-      for (const [k, v] of Object.entries(value as Obj)) {
-        const at = `${path}[${JSON.stringify(k)}]`;
-        if (f.mapKey === ScalarType.STRING) {
+      const map = value as Obj;
+      const stringKeys = f.mapKey === ScalarType.STRING;
+      const stringValues = f.mapKind === "scalar" && f.scalar === ScalarType.STRING;
+      // Paths are built only for the entry that fails: this runs on every request.
+      for (const k in map) {
+        if (stringKeys) {
           const p = stringProblem(k);
           if (p) return { path: `${path} key ${JSON.stringify(k)}`, problem: p };
         }
-        const bad =
-          f.mapKind === "scalar"
-            ? f.scalar === ScalarType.STRING
-              ? str(v as string, at)
-              : undefined
-            : f.mapKind === "message"
-              ? walk(f.message, v as Obj, at)
-              : undefined;
-        if (bad) return bad;
+        if (stringValues) {
+          const p = stringProblem(map[k] as string);
+          if (p) return { path: `${path}[${JSON.stringify(k)}]`, problem: p };
+        } else if (f.mapKind === "message") {
+          const bad = walk(f.message, map[k] as Obj, `${path}[${JSON.stringify(k)}]`);
+          if (bad) return bad;
+        }
       }
       return undefined;
     }
