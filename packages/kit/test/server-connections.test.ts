@@ -132,6 +132,21 @@ describe("server connection limits", () => {
     expect(idle.received()).toMatch(/^HTTP\/1.1 200/);
   });
 
+  it("closes an HTTP/2 session whose request body trickles", async () => {
+    const session = connectH2(t.base);
+    session.on("error", () => undefined);
+    const started = Date.now();
+    const closed = new Promise<number>((r) => session.once("close", () => r(Date.now() - started)));
+    const s = session.request({ ":method": "POST", ":path": "/upload" });
+    s.on("error", () => undefined);
+    const trickle = setInterval(() => !s.destroyed && s.write("a"), 100);
+    try {
+      expect(await within(closed, 3000)).toBeLessThan(1500);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
   it("never cuts an upload that keeps sending or a download that keeps receiving, for many windows", async () => {
     // ~1.5 s of upload (5 windows) at a steady pace, well above the minimum rate.
     const up = openSocket(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${15 * chunk.length}\r\n\r\n`);
