@@ -93,30 +93,34 @@ async function undecodableUnary(uRes: UniversalServerResponse, typeName: string)
     return { ...uRes, body: once(body) };
   }
   // gRPC-Web: the trailers are the last frame of the body; a decode failure is the only frame.
-  if (type.startsWith("application/grpc-web") && !type.includes("text")) {
+  // (connect-es does not serve the -text variant: 415.)
+  if (type.startsWith("application/grpc-web")) {
     const it = uRes.body[Symbol.asyncIterator]();
     const first = await it.next();
     if (first.done) return { ...uRes, body: once(new Uint8Array()) };
     const chunk = first.value;
     const rest = { [Symbol.asyncIterator]: () => it };
-    if (chunk[0] === 0x80 && chunk.length >= 5) {
-      const text = Buffer.from(chunk.subarray(5)).toString("latin1");
-      const m = /grpc-message: ([^\r\n]*)/.exec(text);
-      if (/grpc-status: 13\r\n/.test(text) && m?.[1] && UNDECODABLE.test(decodeURIComponent(m[1]))) {
-        const fixed = Buffer.from(
-          `grpc-status: ${Code.InvalidArgument}\r\ngrpc-message: ${encodeURIComponent(undecodableMessage(typeName, decodeURIComponent(m[1])))}\r\n`,
-          "latin1",
-        );
-        const frame = Buffer.alloc(5 + fixed.length);
-        frame[0] = 0x80;
-        frame.writeUInt32BE(fixed.length, 1);
-        fixed.copy(frame, 5);
-        return { ...uRes, body: once(frame) };
-      }
-    }
+    const frame = Buffer.from(chunk);
+    const fixed = frame.length >= 5 && frame[0] === 0x80 ? invalidTrailerFrame(frame.subarray(5).toString("latin1"), typeName) : undefined;
+    if (fixed) return { ...uRes, body: once(fixed) };
     return { ...uRes, body: prepend(chunk, rest) };
   }
   return uRes;
+}
+
+/** The trailer frame INVALID_ARGUMENT for a gRPC-Web trailer block reporting a decode failure, else undefined. */
+function invalidTrailerFrame(trailers: string, typeName: string): Buffer | undefined {
+  const m = /grpc-message: ([^\r\n]*)/.exec(trailers);
+  if (!/grpc-status: 13\r\n/.test(trailers) || !m?.[1] || !UNDECODABLE.test(decodeURIComponent(m[1]))) return undefined;
+  const block = Buffer.from(
+    `grpc-status: ${Code.InvalidArgument}\r\ngrpc-message: ${encodeURIComponent(undecodableMessage(typeName, decodeURIComponent(m[1])))}\r\n`,
+    "latin1",
+  );
+  const frame = Buffer.alloc(5 + block.length);
+  frame[0] = 0x80;
+  frame.writeUInt32BE(block.length, 1);
+  block.copy(frame, 5);
+  return frame;
 }
 
 async function collect(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
