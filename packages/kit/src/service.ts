@@ -129,6 +129,7 @@ export async function startService<DB>(
         nonces: new PostgresNonceStore(database.db as Kysely<unknown>, undefined, undefined, clock),
         maxAgeS: config.SIGNATURE_MAX_AGE_S,
       },
+      authorities: config.PUBLIC_AUTHORITY,
       readiness,
       ...(app.http ? { http: app.http } : {}),
       title: `DeAI OS ${def.name}`,
