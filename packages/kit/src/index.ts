@@ -13,6 +13,7 @@ export * from "./events/outbox.js";
 export * from "./blobs/blob-store.js";
 export * from "./client.js";
 export * from "./server/auth.js";
+export * from "./server/connections.js";
 export * from "./server/error-mapping.js";
 export * from "./server/http-rules.js";
 export * from "./server/openapi.js";

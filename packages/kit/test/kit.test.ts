@@ -312,7 +312,7 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
 
     // Tampered: signature made for one body, another body sent.
     const { signRequest } = await import("@deai/kit");
-    const sig = signRequest({ key, method: "POST", path: "/v1/system/whoami", body: new TextEncoder().encode('{"note":"a"}') });
+    const sig = signRequest({ key, method: "POST", url: `${base}/v1/system/whoami`, body: new TextEncoder().encode('{"note":"a"}') });
     const tampered = await fetch(`${base}/v1/system/whoami`, { method: "POST", body: '{"note":"b"}', headers: { ...sig } });
     expect(tampered.status).toBe(401);
     expect(((await tampered.json()) as { message: string }).message).toMatch(/content-digest does not match/);
@@ -328,7 +328,7 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
 
     // Replay: the exact same signed request twice.
     const body = new TextEncoder().encode('{"note":"once"}');
-    const once = signRequest({ key, method: "POST", path: "/v1/system/whoami", body });
+    const once = signRequest({ key, method: "POST", url: `${base}/v1/system/whoami`, body });
     const first = await fetch(`${base}/v1/system/whoami`, { method: "POST", body, headers: { ...once } });
     expect(first.status).toBe(200);
     const replay = await fetch(`${base}/v1/system/whoami`, { method: "POST", body, headers: { ...once } });
@@ -336,7 +336,7 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
     expect(((await replay.json()) as { message: string }).message).toMatch(/replayed request/);
 
     // Too old.
-    const old = signRequest({ key, method: "POST", path: "/v1/system/whoami", body, created: Math.floor(Date.now() / 1000) - 301 });
+    const old = signRequest({ key, method: "POST", url: `${base}/v1/system/whoami`, body, created: Math.floor(Date.now() / 1000) - 301 });
     const stale = await fetch(`${base}/v1/system/whoami`, { method: "POST", body, headers: { ...old } });
     expect(stale.status).toBe(401);
     expect(((await stale.json()) as { message: string }).message).toMatch(/signature expired/);
@@ -346,7 +346,7 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
     const key = generateActorKey();
     const path = "/deai.system.v1.SystemService/WhoAmI";
     const msg = create(WhoAmIRequestSchema, { note: "grpc" });
-    const meta = grpcSignature(key, path, WhoAmIRequestSchema, msg);
+    const meta = grpcSignature(key, base + path, WhoAmIRequestSchema, msg);
     const res = await unary(path, WhoAmIRequestSchema, WhoAmIResponseSchema, msg, meta);
     expect(res.actor).toBe(key.id);
     await expect(unary(path, WhoAmIRequestSchema, WhoAmIResponseSchema, msg, meta)).rejects.toMatchObject({
@@ -359,7 +359,7 @@ describe("one server: gRPC (grpc-js), REST (curl, fetch), signatures", () => {
         WhoAmIRequestSchema,
         WhoAmIResponseSchema,
         create(WhoAmIRequestSchema, { note: "other" }),
-        grpcSignature(key, path, WhoAmIRequestSchema, msg),
+        grpcSignature(key, base + path, WhoAmIRequestSchema, msg),
       ),
     ).rejects.toMatchObject({
       code: grpc.status.UNAUTHENTICATED,

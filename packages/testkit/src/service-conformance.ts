@@ -123,7 +123,7 @@ export function describeServiceProcess(opts: { name: string; mainJs: string; ser
     it("drains on SIGTERM: an in-flight request completes, new connections are refused, exit code 0", async () => {
       const key = generateActorKey();
       const body = Buffer.from(JSON.stringify({ note: "in flight during SIGTERM" }));
-      const sig = signRequest({ key, method: "POST", path: "/v1/system/whoami", body });
+      const sig = signRequest({ key, method: "POST", url: `${base}/v1/system/whoami`, body });
       // Send the headers and half the body, so the request is in flight when the signal lands.
       const req = request(`${base}/v1/system/whoami`, {
         method: "POST",

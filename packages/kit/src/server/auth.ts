@@ -18,6 +18,8 @@ export function requireActor(ctx: HandlerContext): string {
 export interface SigningPolicy {
   nonces: NonceStore;
   maxAgeS: number;
+  /** The authorities this service answers to (the server fills it in once it knows its port). */
+  authorities?: () => readonly string[];
   /** Which methods need a signature. Default: every method whose REST verb is not GET, and every streaming upload. */
   isSigned?: (method: DescMethod) => boolean;
 }
@@ -50,12 +52,28 @@ const signedCache = new WeakMap<DescMethod, boolean>();
 export async function authenticate(
   policy: SigningPolicy,
   method: DescMethod,
-  req: { httpMethod: string; path: string; body: Uint8Array; header: (n: string) => string | null | undefined },
+  req: {
+    httpMethod: string;
+    authority: string;
+    path: string;
+    /** "deferred": a client stream, whose digest the caller checks as the messages arrive. */
+    body: Uint8Array | "deferred";
+    header: (n: string) => string | null | undefined;
+  },
 ): Promise<string | undefined> {
   const signed = (policy.isSigned ?? defaultIsSigned)(method);
   if (!signed) return undefined;
   return verifyRequest(
-    { method: req.httpMethod, path: req.path, body: req.body, header: req.header },
-    { maxAgeS: policy.maxAgeS, nonces: policy.nonces },
+    { method: req.httpMethod, authority: req.authority, path: req.path, body: req.body, header: req.header },
+    { maxAgeS: policy.maxAgeS, nonces: policy.nonces, ...(policy.authorities ? { authorities: policy.authorities() } : {}) },
   );
 }
+
+/** The authority a request was sent to: HTTP/2 `:authority`, else the `Host` header, lowercase. */
+export function requestAuthority(req: { headers: Record<string, string | string[] | undefined> }): string {
+  const a = req.headers[":authority"] ?? req.headers.host;
+  return (Array.isArray(a) ? (a[0] ?? "") : (a ?? "")).toLowerCase();
+}
+
+/** The authority of the current RPC, put there by the server from `:authority` / `Host`. */
+export const authorityKey = createContextKey<string>("", { description: "request authority" });

@@ -1,13 +1,36 @@
-import { toBinary } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
+import { toBinary, type DescMessage } from "@bufbuild/protobuf";
+import type { Interceptor, StreamRequest } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
+import { InvalidArgumentError, UnauthenticatedError } from "../errors.js";
 import { isServerFault, toConnectError } from "./error-mapping.js";
 import type { Logger } from "../logger.js";
 import { extractContext, tracer } from "../telemetry.js";
-import { actorKey, authenticate, type SigningPolicy } from "./auth.js";
+import { StreamDigest } from "../signing/http-signature.js";
+import { actorKey, authenticate, authorityKey, type SigningPolicy } from "./auth.js";
+import { isUndecodable, undecodableAsInvalid } from "./rpc-handler.js";
+import { badStringIn } from "./string-check.js";
 
-/** Server span per call, parented on the caller's W3C traceparent (gRPC metadata or HTTP header). */
+type AnyMessage = Parameters<typeof toBinary>[1];
+
+/** Wraps an async iterable: errors thrown while iterating it go through `map` first; `done` runs once at the end. */
+async function* mapped<T>(it: AsyncIterable<T>, map: (e: unknown) => unknown, done?: (e?: unknown) => void): AsyncGenerator<T> {
+  try {
+    yield* it;
+    done?.();
+  } catch (e) {
+    const m = map(e);
+    done?.(m);
+    throw m;
+  }
+}
+
+/** A stream request with its message iterable replaced. */
+function withMessages(req: StreamRequest, message: AsyncIterable<unknown>): StreamRequest {
+  return { ...req, message } as StreamRequest;
+}
+
+/** Server span per call, parented on the caller's W3C traceparent (gRPC metadata or HTTP header); a stream's span lasts until it ends. */
 export function tracingInterceptor(): Interceptor {
   return (next) => async (req) => {
     const parent = extractContext(req.header);
@@ -19,47 +42,130 @@ export function tracingInterceptor(): Interceptor {
       },
       parent,
     );
-    try {
-      return await context.with(trace.setSpan(parent, span), () => next(req));
-    } catch (e) {
-      const ce = toConnectError(e);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
-      span.setAttribute("rpc.grpc.status_code", ce.code);
-      throw ce;
-    } finally {
+    const end = (e?: unknown): void => {
+      if (e !== undefined) {
+        const ce = toConnectError(e);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
+        span.setAttribute("rpc.grpc.status_code", ce.code);
+      }
       span.end();
-    }
-  };
-}
-
-/** Maps domain errors to gRPC codes in one place and logs internal ones with their cause. */
-export function errorInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
+    };
     try {
-      return await next(req);
+      const res = await context.with(trace.setSpan(parent, span), () => next(req));
+      if (!res.stream) {
+        end();
+        return res;
+      }
+      return { ...res, message: mapped(res.message, (e) => e, end) };
     } catch (e) {
       const ce = toConnectError(e);
-      if (isServerFault(ce.code)) logger.error({ err: ce.cause ?? e, method: req.method.name }, "internal error");
+      end(ce);
       throw ce;
     }
   };
 }
 
 /**
+ * Maps errors to gRPC codes in one place, for unary calls and for streams alike (an error
+ * thrown while a server stream is being produced, or while a client stream is being read),
+ * and logs server faults with their cause. A request message that does not decode is the
+ * caller's fault: INVALID_ARGUMENT, logged at debug.
+ */
+export function errorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const report = (e: unknown): unknown => {
+      const ce = isUndecodable(e) ? undecodableAsInvalid(e, `a ${req.method.input.typeName} message`) : toConnectError(e);
+      if (isServerFault(ce.code)) logger.error({ err: ce.cause ?? e, method: req.method.name }, "internal error");
+      else logger.debug({ code: ce.code, message: ce.rawMessage, method: req.method.name }, "call refused");
+      return ce;
+    };
+    const input = req.stream
+      ? withMessages(
+          req,
+          mapped(req.message, (e) => (isUndecodable(e) ? undecodableAsInvalid(e, `a ${req.method.input.typeName} message`) : e)),
+        )
+      : req;
+    try {
+      const res = await next(input);
+      return res.stream ? ({ ...res, message: mapped(res.message, report) }) : res;
+    } catch (e) {
+      throw report(e);
+    }
+  };
+}
+
+/**
+ * Refuses NUL and lone surrogates in every string of every request message (see
+ * string-check.ts), naming the field, before any handler sees them.
+ */
+export function stringCheckInterceptor(): Interceptor {
+  const check = (schema: DescMessage, m: unknown): void => {
+    const bad = badStringIn(schema, m);
+    if (bad) throw new InvalidArgumentError(`${bad.path} ${bad.problem}`, { field: bad.path });
+  };
+  return (next) => async (req) => {
+    if (!req.stream) {
+      check(req.method.input, req.message);
+      return next(req);
+    }
+    async function* checked(it: AsyncIterable<unknown>): AsyncGenerator<unknown> {
+      for await (const m of it) {
+        check(req.method.input, m);
+        yield m;
+      }
+    }
+    return next(withMessages(req, checked(req.message)));
+  };
+}
+
+/**
  * Verifies RFC 9421 signatures carried in gRPC/Connect metadata. The content digest covers
- * the protobuf binary encoding of the request message (empty for client streams, whose
- * signature authenticates the stream).
+ * the protobuf binary encoding of the request message; for a client stream, every message of
+ * the stream (StreamDigest): the stream is checked as it is read and, when it ends, a stream
+ * that does not match its signed digest throws UNAUTHENTICATED from the iterator, before the
+ * handler can take the stream as complete (a handler rolls back a stream that errors).
  */
 export function signingInterceptor(policy: SigningPolicy): Interceptor {
   return (next) => async (req) => {
-    const body = req.stream ? new Uint8Array() : toBinary(req.method.input, req.message);
-    const actor = await authenticate(policy, req.method, {
+    const common = {
       httpMethod: "POST",
+      authority: req.contextValues.get(authorityKey),
       path: `/${req.service.typeName}/${req.method.name}`,
-      body,
-      header: (n) => req.header.get(n),
-    });
+      header: (n: string) => req.header.get(n),
+    };
+    if (!req.stream) {
+      const actor = await authenticate(policy, req.method, { ...common, body: toBinary(req.method.input, (req).message) });
+      req.contextValues.set(actorKey, actor);
+      return next(req);
+    }
+    if (req.method.methodKind === "server_streaming") {
+      // One request message: signed, when a policy asks for it, like a unary call.
+      const messages: unknown[] = [];
+      for await (const m of req.message) messages.push(m);
+      const body = messages.length === 1 ? toBinary(req.method.input, messages[0] as AnyMessage) : new Uint8Array();
+      req.contextValues.set(actorKey, await authenticate(policy, req.method, { ...common, body }));
+      return next(
+        withMessages(
+          req,
+          (async function* () {
+            yield* messages;
+          })(),
+        ),
+      );
+    }
+    const actor = await authenticate(policy, req.method, { ...common, body: "deferred" });
     req.contextValues.set(actorKey, actor);
-    return next(req);
+    if (actor === undefined) return next(req);
+    const signed = (req.header.get("content-digest") ?? "").trim();
+    const schema = req.method.input;
+    async function* checked(it: AsyncIterable<unknown>): AsyncGenerator<unknown> {
+      const digest = new StreamDigest();
+      for await (const m of it) {
+        digest.update(toBinary(schema, m as AnyMessage));
+        yield m;
+      }
+      if (digest.digest() !== signed) throw new UnauthenticatedError("stream does not match its signed content-digest");
+    }
+    return next(withMessages(req, checked(req.message)));
   };
 }

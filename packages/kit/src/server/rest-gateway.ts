@@ -15,7 +15,8 @@ import { DomainError, InvalidArgumentError } from "../errors.js";
 import { codeName, httpStatus, isServerFault, toConnectError } from "./error-mapping.js";
 import type { Logger } from "../logger.js";
 import { extractContext, tracer } from "../telemetry.js";
-import { actorKey, authenticate, type SigningPolicy } from "./auth.js";
+import { actorKey, authenticate, requestAuthority, type SigningPolicy } from "./auth.js";
+import { badStringIn } from "./string-check.js";
 import { restRoutes, type RestRoute } from "./http-rules.js";
 import type { ServiceBinding } from "./service-binding.js";
 
@@ -82,6 +83,7 @@ export class RestGateway {
           throw new InvalidArgumentError("mutating requests carry their parameters in the path and body, not the query");
         const actor = await authenticate(this.opts.signing, route.method, {
           httpMethod: route.verb,
+          authority: requestAuthority(req),
           path: url.pathname,
           body,
           header: (n) => headers.get(n),
@@ -144,18 +146,39 @@ export function headersOf(req: NodeRequest): Headers {
   return h;
 }
 
-/** Reads a request body, refusing more than `limit` bytes with RESOURCE_EXHAUSTED (413). */
+/**
+ * Reads a request body, refusing more than `limit` bytes with RESOURCE_EXHAUSTED (413).
+ *
+ * A body over the limit without a Content-Length (chunked) is refused as soon as it passes
+ * the limit, but its remaining bytes are still read and dropped (up to 8 × limit) so that
+ * the client, still sending, reads the 413 instead of a connection reset; beyond that the
+ * connection is cut.
+ */
 export async function readBody(req: NodeRequest, limit: number): Promise<Uint8Array> {
   const declared = Number(req.headers["content-length"] ?? NaN);
   if (declared > limit) throw new PayloadTooLarge(declared, limit);
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > limit) throw new PayloadTooLarge(n, limit);
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let refused = false;
+    req.on("data", (c: Buffer) => {
+      n += c.length;
+      if (refused) {
+        if (n > 8 * limit) req.destroy();
+        return;
+      }
+      if (n > limit) {
+        refused = true;
+        chunks.length = 0;
+        reject(new PayloadTooLarge(n, limit));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once("end", () => resolve(Buffer.concat(chunks)));
+    req.once("error", () => reject(new InvalidArgumentError("request body broke off before its end")));
+    req.once("aborted", () => reject(new InvalidArgumentError("request body broke off before its end")));
+  });
 }
 
 class PayloadTooLarge extends DomainError {
@@ -183,6 +206,7 @@ function buildRequest(route: RestRoute, groups: string[], query: URLSearchParams
       if (f) json[f.jsonName] = parsed;
     }
   }
+  const fromPath = new Set<DescField>();
   route.pathFields.forEach((f, i) => {
     let value: string;
     try {
@@ -190,41 +214,83 @@ function buildRequest(route: RestRoute, groups: string[], query: URLSearchParams
     } catch {
       throw new InvalidArgumentError(`path variable {${f.name}} is not valid percent-encoding`);
     }
-    json[f.jsonName] = scalarJson(f, value);
+    json[f.jsonName] = scalarJson(f, value, `path variable {${f.name}}`);
+    fromPath.add(f);
   });
+  const fromQuery = new Set<DescField>();
   for (const key of new Set(query.keys())) {
     const f = m.input.fields.find((x) => x.name === key || x.jsonName === key);
     if (!f) throw new InvalidArgumentError(`unknown query parameter ${JSON.stringify(key)} for ${m.name}`);
-    if (f.fieldKind === "list") json[f.jsonName] = query.getAll(key).map((v) => scalarJson(f, v));
-    else json[f.jsonName] = scalarJson(f, query.get(key) ?? "");
+    const label = `query parameter ${JSON.stringify(key)}`;
+    if (fromPath.has(f) || f.jsonName in json)
+      throw new InvalidArgumentError(`${label} sets ${f.name}, which the path or body already sets`);
+    if (fromQuery.has(f)) throw new InvalidArgumentError(`${label}: ${f.name} is given under two names`);
+    fromQuery.add(f);
+    const values = query.getAll(key);
+    if (f.fieldKind === "list") json[f.jsonName] = values.map((v) => scalarJson(f, v, label));
+    else if (values.length > 1) throw new InvalidArgumentError(`${label} is given ${values.length} times; ${f.name} takes one value`);
+    else json[f.jsonName] = scalarJson(f, values[0] ?? "", label);
   }
+  let message: unknown;
   try {
-    return fromJson(m.input, json, { ignoreUnknownFields: false });
+    message = fromJson(m.input, json, { ignoreUnknownFields: false });
   } catch (e) {
     throw new InvalidArgumentError(`invalid ${m.input.name}: ${(e as Error).message}`);
   }
+  const bad = badStringIn(m.input, message);
+  if (bad) throw new InvalidArgumentError(`${bad.path} ${bad.problem}`, { field: bad.path });
+  return message;
 }
 
-function scalarJson(f: DescField, v: string): JsonValue {
-  const scalar = f.fieldKind === "scalar" ? f.scalar : f.fieldKind === "list" && f.listKind === "scalar" ? f.scalar : undefined;
-  if (scalar === undefined) {
-    if (f.fieldKind === "enum" || (f.fieldKind === "list" && f.listKind === "enum")) return v;
-    throw new InvalidArgumentError(`field ${f.name} cannot be set from the URL`);
+const SIGNED_DECIMAL = /^-?(0|[1-9][0-9]*)$/;
+const UNSIGNED_DECIMAL = /^(0|[1-9][0-9]*)$/;
+const FLOAT = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$/;
+
+/**
+ * One URL parameter as the JSON value of field `f`, parsed strictly: integers only in
+ * canonical decimal ("01", "+1", "0x10", "1e3", " 1", "-0" and out-of-range values are
+ * refused), bools only "true"/"false", enums only by a value's name or its number.
+ */
+function scalarJson(f: DescField, v: string, label: string): JsonValue {
+  const refuse = (what: string): never => {
+    throw new InvalidArgumentError(`${label} must be ${what}, got ${JSON.stringify(v.slice(0, 64))}`, { field: f.name });
+  };
+  const integer = (min: bigint, max: bigint): bigint => {
+    if (!(min < 0n ? SIGNED_DECIMAL : UNSIGNED_DECIMAL).test(v) || v === "-0") refuse(`an integer in canonical decimal`);
+    const n = BigInt(v);
+    if (n < min || n > max) refuse(`an integer from ${min} to ${max}`);
+    return n;
+  };
+  const e = f.fieldKind === "enum" ? f.enum : f.fieldKind === "list" && f.listKind === "enum" ? f.enum : undefined;
+  if (e) {
+    if (e.values.some((x) => x.name === v)) return v;
+    if (SIGNED_DECIMAL.test(v) && v !== "-0" && e.values.some((x) => String(x.number) === v)) return Number(v);
+    return refuse(`one of ${e.values.map((x) => x.name).join(", ")}`);
   }
+  const scalar = f.fieldKind === "scalar" ? f.scalar : f.fieldKind === "list" && f.listKind === "scalar" ? f.scalar : undefined;
+  if (scalar === undefined) throw new InvalidArgumentError(`field ${f.name} cannot be set from the URL`);
   switch (scalar) {
     case ScalarType.BOOL:
-      if (v !== "true" && v !== "false") throw new InvalidArgumentError(`${f.name} must be true or false`);
+      if (v !== "true" && v !== "false") refuse("true or false");
       return v === "true";
     case ScalarType.INT32:
-    case ScalarType.UINT32:
     case ScalarType.SINT32:
-    case ScalarType.FIXED32:
     case ScalarType.SFIXED32:
+      return Number(integer(-(2n ** 31n), 2n ** 31n - 1n));
+    case ScalarType.UINT32:
+    case ScalarType.FIXED32:
+      return Number(integer(0n, 2n ** 32n - 1n));
+    case ScalarType.INT64:
+    case ScalarType.SINT64:
+    case ScalarType.SFIXED64:
+      return integer(-(2n ** 63n), 2n ** 63n - 1n).toString();
+    case ScalarType.UINT64:
+    case ScalarType.FIXED64:
+      return integer(0n, 2n ** 64n - 1n).toString();
     case ScalarType.FLOAT:
     case ScalarType.DOUBLE: {
-      const n = Number(v);
-      if (v.trim() === "" || Number.isNaN(n)) throw new InvalidArgumentError(`${f.name} must be a number, got ${JSON.stringify(v)}`);
-      return n;
+      if (!FLOAT.test(v) || !Number.isFinite(Number(v))) refuse("a decimal number");
+      return Number(v);
     }
     default:
       return v;

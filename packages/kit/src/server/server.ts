@@ -11,14 +11,15 @@ import { createServer as createHttp2Server, type Http2Server, type Http2Session 
 import { Duplex } from "node:stream";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
 
-import { ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 
 import { Health, HealthCheckResponse_ServingStatus } from "@deai/contracts/grpc/health/v1/health_pb";
 
 import type { Logger } from "../logger.js";
-import type { SigningPolicy } from "./auth.js";
-import { errorInterceptor, signingInterceptor, tracingInterceptor } from "./interceptors.js";
+import { authorityKey, requestAuthority, type SigningPolicy } from "./auth.js";
+import { ConnectionGuard, resolveLimits, type Connection, type ConnectionLimits } from "./connections.js";
+import { errorInterceptor, signingInterceptor, stringCheckInterceptor, tracingInterceptor } from "./interceptors.js";
+import { rpcHandler } from "./rpc-handler.js";
 import { restRoutes } from "./http-rules.js";
 import { openApiDocument } from "./openapi.js";
 import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
@@ -81,13 +82,25 @@ export interface ServerOptions {
    * @default 4 MiB
    */
   maxBodyBytes?: number;
+  /** Timeouts and connection caps; see connections.ts for the rules and their defaults. */
+  limits?: ConnectionLimits;
+  /**
+   * The authorities (host[:port], as clients put them in the URL) under which clients reach
+   * this service; a signed request must have been signed for one of them.
+   * @default the loopback names with the bound port
+   */
+  authorities?: readonly string[];
 }
 
 export class Server {
   private readonly net: NetServer;
   private readonly h1: Http1Server;
   private readonly h2: Http2Server;
-  private readonly sockets = new Set<Socket>();
+  private readonly guard: ConnectionGuard;
+  /** The connection being handed to the HTTP/2 server right now. */
+  private connecting: Connection | undefined;
+  private readonly rpcPaths = new Set<string>();
+  private loopback: string[] | undefined;
   private readonly sessions = new Set<Http2Session>();
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
@@ -111,19 +124,30 @@ export class Server {
         }
       }
     }
-    this.gateway = new RestGateway(bindings, { signing: opts.signing, logger: opts.logger, maxBodyBytes });
+    const signing: SigningPolicy = { ...opts.signing, authorities: () => this.authorities };
+    this.gateway = new RestGateway(bindings, { signing, logger: opts.logger, maxBodyBytes });
     const openapi = JSON.stringify(openApiDocument({ title: opts.title, version: opts.version, routes: this.gateway.allRoutes }));
-    const connect = connectNodeAdapter({
+    for (const b of bindings) for (const m of b.service.methods) this.rpcPaths.add(`/${b.service.typeName}/${m.name}`);
+    const connect = rpcHandler({
       routes: (router: ConnectRouter) => {
         for (const b of bindings) router.service(b.service, b.impl);
       },
-      interceptors: [tracingInterceptor(), errorInterceptor(opts.logger), signingInterceptor(opts.signing)],
+      interceptors: [tracingInterceptor(), errorInterceptor(opts.logger), stringCheckInterceptor(), signingInterceptor(signing)],
       readMaxBytes: maxBodyBytes,
-      fallback: (_req, res) => sendError(res as NodeResponse, new ConnectError("no such route", 5)),
+      logger: opts.logger,
+      contextValues: (req) => createContextValues().set(authorityKey, requestAuthority(req)),
+      fallback: (_req, res) => sendError(res, new ConnectError("no such route", 5)),
     });
+    const limits = resolveLimits(opts.limits);
+    this.guard = new ConnectionGuard(limits, (c, why) =>
+      opts.logger.debug({ remote: c.address, protocol: c.protocol, why }, "connection closed by limits"),
+    );
     const handle = (req: NodeRequest, res: NodeResponse): void => {
       this.inflight++;
+      const conn = this.guard.of("stream" in req ? req.stream.session : req.socket);
+      const end = conn?.begin("stream" in req ? req.stream : req);
       res.once("close", () => {
+        end?.();
         if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
       });
       if (this.draining && "shouldKeepAlive" in res) res.setHeader("connection", "close");
@@ -133,34 +157,61 @@ export class Server {
         res.end();
       });
     };
-    this.h1 = createHttp1Server(handle);
-    this.h2 = createHttp2Server(handle);
+    // The HTTP/1.1 server is fed sockets through emit("connection") and never listens itself,
+    // so its header-timeout checker has to be started by hand ("listening" starts it).
+    this.h1 = createHttp1Server(
+      {
+        headersTimeout: limits.headersTimeoutMs,
+        // The whole-request limit would cut long uploads; slow bodies are the guard's job.
+        requestTimeout: 0,
+        keepAliveTimeout: limits.idleTimeoutMs,
+        connectionsCheckingInterval: Math.max(20, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+      },
+      handle,
+    );
+    this.h1.emit("listening");
+    this.h2 = createHttp2Server({ settings: { maxConcurrentStreams: limits.maxStreamsPerSession } }, handle);
     this.h2.on("session", (s: Http2Session) => {
+      // http2 creates the session inside emit("connection"), synchronously.
+      const conn = this.connecting;
+      if (conn) {
+        this.guard.alias(s, conn);
+        conn.close = () => s.destroy();
+      }
       this.sessions.add(s);
       s.once("close", () => this.sessions.delete(s));
       if (this.draining) s.close();
     });
     this.net = createNetServer((socket) => {
-      this.sockets.add(socket);
-      socket.once("close", () => this.sockets.delete(socket));
       // Until a protocol owns the socket, nobody else handles its errors: a reset here must
-      // not crash the process, and a connection that never speaks must not be held forever.
+      // not crash the process. A connection that never speaks is closed by the guard.
       const onError = (): void => void socket.destroy();
       socket.on("error", onError);
-      socket.setTimeout(10_000, () => socket.destroy());
+      const conn = this.guard.admit(socket);
+      if (!conn) {
+        socket.destroy();
+        return;
+      }
       let head = Buffer.alloc(0);
       const onData = (chunk: Buffer): void => {
         head = Buffer.concat([head, chunk]);
         if (head.length < 3 && "PRI".startsWith(head.toString("latin1"))) return;
         socket.off("data", onData);
         socket.off("error", onError);
-        socket.setTimeout(0);
         socket.pause();
         if (head.subarray(0, 3).toString("latin1") === "PRI") {
           // http2 reads straight from the socket's native handle, which would skip the bytes
           // already read here; give it a stream that replays them first.
-          this.h2.emit("connection", replaying(socket, head));
+          conn.protocol = "h2";
+          const d = replaying(socket, head);
+          this.connecting = conn;
+          try {
+            this.h2.emit("connection", d);
+          } finally {
+            this.connecting = undefined;
+          }
         } else {
+          conn.protocol = "h1";
           socket.unshift(head);
           this.h1.emit("connection", socket);
           socket.resume();
@@ -170,8 +221,23 @@ export class Server {
     });
   }
 
-  private async route(req: NodeRequest, res: NodeResponse, openapi: string, connect: ReturnType<typeof connectNodeAdapter>): Promise<void> {
-    const path = (req.url ?? "/").split("?")[0];
+  private async route(
+    req: NodeRequest,
+    res: NodeResponse,
+    openapi: string,
+    connect: (req: NodeRequest, res: NodeResponse) => void,
+  ): Promise<void> {
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    // A request signed for another service is refused here, before any route (the app's own
+    // HTTP routes included) can verify it; RPCs get the same check, in their protocol, from
+    // the signing interceptor.
+    if (req.headers["signature-input"] !== undefined && !this.rpcPaths.has(path)) {
+      const authority = requestAuthority(req);
+      if (!this.authorities.includes(authority)) {
+        sendError(res, new ConnectError(`request is addressed to ${JSON.stringify(authority)}, not to this service`, 16));
+        return;
+      }
+    }
     if (req.method === "GET" && path === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: "ok" }));
@@ -195,6 +261,17 @@ export class Server {
 
   private hasRestRule(b: ServiceBinding, method: string): boolean {
     return restRoutes(b.service).some((r) => r.method.name === method);
+  }
+
+  /**
+   * The authorities this service answers to: the configured ones, or else the loopback names
+   * with the bound port (enough for tests and local runs; a deployed service must configure
+   * its public names, or no signed request reaches it).
+   */
+  get authorities(): readonly string[] {
+    if (this.opts.authorities && this.opts.authorities.length > 0) return this.opts.authorities.map((a) => a.toLowerCase());
+    this.loopback ??= [`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`];
+    return this.loopback;
   }
 
   private async isReady(): Promise<boolean> {
@@ -235,14 +312,18 @@ export class Server {
     this.h1.closeIdleConnections();
     for (const s of this.sessions) s.close();
     if (result === "timeout") {
-      for (const s of this.sockets) s.destroy();
+      for (const c of this.guard.connections) c.socket.destroy();
     } else {
       // Give closing sessions a moment to flush their final frames.
-      const flushed = Promise.all([...this.sockets].map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", () => r())))));
+      const sockets = [...this.guard.connections].map((c) => c.socket);
+      const flushed = Promise.all(sockets.map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", () => r())))));
       await Promise.race([flushed, new Promise<void>((r) => setTimeout(r, Math.max(0, Math.min(1000, deadline - Date.now()))).unref())]);
-      for (const s of this.sockets) s.destroy();
+      for (const c of this.guard.connections) c.socket.destroy();
     }
     await closed;
+    this.guard.stop();
+    // Stops the HTTP/1.1 header-timeout checker started by hand (it was never listening).
+    this.h1.close(() => undefined);
     return result === "idle";
   }
 }

@@ -7,13 +7,13 @@ const headerOf = (h: Record<string, string>) => (n: string) => h[n];
 describe("RFC 9421 request signatures", () => {
   it("round-trips and returns the actor id", async () => {
     const key = generateActorKey();
-    const h = signRequest({ key, method: "post", path: "/v1/x", body });
+    const h = signRequest({ key, method: "post", authority: "svc.test", path: "/v1/x", body });
     expect(h["content-digest"]).toBe(contentDigest(body));
     expect(h["signature-input"]).toMatch(
-      /^sig1=\("@method" "@path" "content-digest"\);created=\d+;nonce="[^"]+";keyid="[^"]+";alg="ed25519"$/,
+      /^sig1=\("@method" "@authority" "@path" "content-digest"\);created=\d+;nonce="[^"]+";keyid="[^"]+";alg="ed25519"$/,
     );
     const actor = await verifyRequest(
-      { method: "POST", path: "/v1/x", body, header: headerOf({ ...h }) },
+      { method: "POST", authority: "svc.test", path: "/v1/x", body, header: headerOf({ ...h }) },
       { maxAgeS: 300, nonces: new MemoryNonceStore() },
     );
     expect(actor).toBe(key.id);
@@ -22,31 +22,44 @@ describe("RFC 9421 request signatures", () => {
   it("refuses another path, another method and a future timestamp", async () => {
     const key = generateActorKey();
     const nonces = new MemoryNonceStore();
-    const h = signRequest({ key, method: "POST", path: "/v1/x", body });
+    const h = signRequest({ key, method: "POST", authority: "svc.test", path: "/v1/x", body });
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/y", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
+      verifyRequest({ method: "POST", authority: "svc.test", path: "/v1/y", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
     ).rejects.toThrow(/does not verify/);
     await expect(
-      verifyRequest({ method: "PUT", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
+      verifyRequest({ method: "PUT", authority: "svc.test", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
     ).rejects.toThrow(/does not verify/);
-    const future = signRequest({ key, method: "POST", path: "/v1/x", body, created: Math.floor(Date.now() / 1000) + 3600 });
+    const future = signRequest({
+      key,
+      method: "POST",
+      authority: "svc.test",
+      path: "/v1/x",
+      body,
+      created: Math.floor(Date.now() / 1000) + 3600,
+    });
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf({ ...future }) }, { maxAgeS: 300, nonces }),
+      verifyRequest(
+        { method: "POST", authority: "svc.test", path: "/v1/x", body, header: headerOf({ ...future }) },
+        { maxAgeS: 300, nonces },
+      ),
     ).rejects.toThrow(/in the future/);
   });
 
   it("does not burn a nonce on a bad signature", async () => {
     const key = generateActorKey();
     const nonces = new MemoryNonceStore();
-    const h = signRequest({ key, method: "POST", path: "/v1/x", body, nonce: "fixed-nonce-1" });
+    const h = signRequest({ key, method: "POST", authority: "svc.test", path: "/v1/x", body, nonce: "fixed-nonce-1" });
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/other", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
+      verifyRequest(
+        { method: "POST", authority: "svc.test", path: "/v1/other", body, header: headerOf({ ...h }) },
+        { maxAgeS: 300, nonces },
+      ),
     ).rejects.toThrow();
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
+      verifyRequest({ method: "POST", authority: "svc.test", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
     ).resolves.toBe(key.id);
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
+      verifyRequest({ method: "POST", authority: "svc.test", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces }),
     ).rejects.toThrow(/replayed/);
   });
 
@@ -69,12 +82,21 @@ describe("RFC 9421 details", () => {
     const key = generateActorKey();
     const digest = contentDigest(body);
     const created = Math.floor(Date.now() / 1000);
-    const params = `("content-digest" "@path" "@method");created=${created};nonce="reordered-1";keyid="${key.id}";alg="ed25519"`;
-    const base = [`"content-digest": ${digest}`, `"@path": /v1/x`, `"@method": POST`, `"@signature-params": ${params}`].join("\n");
+    const params = `("content-digest" "@path" "@authority" "@method");created=${created};nonce="reordered-1";keyid="${key.id}";alg="ed25519"`;
+    const base = [
+      `"content-digest": ${digest}`,
+      `"@path": /v1/x`,
+      `"@authority": svc.test`,
+      `"@method": POST`,
+      `"@signature-params": ${params}`,
+    ].join("\n");
     const sig = sign(null, Buffer.from(base), key.privateKey).toString("base64");
     const headers = { "content-digest": digest, "signature-input": `sig1=${params}`, signature: `sig1=:${sig}:` };
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf(headers) }, { maxAgeS: 300, nonces: new MemoryNonceStore() }),
+      verifyRequest(
+        { method: "POST", authority: "svc.test", path: "/v1/x", body, header: headerOf(headers) },
+        { maxAgeS: 300, nonces: new MemoryNonceStore() },
+      ),
     ).resolves.toBe(key.id);
   });
 
@@ -83,9 +105,12 @@ describe("RFC 9421 details", () => {
     const last = key.id.at(-1)!;
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     const alias = key.id.slice(0, -1) + alphabet[alphabet.indexOf(last) ^ 1];
-    const h = signRequest({ key: { ...key, id: alias }, method: "POST", path: "/v1/x", body });
+    const h = signRequest({ key: { ...key, id: alias }, method: "POST", authority: "svc.test", path: "/v1/x", body });
     await expect(
-      verifyRequest({ method: "POST", path: "/v1/x", body, header: headerOf({ ...h }) }, { maxAgeS: 300, nonces: new MemoryNonceStore() }),
+      verifyRequest(
+        { method: "POST", authority: "svc.test", path: "/v1/x", body, header: headerOf({ ...h }) },
+        { maxAgeS: 300, nonces: new MemoryNonceStore() },
+      ),
     ).rejects.toThrow(/keyid is not an actor id/);
   });
 });

@@ -1,23 +1,66 @@
 /**
  * RFC 9421 HTTP Message Signatures with Ed25519, as DeAI OS uses them.
  *
- * A mutating request covers `("@method" "@path" "content-digest")` with parameters
- * `created`, `nonce`, `keyid` (the actor id) and `alg="ed25519"`. `content-digest` is the
- * RFC 9530 `sha-256=:<base64>:` of the body. REST sends it as HTTP headers; gRPC sends the
- * very same three fields as metadata (`signature-input`, `signature`, `content-digest`),
- * with `@method` = POST, `@path` = `/package.Service/Method`, and the digest taken over the
- * request message's protobuf binary encoding.
+ * A mutating request covers `("@method" "@authority" "@path" "content-digest")` with
+ * parameters `created`, `nonce`, `keyid` (the actor id) and `alg="ed25519"`.
+ *
+ * - `@authority` is the target's host[:port] as the client put it in the URL (lowercase,
+ *   default port omitted: `new URL(url).host`), which is what HTTP/1.1 sends as `Host` and
+ *   HTTP/2 as `:authority`. The verifier takes it from the request and the server refuses a
+ *   request whose authority is not one of its own (ServerOptions.authorities), so a request
+ *   signed for one service cannot be replayed to another that serves the same path.
+ * - `content-digest` is the RFC 9530 `sha-256=:<base64>:` of the body.
+ *
+ * REST sends the fields as HTTP headers; gRPC sends the very same fields as metadata
+ * (`signature-input`, `signature`, `content-digest`), with `@method` = POST, `@path` =
+ * `/package.Service/Method`, `@authority` the HTTP/2 `:authority`, and the digest taken over
+ * the request message's protobuf binary encoding. A client stream's digest covers every
+ * message of the stream: see streamDigest.
  */
 import { createHash, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 
 import { UnauthenticatedError } from "../errors.js";
 import { publicKeyOf, type ActorKey } from "./keys.js";
 
-export const REQUIRED_COMPONENTS = ["@method", "@path", "content-digest"] as const;
+export const REQUIRED_COMPONENTS = ["@method", "@authority", "@path", "content-digest"] as const;
 
 /** RFC 9530 Content-Digest value (sha-256) of a body. */
 export function contentDigest(body: Uint8Array): string {
   return `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
+}
+
+/**
+ * The `content-digest` of a gRPC client stream: SHA-256 over the concatenation of every
+ * request message's protobuf binary encoding, each prefixed by its length as 4 bytes
+ * big-endian (so message boundaries are bound too: [ab][c] and [a][bc] differ). Feed the
+ * encoded messages in order, then call `digest()`.
+ */
+export class StreamDigest {
+  private readonly hash = createHash("sha256");
+  private readonly prefix = Buffer.alloc(4);
+
+  update(encodedMessage: Uint8Array): this {
+    this.prefix.writeUInt32BE(encodedMessage.length, 0);
+    this.hash.update(this.prefix).update(encodedMessage);
+    return this;
+  }
+
+  /** The RFC 9530 value; the object cannot be used afterwards. */
+  digest(): string {
+    return `sha-256=:${this.hash.digest("base64")}:`;
+  }
+}
+
+/** streamDigest of messages known up front. */
+export function streamDigest(encodedMessages: Iterable<Uint8Array>): string {
+  const d = new StreamDigest();
+  for (const m of encodedMessages) d.update(m);
+  return d.digest();
+}
+
+/** The `@authority` of a URL as signers and verifiers compare it: host[:port], lowercase, default port omitted. */
+export function authorityOf(url: string | URL): string {
+  return (typeof url === "string" ? new URL(url) : url).host.toLowerCase();
 }
 
 export interface SignatureHeaders {
@@ -26,32 +69,45 @@ export interface SignatureHeaders {
   signature: string;
 }
 
-/** Signs a request; returns the three headers (or gRPC metadata entries) to send. */
-export function signRequest(req: {
-  key: ActorKey;
-  method: string;
-  path: string;
-  body: Uint8Array;
-  /** Unix seconds; default now. */
-  created?: number;
-  nonce?: string;
-}): SignatureHeaders {
-  const digest = contentDigest(req.body);
+/**
+ * Signs a request; returns the three headers (or gRPC metadata entries) to send. Give the
+ * target either as `url` (its authority and path are taken from it) or as `authority` and
+ * `path`; give the body, or its precomputed `digest` when it is streamed.
+ */
+export function signRequest(
+  req: {
+    key: ActorKey;
+    method: string;
+    /** Unix seconds; default now. */
+    created?: number;
+    nonce?: string;
+  } & ({ url: string | URL } | { authority: string; path: string }) &
+    ({ body: Uint8Array } | { digest: string }),
+): SignatureHeaders {
+  const digest = "digest" in req ? req.digest : contentDigest(req.body);
+  const target = "url" in req ? new URL(req.url) : undefined;
+  const authority = target ? authorityOf(target) : (req as { authority: string }).authority.toLowerCase();
+  const path = target ? target.pathname : (req as { path: string }).path;
   const created = req.created ?? Math.floor(Date.now() / 1000);
   const nonce = req.nonce ?? randomBytes(16).toString("base64url");
   const params = `(${REQUIRED_COMPONENTS.map((c) => `"${c}"`).join(" ")});created=${created};nonce="${nonce}";keyid="${req.key.id}";alg="ed25519"`;
-  const base = signatureBase({ method: req.method, path: req.path, digest }, params);
+  const base = signatureBase({ method: req.method, authority, path, digest }, params);
   const sig = sign(null, Buffer.from(base, "utf8"), req.key.privateKey).toString("base64");
   return { "content-digest": digest, "signature-input": `sig1=${params}`, signature: `sig1=:${sig}:` };
 }
 
 /** RFC 9421 §2.5 signature base: one line per covered component, in the order the signer listed them. */
-function signatureBase(
-  v: { method: string; path: string; digest: string },
+export function signatureBase(
+  v: { method: string; authority: string; path: string; digest: string },
   params: string,
   components: readonly string[] = REQUIRED_COMPONENTS,
 ): string {
-  const value: Record<string, string> = { "@method": v.method.toUpperCase(), "@path": v.path, "content-digest": v.digest };
+  const value: Record<string, string> = {
+    "@method": v.method.toUpperCase(),
+    "@authority": v.authority.toLowerCase(),
+    "@path": v.path,
+    "content-digest": v.digest,
+  };
   return [...components.map((c) => `"${c}": ${value[c]}`), `"@signature-params": ${params}`].join("\n");
 }
 
@@ -136,6 +192,12 @@ function cachedPublicKey(actorId: string): KeyObject {
 export interface VerifyOptions {
   maxAgeS: number;
   nonces: NonceStore;
+  /**
+   * The authorities this service answers to; a request addressed to another is refused. The
+   * kit's server also refuses such requests before any route sees them, so a route that
+   * verifies by itself (a streamed upload) may leave this out.
+   */
+  authorities?: readonly string[];
   /** Unix ms; default Date.now(). */
   now?: number;
 }
@@ -147,7 +209,14 @@ export interface VerifyOptions {
  * Ed25519 signature, then claims the nonce (so a bad signature cannot burn a nonce).
  */
 export async function verifyRequest(
-  req: { method: string; path: string; body: Uint8Array | "deferred"; header: (name: string) => string | null | undefined },
+  req: {
+    method: string;
+    path: string;
+    body: Uint8Array | "deferred";
+    header: (name: string) => string | null | undefined;
+    /** The request's authority; default its `:authority` (HTTP/2) or `Host` header. */
+    authority?: string;
+  },
   opts: VerifyOptions,
 ): Promise<string> {
   const input = req.header("signature-input");
@@ -163,6 +232,11 @@ export async function verifyRequest(
     throw new UnauthenticatedError(`signature must cover exactly ${REQUIRED_COMPONENTS.join(", ")}`);
   }
   if (parsed.alg !== "ed25519") throw new UnauthenticatedError(`unsupported signature alg ${parsed.alg}; use ed25519`);
+  const authority = (req.authority ?? req.header(":authority") ?? req.header("host") ?? "").toLowerCase();
+  if (authority === "") throw new UnauthenticatedError("signed request names no authority (Host / :authority)");
+  if (opts.authorities && !opts.authorities.includes(authority)) {
+    throw new UnauthenticatedError(`request is addressed to ${JSON.stringify(authority)}, not to this service`);
+  }
   const sm = new RegExp(`^\\s*${parsed.label.replace(/[.*]/g, "\\$&")}=:([A-Za-z0-9+/]+={0,2}):\\s*$`).exec(sigHeader);
   if (!sm?.[1]) throw new UnauthenticatedError(`malformed Signature header for label ${parsed.label}`);
   // A streamed body ("deferred") is checked by the caller as it arrives, against the signed header.
@@ -179,7 +253,11 @@ export async function verifyRequest(
   } catch {
     throw new UnauthenticatedError("keyid is not an actor id (base64url Ed25519 public key)");
   }
-  const base = signatureBase({ method: req.method, path: req.path, digest: digestHeader.trim() }, parsed.params, parsed.components);
+  const base = signatureBase(
+    { method: req.method, authority, path: req.path, digest: digestHeader.trim() },
+    parsed.params,
+    parsed.components,
+  );
   const sig = Buffer.from(sm[1], "base64");
   if (sig.length !== 64 || !verify(null, Buffer.from(base, "utf8"), publicKey, sig)) {
     throw new UnauthenticatedError(`signature does not verify for keyid ${parsed.keyid}`);
