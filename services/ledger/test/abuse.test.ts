@@ -18,7 +18,7 @@ const entries = Array.from({ length: 20 }, (_, i) =>
 /** A signed REST append of `env` (JSON form); the REST answer. */
 function appendRequest(baseUrl: string, env: unknown): Promise<Outcome> {
   const body = Buffer.from(JSON.stringify({ envelope: env }));
-  const sig = signRequest({ key: author, method: "POST", path: "/v1/ledger/entries", body });
+  const sig = signRequest({ key: author, method: "POST", url: `${baseUrl}/v1/ledger/entries`, body });
   return sendRest(baseUrl, {
     method: "POST",
     target: "/v1/ledger/entries",

@@ -15,7 +15,7 @@ import {
   type JsonValue,
 } from "@bufbuild/protobuf";
 
-import { defaultIsSigned, restRoutes, signRequest, type ActorKey, type RestRoute } from "@deai/kit";
+import { defaultIsSigned, restRoutes, signRequest, streamDigest, type ActorKey, type RestRoute } from "@deai/kit";
 
 import type { GrpcMethodKind, HttpRequestSpec } from "./transports.js";
 
@@ -47,12 +47,26 @@ export function methodTargets(services: readonly DescService[], seeds: Readonly<
   });
 }
 
-/** Signs (method, path, body) into headers; the variants in signing-variants.ts tamper with it. */
-export type Signer = (httpMethod: string, path: string, body: Uint8Array) => Record<string, string>;
+/**
+ * Signs (method, path, body) for the target's authority into headers; `streamed` bodies are
+ * one client-stream message, signed over the stream digest. The variants in
+ * signing-variants.ts tamper with it.
+ */
+export type Signer = (httpMethod: string, path: string, body: Uint8Array, streamed?: boolean) => Record<string, string>;
+
+/** What a signature covers besides method, path and body, each one overridable for a variant. */
+export interface SignatureParams {
+  readonly key: ActorKey;
+  readonly authority: string;
+  readonly created?: number;
+  readonly nonce?: string;
+}
 
 export const signerOf =
-  (key: ActorKey): Signer =>
-  (method, path, body) => ({ ...signRequest({ key, method, path, body }) });
+  (p: SignatureParams): Signer =>
+  (method, path, body, streamed) => ({
+    ...signRequest({ ...p, method, path, ...(streamed ? { digest: streamDigest([body]) } : { body }) }),
+  });
 
 function placeholder(f: DescField): string {
   if (f.fieldKind === "enum") return f.enum.values[0]?.name ?? "0";
@@ -129,10 +143,13 @@ export function grpcBytes(method: DescMethod, json: JsonObject): Uint8Array {
   return bytes;
 }
 
-/** The gRPC signature metadata for `body`, as the kit's interceptor checks it (client streams sign an empty digest today). */
+/** Whether requests of `t` are streams of messages (signed over the stream digest). */
+export const isClientStream = (t: MethodTarget): boolean => t.kind === "client_streaming" || t.kind === "bidi_streaming";
+
+/** The gRPC signature metadata for `body` (the one message of a client stream, for streams). */
 export function grpcSignature(t: MethodTarget, body: Uint8Array, sign: Signer | undefined): Record<string, string> {
   if (!t.signed || !sign) return {};
-  return sign("POST", t.grpcPath, t.kind === "client_streaming" || t.kind === "bidi_streaming" ? new Uint8Array() : body);
+  return sign("POST", t.grpcPath, body, isClientStream(t));
 }
 
 /** The empty message's binary form (valid for every method). */

@@ -10,7 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 
 import { Health } from "@deai/contracts/grpc/health/v1/health_pb";
 import { SystemService } from "@deai/contracts/deai/system/v1/system_pb";
-import { generateActorKey, type ActorKey } from "@deai/kit";
+import { authorityOf, generateActorKey, type ActorKey } from "@deai/kit";
 
 import { describeOutcome, judge, type AbuseCase, type CaseKind, type Wire } from "./abuse-case.js";
 import { methodTargets, signerOf, type MethodTarget } from "./method-requests.js";
@@ -96,15 +96,21 @@ async function runCases(wire: Wire, cases: readonly AbuseCase[], unimplemented: 
 
 const stats: string[] = [];
 
-function buildCases(services: readonly DescService[], seeds: Readonly<Record<string, JsonObject>>, key: ActorKey, maxBodyBytes: number) {
+function buildCases(
+  services: readonly DescService[],
+  seeds: Readonly<Record<string, JsonObject>>,
+  key: ActorKey,
+  authority: string,
+  maxBodyBytes: number,
+) {
   const targets = methodTargets(services, seeds);
-  const payloadOpts = { sign: signerOf(key), maxBodyBytes };
+  const payloadOpts = { sign: signerOf({ key, authority }), maxBodyBytes };
   const firstOfBinding = new Set(services.map((s) => targets.find((t) => t.service === s && t.kind === "unary")));
   return {
     payload: targets.flatMap((t) => payloadCases(t, payloadOpts)),
     oversized: targets.flatMap((t) => oversizedCases(t, payloadOpts, firstOfBinding.has(t))),
-    signing: targets.flatMap((t) => signingCases(t, key)),
-    replays: targets.flatMap((t) => replayCases(t, key)),
+    signing: targets.flatMap((t) => signingCases(t, key, authority)),
+    replays: targets.flatMap((t) => replayCases(t, key, authority)),
   };
 }
 
@@ -114,15 +120,20 @@ export function runAbuseSuite(opts: AbuseSuiteOptions): void {
   const key = generateActorKey();
   const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
   const unimplemented = (m: DescMethod): boolean => opts.unimplemented?.(m) === true || kitUnimplemented(m);
-  // Built after start(), when seeds that name started state exist.
-  let built: ReturnType<typeof buildCases> | undefined;
-  const all = (): ReturnType<typeof buildCases> =>
-    (built ??= buildCases(services, typeof opts.seeds === "function" ? opts.seeds() : (opts.seeds ?? {}), key, maxBodyBytes));
-
   describe(`${opts.name} abuse suite`, () => {
     let target: AbuseTarget;
     let wire: Wire;
     let traffic: ReturnType<typeof startValidTraffic>;
+    // Built after start(): seeds may name what start created, and signatures name its authority.
+    let built: ReturnType<typeof buildCases> | undefined;
+    const all = (): ReturnType<typeof buildCases> =>
+      (built ??= buildCases(
+        services,
+        typeof opts.seeds === "function" ? opts.seeds() : (opts.seeds ?? {}),
+        key,
+        authorityOf(target.baseUrl),
+        maxBodyBytes,
+      ));
 
     beforeAll(async () => {
       target = await opts.start();

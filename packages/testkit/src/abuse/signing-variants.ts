@@ -7,10 +7,10 @@
  */
 import { randomBytes } from "node:crypto";
 
-import { contentDigest, generateActorKey, signRequest, type ActorKey } from "@deai/kit";
+import { contentDigest, generateActorKey, type ActorKey } from "@deai/kit";
 
 import type { AbuseCase, Wire } from "./abuse-case.js";
-import { emptyBytes, grpcBytes, restRequest, type MethodTarget, type Signer } from "./method-requests.js";
+import { grpcBytes, isClientStream, restRequest, signerOf, type MethodTarget, type Signer } from "./method-requests.js";
 import { sendGrpc, sendRest, type Outcome } from "./transports.js";
 
 interface Variant {
@@ -32,57 +32,40 @@ function otherPath(p: string): string {
 /** The authority of another deployment of a service that serves the same paths. */
 export const OTHER_AUTHORITY = "other-service.invalid:443";
 
-function variants(key: ActorKey): Variant[] {
+function variants(key: ActorKey, authority: string): Variant[] {
   const other = generateActorKey();
+  const now = Math.floor(Date.now() / 1000);
+  const valid = signerOf({ key, authority });
   return [
     { name: "unsigned", sign: undefined },
     {
       name: "signed with another key than its keyid",
-      sign: (m, p, b) => {
-        const h = signRequest({ key: other, method: m, path: p, body: b });
-        return { ...h, "signature-input": h["signature-input"].replace(other.id, key.id) };
+      sign: (m, p, b, s) => {
+        const h = signerOf({ key: other, authority })(m, p, b, s);
+        return { ...h, "signature-input": h["signature-input"]!.replace(other.id, key.id) };
       },
     },
     {
       name: "content-digest tampered after signing",
-      sign: (m, p, b) => ({
-        ...signRequest({ key, method: m, path: p, body: b }),
-        "content-digest": contentDigest(Buffer.from("tampered")),
-      }),
+      sign: (m, p, b, s) => ({ ...valid(m, p, b, s), "content-digest": contentDigest(Buffer.from("tampered")) }),
     },
-    { name: "body replaced after signing", sign: (m, p, b) => ({ ...signRequest({ key, method: m, path: p, body: b }) }), swapBody: true },
-    {
-      name: "signed for another path",
-      sign: (m, p, b) => ({ ...signRequest({ key, method: m, path: otherPath(p), body: b }) }),
-    },
-    {
-      name: "expired (created an hour ago)",
-      sign: (m, p, b) => ({ ...signRequest({ key, method: m, path: p, body: b, created: Math.floor(Date.now() / 1000) - 3600 }) }),
-    },
-    {
-      name: "created an hour in the future",
-      sign: (m, p, b) => ({ ...signRequest({ key, method: m, path: p, body: b, created: Math.floor(Date.now() / 1000) + 3600 }) }),
-    },
-    {
-      name: `signed for another authority (${OTHER_AUTHORITY})`,
-      // Until the kit's signatures cover @authority this is an ordinary signature, and the
-      // service accepting it is the defect (issue 9, item 9) this case exists to catch.
-      sign: (m, p, b) => ({
-        ...signRequest({ key, method: m, path: p, body: b, authority: OTHER_AUTHORITY } as Parameters<typeof signRequest>[0]),
-      }),
-    },
+    { name: "body replaced after signing", sign: valid, swapBody: true },
+    { name: "signed for another path", sign: (m, p, b, s) => valid(m, otherPath(p), b, s) },
+    { name: "expired (created an hour ago)", sign: signerOf({ key, authority, created: now - 3600 }) },
+    { name: "created an hour in the future", sign: signerOf({ key, authority, created: now + 3600 }) },
+    { name: `signed for another authority (${OTHER_AUTHORITY})`, sign: signerOf({ key, authority: OTHER_AUTHORITY }) },
   ];
 }
 
 const TAMPERED = Buffer.from('{"tampered":true}');
 
 /** Every signing variant of `t` on each of its signed REST routes and over gRPC. */
-export function signingCases(t: MethodTarget, key: ActorKey): AbuseCase[] {
+export function signingCases(t: MethodTarget, key: ActorKey, authority: string): AbuseCase[] {
   if (!t.signed) return [];
   const cases: AbuseCase[] = [];
   const add = (label: string, send: (w: Wire) => Promise<Outcome>): void =>
     void cases.push({ label: `${t.grpcPath} ${label}`, method: t.method, kind: "signature", expect: "unauthenticated", send });
-  for (const v of variants(key)) {
+  for (const v of variants(key, authority)) {
     for (const route of t.routes.filter((r) => r.verb !== "GET")) {
       const spec = restRequest(route, t.seed, { ...(v.sign ? { sign: v.sign } : {}) });
       if (!spec) continue;
@@ -91,15 +74,10 @@ export function signingCases(t: MethodTarget, key: ActorKey): AbuseCase[] {
       add(`rest ${route.verb} ${route.template}: ${v.name}`, (w) => sendRest(w.baseUrl, sent));
     }
     const bytes = grpcBytes(t.method, t.seed);
-    const streamed = t.kind === "client_streaming" || t.kind === "bidi_streaming";
-    // Client streams sign an empty digest today (the kit binds the stream later); sign what it checks.
-    const md = v.sign ? v.sign("POST", t.grpcPath, streamed ? new Uint8Array() : bytes) : {};
-    const sent = v.swapBody
-      ? streamed
-        ? Buffer.from(emptyBytes(t.method))
-        : Buffer.concat([bytes, Buffer.from([0xfa, 0xff, 0x07, 0x00])])
-      : bytes;
-    if (v.swapBody && streamed) continue;
+    const streamed = isClientStream(t);
+    const md = v.sign ? v.sign("POST", t.grpcPath, bytes, streamed) : {};
+    // An unknown field appended: the same message to a handler, other bytes to the digest.
+    const sent = v.swapBody ? Buffer.concat([bytes, Buffer.from([0xfa, 0xff, 0x07, 0x00])]) : bytes;
     add(`grpc: ${v.name}`, (w) => sendGrpc(w.grpc, t.grpcPath, t.kind, sent, md));
   }
   return cases;
@@ -113,13 +91,13 @@ export interface ReplayCase {
 }
 
 /** One replay pair per signed REST route and over gRPC (unary). */
-export function replayCases(t: MethodTarget, key: ActorKey): ReplayCase[] {
+export function replayCases(t: MethodTarget, key: ActorKey, authority: string): ReplayCase[] {
   if (!t.signed) return [];
   const out: ReplayCase[] = [];
   const nonce = (): string => randomBytes(12).toString("base64url");
   for (const route of t.routes.filter((r) => r.verb !== "GET")) {
     const n = nonce();
-    const spec = restRequest(route, t.seed, { sign: (m, p, b) => ({ ...signRequest({ key, method: m, path: p, body: b, nonce: n }) }) });
+    const spec = restRequest(route, t.seed, { sign: signerOf({ key, authority, nonce: n }) });
     if (spec)
       out.push({
         label: `${t.grpcPath} rest ${route.verb} ${route.template}: replayed nonce`,
@@ -129,7 +107,7 @@ export function replayCases(t: MethodTarget, key: ActorKey): ReplayCase[] {
   }
   if (t.kind === "unary") {
     const bytes = grpcBytes(t.method, t.seed);
-    const md = { ...signRequest({ key, method: "POST", path: t.grpcPath, body: bytes, nonce: nonce() }) };
+    const md = signerOf({ key, authority, nonce: nonce() })("POST", t.grpcPath, bytes);
     out.push({ label: `${t.grpcPath} grpc: replayed nonce`, target: t, send: (w) => sendGrpc(w.grpc, t.grpcPath, t.kind, bytes, md) });
   }
   return out;
