@@ -11,7 +11,7 @@ import type { RestRoute } from "@deai/kit";
 import type { AbuseCase, CaseKind, Expectation, Wire } from "./abuse-case.js";
 import { grpcBytes, grpcSignature, restRequest, SURROGATE_STAND_IN, type MethodTarget, type Signer } from "./method-requests.js";
 import { outOfRange, plant, requestSlots, type FieldSlot } from "./request-fields.js";
-import { sendConnect, sendGrpc, sendGrpcWeb, sendRest, type HttpRequestSpec, type Outcome } from "./transports.js";
+import { sendChunked, sendConnect, sendGrpc, sendGrpcWeb, sendRest, type HttpRequestSpec, type Outcome } from "./transports.js";
 
 export interface PayloadOptions {
   readonly sign: Signer;
@@ -220,9 +220,9 @@ export function oversizedCases(t: MethodTarget, o: PayloadOptions, firstOfBindin
     if (firstOfBinding) {
       const { "content-length": _drop, ...headers } = spec.headers ?? {};
       // Well past the limit, so the client is still sending when the server refuses.
-      const chunked = 2 * o.maxBodyBytes + 1;
-      add(`rest ${br.verb} ${br.template}: chunked body of ${chunked} bytes`, (w) =>
-        sendRest(w.baseUrl, { method: spec.method, target: spec.target, headers: { ...headers, "transfer-encoding": "chunked" }, chunked }),
+      const total = 2 * o.maxBodyBytes + 1;
+      add(`rest ${br.verb} ${br.template}: chunked body of ${total}+ bytes`, (w) =>
+        sendChunked(w.baseUrl, { method: spec.method, target: spec.target, headers, total }),
       );
     }
   }

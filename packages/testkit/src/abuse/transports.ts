@@ -1,10 +1,11 @@
 /**
  * The wire forms an abuse case is sent in, each with a stock client or raw HTTP so the
  * bytes are exactly the hostile ones: REST/JSON and Connect/gRPC-Web over HTTP/1.1
- * (node:http, raw paths, chunked bodies), gRPC over HTTP/2 with a stock @grpc/grpc-js
+ * (node:http with raw paths; a raw socket for chunked bodies), gRPC over HTTP/2 with a stock @grpc/grpc-js
  * client whose serializer passes the bytes through untouched.
  */
 import { Agent, request } from "node:http";
+import { connect } from "node:net";
 
 import * as grpc from "@grpc/grpc-js";
 
@@ -28,9 +29,7 @@ export interface HttpRequestSpec {
   /** Raw request target (path and query, already percent-encoded as it must go on the wire). */
   readonly target: string;
   readonly headers?: Record<string, string | number>;
-  /** The body, or a chunked body of `chunked` bytes with no content-length. */
   readonly body?: Uint8Array;
-  readonly chunked?: number;
   /** Send the headers, then wait for the answer without sending the body. */
   readonly headersOnly?: boolean;
 }
@@ -62,7 +61,7 @@ export function sendHttp(baseUrl: string, spec: HttpRequestSpec): Promise<RawHtt
       method: spec.method,
       path: spec.target,
       headers: spec.headers,
-      agent: spec.chunked !== undefined || spec.headersOnly ? false : agent,
+      agent: spec.headersOnly ? false : agent,
     });
     const timer = setTimeout(() => {
       finish({ headers: {}, body: Buffer.alloc(0), broken: `no answer within ${CASE_TIMEOUT_MS} ms` });
@@ -83,24 +82,59 @@ export function sendHttp(baseUrl: string, spec: HttpRequestSpec): Promise<RawHtt
       req.flushHeaders();
       return;
     }
-    if (spec.chunked !== undefined) {
+    req.end(spec.body ? Buffer.from(spec.body) : undefined);
+  });
+}
+
+/**
+ * A chunked body of `total` bytes over a raw socket, reading while writing: a server that
+ * answers 413 and closes before the body ends has answered, even if the rest of the body
+ * then meets a closed socket (node:http would report only the EPIPE).
+ */
+export function sendChunked(
+  baseUrl: string,
+  spec: { method: string; target: string; headers: Record<string, string | number>; total: number },
+): Promise<Outcome> {
+  const url = new URL(baseUrl);
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    let done = false;
+    const socket = connect({ host: url.hostname, port: Number(url.port) });
+    const finish = (broken?: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(got.toString("latin1"));
+      const body = got.subarray(got.indexOf("\r\n\r\n") + 4);
+      if (m) resolve({ transport: "rest", status: Number(m[1]), detail: excerpt(body) });
+      else resolve({ transport: "rest", broken: broken ?? "connection closed without an answer", detail: "" });
+    };
+    const timer = setTimeout(() => finish(`no answer within ${CASE_TIMEOUT_MS} ms`), CASE_TIMEOUT_MS);
+    socket.on("data", (c: Buffer) => {
+      got = Buffer.concat([got, c]);
+      // A complete answer (headers and a short body) ends the exchange.
+      if (got.includes("\r\n\r\n")) setTimeout(() => finish(), 50);
+    });
+    socket.on("error", (e: NodeJS.ErrnoException) => finish(`connection error: ${e.code ?? e.message}`));
+    socket.on("close", () => finish());
+    socket.on("connect", () => {
+      const head = Object.entries({ host: url.host, ...spec.headers, "transfer-encoding": "chunked" })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join("");
+      socket.write(`${spec.method} ${spec.target} HTTP/1.1\r\n${head}\r\n`);
       const piece = Buffer.alloc(64 * 1024, 0x61);
-      let left = spec.chunked;
+      const frame = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n")]);
+      let left = spec.total;
       const pump = (): void => {
-        while (left > 0 && !done) {
-          const n = Math.min(left, piece.length);
-          left -= n;
-          if (!req.write(piece.subarray(0, n))) {
-            req.once("drain", pump);
-            return;
-          }
+        while (left > 0 && !done && got.length === 0) {
+          left -= piece.length;
+          if (!socket.write(frame)) return void socket.once("drain", pump);
         }
-        if (!done) req.end();
+        if (!done && got.length === 0) socket.write("0\r\n\r\n");
       };
       pump();
-      return;
-    }
-    req.end(spec.body ? Buffer.from(spec.body) : undefined);
+    });
   });
 }
 
