@@ -136,6 +136,13 @@ export const serviceConfigSchema = {
   SHUTDOWN_TIMEOUT_MS: env.int({ default: 10_000, min: 100 }),
   /** Signed requests older (or further in the future) than this are refused. */
   SIGNATURE_MAX_AGE_S: env.int({ default: 300, min: 1 }),
+  /**
+   * Comma-separated host[:port] names under which clients reach this service (what they put
+   * in its URL); a signed request addressed to any other authority is refused, so a request
+   * signed for one service cannot be replayed to another. Unset: the loopback names with the
+   * bound port only (local runs and tests); every deployed service must set it.
+   */
+  PUBLIC_AUTHORITY: env.list({ default: [] }),
 } as const;
 
 export type ServiceConfig = ConfigOf<typeof serviceConfigSchema>;

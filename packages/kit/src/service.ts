@@ -113,6 +113,7 @@ export async function startService<DB>(
       bindings: [system, ...app.bindings],
       logger,
       signing: { nonces: new PostgresNonceStore(database.db as Kysely<unknown>), maxAgeS: config.SIGNATURE_MAX_AGE_S },
+      authorities: config.PUBLIC_AUTHORITY,
       readiness,
       ...(app.http ? { http: app.http } : {}),
       title: `DeAI OS ${def.name}`,

@@ -61,7 +61,7 @@ import { fileURLToPath } from "node:url";
 
 import { Client } from "minio";
 
-import { generateActorKey, REQUIRED_COMPONENTS, signRequest, type ActorKey } from "@deai/kit";
+import { generateActorKey, signRequest, type ActorKey } from "@deai/kit";
 import { generateNoteKey } from "@deai/proofs";
 import { createTestEnv, spawnService, startS3, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
 
@@ -616,7 +616,10 @@ type Json = ReturnType<typeof JSON.parse>;
 async function call(port: number, key: ActorKey, method: string, path: string, body?: unknown): Promise<{ status: number; json: Json }> {
   const bytes = body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
   const headers: Record<string, string> = { "content-type": "application/json" };
-  if (method !== "GET") Object.assign(headers, signRequest({ key, method, path, body: bytes }), { "content-length": String(bytes.length) });
+  if (method !== "GET")
+    Object.assign(headers, signRequest({ key, method, authority: `127.0.0.1:${port}`, path, body: bytes }), {
+      "content-length": String(bytes.length),
+    });
   const r = await http(port, method, path, headers, method === "GET" ? undefined : bytes);
   const text = r.body.toString("utf8");
   let json: Json = text;
@@ -626,36 +629,6 @@ async function call(port: number, key: ActorKey, method: string, path: string, b
     /* not JSON */
   }
   return { status: r.status, json };
-}
-
-/**
- * RFC 9421 signature headers for a body known only by its Content-Digest (streamed from a file),
- * exactly as the kit's signRequest builds them (checked against it at start).
- */
-function signStreamed(
-  key: ActorKey,
-  method: string,
-  path: string,
-  digest: string,
-  created?: number,
-  nonce?: string,
-): Record<string, string> {
-  const params = `(${REQUIRED_COMPONENTS.map((c) => `"${c}"`).join(" ")});created=${created ?? Math.floor(Date.now() / 1000)};nonce="${
-    nonce ?? randomBytes(16).toString("base64url")
-  }";keyid="${key.id}";alg="ed25519"`;
-  const value: Record<string, string> = { "@method": method.toUpperCase(), "@path": path, "content-digest": digest };
-  const base = [...REQUIRED_COMPONENTS.map((c) => `"${c}": ${value[c]}`), `"@signature-params": ${params}`].join("\n");
-  const sig = sign(null, Buffer.from(base, "utf8"), key.privateKey).toString("base64");
-  return { "content-digest": digest, "signature-input": `sig1=${params}`, signature: `sig1=:${sig}:` };
-}
-
-function checkSigner(key: ActorKey): void {
-  const body = Buffer.from("bench-ingest signer self-check");
-  const a = signRequest({ key, method: "PUT", path: "/v1/x", body, created: 1_700_000_000, nonce: "n0" });
-  const digest = `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
-  const b = signStreamed(key, "PUT", "/v1/x", digest, 1_700_000_000, "n0");
-  if (JSON.stringify(a) !== JSON.stringify({ ...b }))
-    throw new Error(`streamed signer differs from signRequest: ${JSON.stringify({ a, b })}`);
 }
 
 /** PUTs [offset, offset + length) of the file, streamed, with a signed Content-Digest. */
@@ -806,7 +779,14 @@ async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Pro
     const len = Math.min(SEGMENT, ds.size - at);
     const path = `/v1/uploads/${uploadId}/data/${at}`;
     const s = performance.now();
-    const r = await putSegment(port, path, signStreamed(key, "PUT", path, ds.segmentDigests[i]!), ds.file, at, len);
+    const r = await putSegment(
+      port,
+      path,
+      { ...signRequest({ key, method: "PUT", authority: `127.0.0.1:${port}`, path, digest: ds.segmentDigests[i]! }) },
+      ds.file,
+      at,
+      len,
+    );
     if (r.status !== 200) throw new Error(`PUT at ${at}: ${r.status} ${r.text.slice(0, 500)}`);
     puts.push(performance.now() - s);
   }
@@ -943,7 +923,6 @@ async function main(): Promise<void> {
   log(`dataset and S3 objects in ${workDir} (deleted at the end)`);
   if (PROFILE) profileRoot = mkdtempSync(join(tmpdir(), "deai-bench-ingest-prof-"));
   const owner = generateActorKey();
-  checkSigner(owner);
 
   const ds = await generate(join(workDir, "dataset.bin"), SIZE, SEGMENT);
   log(`generated ${SIZE / MiB} MiB dataset (sha256 ${ds.sha256.slice(0, 16)}…) in ${Math.round(ds.ms)} ms`);

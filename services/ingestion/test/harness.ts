@@ -89,7 +89,7 @@ export async function call(
 ): Promise<{ status: number; json: Json }> {
   const bytes = body === undefined ? new Uint8Array() : Buffer.from(JSON.stringify(body));
   const headers: Record<string, string> = { "content-type": "application/json" };
-  if (method !== "GET") Object.assign(headers, signRequest({ key, method, path: new URL(base + path).pathname, body: bytes }));
+  if (method !== "GET") Object.assign(headers, signRequest({ key, method, url: base + path, body: bytes }));
   const res = await fetch(base + path, { method, headers, ...(method === "GET" ? {} : { body: bytes }) });
   const text = await res.text();
   let json: Json;
@@ -111,7 +111,7 @@ export async function putData(
   headers: Record<string, string> = {},
 ) {
   const path = `/v1/uploads/${uploadId}/data/${offset}`;
-  const sig = signRequest({ key, method: "PUT", path, body: data });
+  const sig = signRequest({ key, method: "PUT", url: base + path, body: data });
   const res = await fetch(base + path, {
     method: "PUT",
     body: data,

@@ -296,7 +296,7 @@ describe("bad input changes nothing", () => {
     // A body that is not the signed one: refused after streaming, nothing kept.
     const path = `/v1/uploads/${id}/data/0`;
     const { signRequest } = await import("@deai/kit");
-    const sig = signRequest({ key: owner, method: "PUT", path, body: data });
+    const sig = signRequest({ key: owner, method: "PUT", url: base + path, body: data });
     const tampered = Buffer.from(data);
     tampered[99_999]! ^= 1;
     const r1 = await fetch(base + path, { method: "PUT", body: tampered, headers: { ...sig } });

@@ -129,7 +129,7 @@ it("kill -9 during a REST request: its unverified bytes roll back to where it st
   // The second request's body trickles in; the service dies after it committed groups from it.
   const body = data.subarray(GROUP);
   const path = `/v1/uploads/${uploadId}/data/${GROUP}`;
-  const sig = signRequest({ key, method: "PUT", path, body });
+  const sig = signRequest({ key, method: "PUT", url: base + path, body });
   let sent = 0;
   const stream = new ReadableStream<Uint8Array>({
     async pull(ctl) {

@@ -261,6 +261,7 @@ function signAppend(r: Req): void {
   const sig = signRequest({
     key: r.key.actor,
     method: "POST",
+    authority: `127.0.0.1:${port}`,
     path: r.path,
     body: r.body,
     nonce: randomBytes(12).toString("base64url"),

@@ -11,6 +11,9 @@ describe("signDigestHeaders", () => {
     const digest = `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
     const opts = { created: 1_700_000_000, nonce: "n0nce" };
     const path = "/v1/uploads/0d0c/data/65536";
-    expect(signDigestHeaders(key, "put", path, digest, opts)).toEqual({ ...signRequest({ key, method: "PUT", path, body, ...opts }) });
+    const authority = "ingest.example:8443";
+    expect(signDigestHeaders(key, "put", authority, path, digest, opts)).toEqual({
+      ...signRequest({ key, method: "PUT", authority, path, body, ...opts }),
+    });
   });
 });

@@ -57,10 +57,19 @@ export async function readKeyFile(path: string): Promise<ActorKey> {
   return key;
 }
 
-/** RFC 9421 signature headers for a request, exactly as the kit verifies them. */
-export async function signHeaders(key: ActorKey, method: string, path: string, body: Uint8Array): Promise<Record<string, string>> {
+/**
+ * RFC 9421 signature headers for a request to `path` on the service at `authority` (host[:port]
+ * of its URL, which the signature covers), exactly as the kit verifies them.
+ */
+export async function signHeaders(
+  key: ActorKey,
+  method: string,
+  authority: string,
+  path: string,
+  body: Uint8Array,
+): Promise<Record<string, string>> {
   const { signRequest } = await kit();
-  return { ...signRequest({ key, method, path, body }) };
+  return { ...signRequest({ key, method, authority, path, body }) };
 }
 
 /**
@@ -72,15 +81,17 @@ export async function signHeaders(key: ActorKey, method: string, path: string, b
 export function signDigestHeaders(
   key: ActorKey,
   method: string,
+  authority: string,
   path: string,
   digest: string,
   opts: { created?: number; nonce?: string } = {},
 ): Record<string, string> {
   const created = opts.created ?? Math.floor(Date.now() / 1000);
   const nonce = opts.nonce ?? randomBytes(16).toString("base64url");
-  const params = `("@method" "@path" "content-digest");created=${created};nonce="${nonce}";keyid="${key.id}";alg="ed25519"`;
+  const params = `("@method" "@authority" "@path" "content-digest");created=${created};nonce="${nonce}";keyid="${key.id}";alg="ed25519"`;
   const base = [
     `"@method": ${method.toUpperCase()}`,
+    `"@authority": ${authority.toLowerCase()}`,
     `"@path": ${path}`,
     `"content-digest": ${digest}`,
     `"@signature-params": ${params}`,

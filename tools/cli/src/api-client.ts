@@ -47,10 +47,15 @@ export class ApiClient {
     return text;
   }
 
-  /** POSTs a JSON body signed by `key` (RFC 9421 over method, path and content-digest). */
+  /** The service's authority (host[:port] of its URL): what signatures name as `@authority`. */
+  get authority(): string {
+    return new URL(this.server).host.toLowerCase();
+  }
+
+  /** POSTs a JSON body signed by `key` (RFC 9421 over method, authority, path and content-digest). */
   async postSigned<T>(path: string, body: unknown, key: ActorKey): Promise<T> {
     const bytes = new TextEncoder().encode(JSON.stringify(body));
-    const headers = { "content-type": "application/json", ...(await signHeaders(key, "POST", path, bytes)) };
+    const headers = { "content-type": "application/json", ...(await signHeaders(key, "POST", this.authority, path, bytes)) };
     return this.parse<T>(await this.send(path, { method: "POST", body: bytes, headers }));
   }
 

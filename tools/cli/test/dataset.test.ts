@@ -365,7 +365,7 @@ describe("resume and retry", () => {
       const res = await fetch(base + path, {
         method: "POST",
         body: bytes,
-        headers: { "content-type": "application/json", ...signRequest({ key: owner, method: "POST", path, body: bytes }) },
+        headers: { "content-type": "application/json", ...signRequest({ key: owner, method: "POST", url: base + path, body: bytes }) },
       });
       return (await res.json()) as { upload: { uploadId: string } };
     };
@@ -374,7 +374,7 @@ describe("resume and retry", () => {
     const put = await fetch(base + path, {
       method: "PUT",
       body: a,
-      headers: { ...signRequest({ key: owner, method: "PUT", path, body: a }) },
+      headers: { ...signRequest({ key: owner, method: "PUT", url: base + path, body: a }) },
     });
     expect(put.status).toBe(200);
     // Resuming it with b: the first 65536 bytes (one durable group) are a's, so the manifest is not b.

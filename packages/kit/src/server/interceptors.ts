@@ -87,7 +87,7 @@ export function errorInterceptor(logger: Logger): Interceptor {
       : req;
     try {
       const res = await next(input);
-      return res.stream ? ({ ...res, message: mapped(res.message, report) }) : res;
+      return res.stream ? { ...res, message: mapped(res.message, report) } : res;
     } catch (e) {
       throw report(e);
     }
@@ -134,7 +134,7 @@ export function signingInterceptor(policy: SigningPolicy): Interceptor {
       header: (n: string) => req.header.get(n),
     };
     if (!req.stream) {
-      const actor = await authenticate(policy, req.method, { ...common, body: toBinary(req.method.input, (req).message) });
+      const actor = await authenticate(policy, req.method, { ...common, body: toBinary(req.method.input, req.message) });
       req.contextValues.set(actorKey, actor);
       return next(req);
     }

@@ -146,7 +146,7 @@ export async function witnessOnce(o: WitnessOptions): Promise<{ size: number; co
   const res = await fetch(`${log}${path}`, {
     method: "POST",
     body,
-    headers: { "content-type": "application/json", ...signRequest({ key: o.actor, method: "POST", path, body }) },
+    headers: { "content-type": "application/json", ...signRequest({ key: o.actor, method: "POST", url: `${log}${path}`, body }) },
   });
   if (res.status !== 200) throw new Error(`AddCosignature for size ${size}: HTTP ${res.status}: ${(await res.text()).slice(0, 300)}`);
   return { size, cosigned: true, state };

@@ -219,7 +219,7 @@ async function streamBytes(
     const path = `/v1/uploads/${encodeURIComponent(id)}/data/${off}`;
     try {
       const digest = await src.digest(off, end);
-      const headers = signDigestHeaders(key, "PUT", path, digest);
+      const headers = signDigestHeaders(key, "PUT", client.authority, path, digest);
       let sent = off;
       const r = await client.putStream<ChunksJson>(path, headers, src.open(off, end), end - off, (n) => progress.set((sent += n)));
       const received = u64(r.receivedOffset);
