@@ -6,6 +6,8 @@
  */
 import { connect, type Socket } from "node:net";
 
+import { sendHttp } from "./transports.js";
+
 export type SlowClientKind = "h2-preface-then-silence" | "h1-headers-byte-by-byte" | "slow-post-body" | "idle-socket";
 
 /** The HTTP/2 connection preface and an empty SETTINGS frame: a client that said hello and nothing more. */
@@ -28,22 +30,14 @@ function openSocket(baseUrl: string): Promise<Socket> {
   });
 }
 
-/** A /healthz on a new connection, with one retry budget of `withinMs`. */
+/** A /healthz on a new connection, retried every 100 ms for up to `withinMs`. */
 export async function freshHealthz(baseUrl: string, withinMs: number): Promise<{ ok: boolean; ms: number; detail: string }> {
   const t0 = Date.now();
   let detail = "";
   while (Date.now() - t0 < withinMs) {
-    try {
-      const res = await fetch(`${baseUrl}/healthz`, {
-        signal: AbortSignal.timeout(Math.max(100, withinMs - (Date.now() - t0))),
-        headers: { connection: "close" },
-      });
-      await res.arrayBuffer();
-      if (res.status === 200) return { ok: true, ms: Date.now() - t0, detail: "" };
-      detail = `HTTP ${res.status}`;
-    } catch (e) {
-      detail = (e as Error).message;
-    }
+    const a = await sendHttp(baseUrl, { method: "GET", target: "/healthz", fresh: true });
+    if (a.status === 200) return { ok: true, ms: Date.now() - t0, detail: "" };
+    detail = a.broken ?? `HTTP ${a.status}`;
     await new Promise((r) => setTimeout(r, 100));
   }
   return { ok: false, ms: Date.now() - t0, detail };

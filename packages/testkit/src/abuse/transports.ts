@@ -32,6 +32,8 @@ export interface HttpRequestSpec {
   readonly body?: Uint8Array;
   /** Send the headers, then wait for the answer without sending the body. */
   readonly headersOnly?: boolean;
+  /** A new connection, not one of the keep-alive pool's. */
+  readonly fresh?: boolean;
 }
 
 export interface RawHttpAnswer {
@@ -61,7 +63,7 @@ export function sendHttp(baseUrl: string, spec: HttpRequestSpec): Promise<RawHtt
       method: spec.method,
       path: spec.target,
       headers: spec.headers,
-      agent: spec.headersOnly ? false : agent,
+      agent: spec.headersOnly || spec.fresh ? false : agent,
     });
     const timer = setTimeout(() => {
       finish({ headers: {}, body: Buffer.alloc(0), broken: `no answer within ${CASE_TIMEOUT_MS} ms` });

@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema } from "@deai/contracts/grpc/health/v1/health_pb";
 
 import { grpcUnary } from "../service-conformance.js";
+import { sendHttp } from "./transports.js";
 
 /** One known-good request; throws when the answer is wrong. */
 export interface ValidRequest {
@@ -16,14 +17,14 @@ export interface ValidRequest {
   run(baseUrl: string): Promise<void>;
 }
 
-/** A GET that must answer `status` (default 200) with a fresh connection each time. */
+/** A GET that must answer `status` (default 200), on a new connection each time (a fresh client). */
 export function validGet(path: string, status = 200): ValidRequest {
   return {
     name: `GET ${path}`,
     run: async (baseUrl) => {
-      const res = await fetch(baseUrl + path, { signal: AbortSignal.timeout(5000) });
-      await res.arrayBuffer();
-      if (res.status !== status) throw new Error(`HTTP ${res.status}`);
+      const a = await sendHttp(baseUrl, { method: "GET", target: path, headersOnly: false, fresh: true });
+      if (a.broken) throw new Error(a.broken);
+      if (a.status !== status) throw new Error(`HTTP ${a.status}`);
     },
   };
 }
