@@ -156,7 +156,8 @@ export function runAbuseSuite(opts: AbuseSuiteOptions): void {
         title,
         async () => {
           const list = selected();
-          expect(list.length).toBeGreaterThan(0);
+          // A contract can lack what a group abuses (no integer fields); say so, do not fail.
+          if (list.length === 0) return void stats.push(`${title}: no cases for this contract`);
           const before = await target.snapshot();
           const t0 = Date.now();
           const wrong = await runCases(wire, list, unimplemented);
