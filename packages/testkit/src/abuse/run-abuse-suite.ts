@@ -84,14 +84,22 @@ async function pool<T, R>(items: readonly T[], n: number, f: (x: T) => Promise<R
   return out;
 }
 
-/** Runs `cases` and returns one line per wrong answer. */
-async function runCases(wire: Wire, cases: readonly AbuseCase[], unimplemented: (m: DescMethod) => boolean): Promise<string[]> {
+/** Runs `cases`: one line per wrong answer, and the cases that were accepted (suspects when state changed). */
+async function runCases(
+  wire: Wire,
+  cases: readonly AbuseCase[],
+  unimplemented: (m: DescMethod) => boolean,
+): Promise<{ wrong: string[]; accepted: string[] }> {
   const verdicts = await pool(cases, CONCURRENCY, async (c) => {
     const o = await c.send(wire);
     const why = judge(c, o, unimplemented(c.method));
-    return why ? `${c.label} → ${describeOutcome(o)}: ${why}` : undefined;
+    const ok = o.code === 0 || (o.code === undefined && o.status !== undefined && o.status < 300);
+    return { wrong: why ? `${c.label} → ${describeOutcome(o)}: ${why}` : undefined, accepted: ok && !why ? c.label : undefined };
   });
-  return verdicts.filter((v): v is string => v !== undefined);
+  return {
+    wrong: verdicts.flatMap((v) => (v.wrong ? [v.wrong] : [])),
+    accepted: verdicts.flatMap((v) => (v.accepted ? [v.accepted] : [])),
+  };
 }
 
 const stats: string[] = [];
@@ -160,12 +168,15 @@ export function runAbuseSuite(opts: AbuseSuiteOptions): void {
           if (list.length === 0) return void stats.push(`${title}: no cases for this contract`);
           const before = await target.snapshot();
           const t0 = Date.now();
-          const wrong = await runCases(wire, list, unimplemented);
+          const { wrong, accepted } = await runCases(wire, list, unimplemented);
           stats.push(`${title}: ${list.length} cases in ${Date.now() - t0} ms, ${wrong.length} wrong`);
           const changed = changedTables(before, await target.snapshot());
-          expect({ wrongAnswers: wrong, changedTables: changed, alive: target.alive() }).toEqual({
+          // When state changed, the accepted cases are the ones that can have changed it.
+          const suspects = changed.length > 0 ? accepted : [];
+          expect({ wrongAnswers: wrong, changedTables: changed, acceptedWhileStateChanged: suspects, alive: target.alive() }).toEqual({
             wrongAnswers: [],
             changedTables: [],
+            acceptedWhileStateChanged: [],
             alive: true,
           });
         },
