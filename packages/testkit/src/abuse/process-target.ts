@@ -19,6 +19,14 @@ export function processTarget(o: {
   return {
     baseUrl: `http://127.0.0.1:${o.service.port}`,
     alive: () => o.service.proc.exitCode === null && o.service.proc.signalCode === null,
+    errorLogs: () =>
+      o.service.logs.flatMap((l) => {
+        const line = l as { level?: number; msg?: string; err?: { message?: string } };
+        // pino levels: 50 error, 60 fatal.
+        return typeof line.level === "number" && line.level >= 50
+          ? [`${line.msg ?? ""}${line.err?.message ? `: ${line.err.message}` : ""}`]
+          : [];
+      }),
     snapshot: postgresSnapshot({ url: o.databaseUrl, schema: o.schema, ...(o.exclude ? { exclude: o.exclude } : {}) }),
     stop: async () => {
       if (o.service.proc.exitCode === null && o.service.proc.signalCode === null) {

@@ -29,6 +29,11 @@ export interface AbuseTarget {
   alive(): boolean;
   /** The service's durable state; compared before and after each group. See postgresSnapshot. */
   snapshot(): Promise<StateSnapshot>;
+  /**
+   * Error-level log lines so far, when the target can see its logs: bad input must not reach
+   * the error log (a client could flood it), so each group checks that none were added.
+   */
+  errorLogs?(): readonly string[];
   stop(): Promise<void>;
 }
 
@@ -168,17 +173,20 @@ export function runAbuseSuite(opts: AbuseSuiteOptions): void {
           if (list.length === 0) return void stats.push(`${title}: no cases for this contract`);
           const before = await target.snapshot();
           const t0 = Date.now();
+          const logged = target.errorLogs?.().length ?? 0;
           const { wrong, accepted } = await runCases(wire, list, unimplemented);
+          const errorLogs = target.errorLogs?.().slice(logged) ?? [];
           stats.push(`${title}: ${list.length} cases in ${Date.now() - t0} ms, ${wrong.length} wrong`);
           const changed = changedTables(before, await target.snapshot());
           // When state changed, the accepted cases are the ones that can have changed it.
           const suspects = changed.length > 0 ? accepted : [];
-          expect({ wrongAnswers: wrong, changedTables: changed, acceptedWhileStateChanged: suspects, alive: target.alive() }).toEqual({
-            wrongAnswers: [],
-            changedTables: [],
-            acceptedWhileStateChanged: [],
-            alive: true,
-          });
+          expect({
+            wrongAnswers: wrong,
+            changedTables: changed,
+            acceptedWhileStateChanged: suspects,
+            errorLogs: errorLogs.slice(0, 10),
+            alive: target.alive(),
+          }).toEqual({ wrongAnswers: [], changedTables: [], acceptedWhileStateChanged: [], errorLogs: [], alive: true });
         },
         timeoutMs,
       );
