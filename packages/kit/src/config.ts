@@ -143,6 +143,13 @@ export const serviceConfigSchema = {
    * bound port only (local runs and tests); every deployed service must set it.
    */
   PUBLIC_AUTHORITY: env.list({ default: [] }),
+  /** Connection limits of the kit's server (server/connections.ts); 0 = the documented default. */
+  SERVER_HEADERS_TIMEOUT_MS: env.int({ default: 0, min: 0 }),
+  SERVER_IDLE_TIMEOUT_MS: env.int({ default: 0, min: 0 }),
+  SERVER_INACTIVITY_TIMEOUT_MS: env.int({ default: 0, min: 0 }),
+  SERVER_MIN_BYTES_PER_WINDOW: env.int({ default: 0, min: 0 }),
+  SERVER_MAX_CONNECTIONS: env.int({ default: 0, min: 0 }),
+  SERVER_MAX_CONNECTIONS_PER_ADDRESS: env.int({ default: 0, min: 0 }),
 } as const;
 
 export type ServiceConfig = ConfigOf<typeof serviceConfigSchema>;

@@ -17,6 +17,7 @@ import { OutboxRelay } from "./events/outbox.js";
 import { createLogger, type Logger } from "./logger.js";
 import { requireActor } from "./server/auth.js";
 import type { NodeRequest, NodeResponse } from "./server/rest-gateway.js";
+import type { ConnectionLimits } from "./server/connections.js";
 import { Server, type Readiness } from "./server/server.js";
 import { bind, type ServiceBinding } from "./server/service-binding.js";
 import { Scheduler } from "./schedule/scheduler.js";
@@ -69,7 +70,21 @@ export interface RunningService<DB> {
   stop(): Promise<boolean>;
 }
 
-/** The Postgres schema a service owns. */
+/** The server's connection limits from config; unset (0) values keep the kit's defaults. */
+function serverLimits(config: ServiceConfig): ConnectionLimits {
+  const given: Record<keyof ConnectionLimits, number> = {
+    headersTimeoutMs: config.SERVER_HEADERS_TIMEOUT_MS,
+    idleTimeoutMs: config.SERVER_IDLE_TIMEOUT_MS,
+    inactivityTimeoutMs: config.SERVER_INACTIVITY_TIMEOUT_MS,
+    minBytesPerWindow: config.SERVER_MIN_BYTES_PER_WINDOW,
+    maxConnections: config.SERVER_MAX_CONNECTIONS,
+    maxConnectionsPerAddress: config.SERVER_MAX_CONNECTIONS_PER_ADDRESS,
+    maxStreamsPerSession: 0,
+  };
+  return Object.fromEntries(Object.entries(given).filter(([, v]) => v > 0)) as ConnectionLimits;
+}
+
+/** The Postgres schema a service owns.
 export function schemaOf(name: string): string {
   return name.replace(/-/g, "_");
 }
@@ -130,6 +145,7 @@ export async function startService<DB>(
         maxAgeS: config.SIGNATURE_MAX_AGE_S,
       },
       authorities: config.PUBLIC_AUTHORITY,
+      limits: serverLimits(config),
       readiness,
       ...(app.http ? { http: app.http } : {}),
       title: `DeAI OS ${def.name}`,
