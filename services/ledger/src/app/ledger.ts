@@ -2,7 +2,7 @@
 import type { Kysely } from "kysely";
 
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
-import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseNote, type NoteSignature } from "@deai/proofs";
+import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseDecimal, parseNote, type NoteSignature } from "@deai/proofs";
 
 import {
   completeEnvelope,
@@ -14,6 +14,7 @@ import {
 } from "../domain/envelope.js";
 import { digestFromKey, digestKey, parseDigest, type Digest } from "../domain/digest.js";
 import { walkLineage, type LineageDirection, type LineageEdge } from "../domain/lineage.js";
+import { requirePredicateType } from "../domain/statement.js";
 import {
   entriesByIndexes,
   entriesNaming,
@@ -201,16 +202,29 @@ export class Ledger {
         break;
       }
     }
-    const ok = await this.o.verifier.verify(prepared.flatMap((p) => p.checks));
-    const verified: VerifiedEntry[] = [];
+    // An envelope repeated in the batch (same leaf) is verified once: its checks are the same.
+    const first = new Map<string, number>();
+    const unique = prepared.filter((p, i) => {
+      const key = Buffer.from(p.leafHash).toString("hex");
+      if (first.has(key)) return false;
+      first.set(key, i);
+      return true;
+    });
+    const ok = await this.o.verifier.verify(unique.flatMap((p) => p.checks));
+    const outcomes = new Map<PreparedEnvelope, readonly boolean[]>();
     let k = 0;
+    for (const p of unique) {
+      outcomes.set(p, ok.slice(k, k + p.checks.length));
+      k += p.checks.length;
+    }
+    const verified: VerifiedEntry[] = [];
     for (const [i, p] of prepared.entries()) {
+      const leader = prepared[first.get(Buffer.from(p.leafHash).toString("hex"))!]!;
       try {
-        verified.push(completeEnvelope(p, ok.slice(k, k + p.checks.length)));
+        verified.push(completeEnvelope(p, outcomes.get(leader)!));
       } catch (err) {
         throw at(i, err);
       }
-      k += p.checks.length;
     }
     if (structural) throw at(structural.i, structural.error);
     const out = await this.o.batcher.submitMany(verified.map(newEntry));
@@ -296,10 +310,13 @@ export class Ledger {
     pageToken: string;
   }): Promise<{ entries: EntryView[]; nextPageToken: string }> {
     const digest = parseDigest(q.algorithm, q.hex, "subject");
+    // Checked as appends check it: a NUL would otherwise fail the query in Postgres (500).
+    if (q.predicateType) requirePredicateType(q.predicateType, "predicate_type");
     let before: number | undefined;
     if (q.pageToken !== "") {
-      if (!/^(0|[1-9][0-9]{0,15})$/.test(q.pageToken)) throw new InvalidArgumentError("page_token is not one this server issued");
-      before = Number(q.pageToken);
+      // Canonical decimal only (no sign, space, leading zero, hex or exponent), a safe integer.
+      before = parseDecimal(q.pageToken);
+      if (before === undefined) throw new InvalidArgumentError("page_token is not one this server issued");
     }
     const limit = Math.min(q.pageSize === 0 ? DEFAULT_PAGE : q.pageSize, MAX_PAGE);
     const idxs = await indexesByDigest(this.o.db, digestKey(digest), "s", {

@@ -118,6 +118,7 @@ export interface SignatureCheck {
 export interface PreparedEnvelope {
   readonly payload: Uint8Array;
   readonly leaf: Uint8Array;
+  readonly leafHash: Uint8Array;
   readonly checks: readonly SignatureCheck[];
   readonly positions: readonly number[];
   readonly failure?: InvalidArgumentError;
@@ -142,6 +143,7 @@ export function prepareEnvelope(e: Envelope | undefined): PreparedEnvelope {
   }
   const leaf = envelopeLeaf(e);
   if (leaf.length > MAX_LEAF_SIZE) throw new InvalidArgumentError(`entry is ${leaf.length} bytes as a leaf; the limit is ${MAX_LEAF_SIZE}`);
+  const leafHash = entryLeafHash(leaf);
   const message = pae(e.payloadType, e.payload);
   const checks: SignatureCheck[] = [];
   const positions: number[] = [];
@@ -154,10 +156,10 @@ export function prepareEnvelope(e: Envelope | undefined): PreparedEnvelope {
       positions.push(i);
     } catch (err) {
       if (!(err instanceof InvalidArgumentError)) throw err;
-      return { payload: e.payload, leaf, checks, positions, failure: err };
+      return { payload: e.payload, leaf, leafHash, checks, positions, failure: err };
     }
   }
-  return { payload: e.payload, leaf, checks, positions };
+  return { payload: e.payload, leaf, leafHash, checks, positions };
 }
 
 /**
@@ -173,7 +175,7 @@ export function completeEnvelope(p: PreparedEnvelope, verified: readonly boolean
   });
   if (p.failure) throw p.failure;
   const statement = parseStatement(p.payload);
-  return { leaf: p.leaf, leafHash: entryLeafHash(p.leaf), signers, statement };
+  return { leaf: p.leaf, leafHash: p.leafHash, signers, statement };
 }
 
 /** Verifies one signature check on this thread. */
