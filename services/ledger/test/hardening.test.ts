@@ -99,7 +99,15 @@ describe("group commit (defect 2)", () => {
     // Every valid member got its own contiguous index: nothing was lost or written twice.
     const indexes = valid.map((e) => (outcome(e) as PromiseFulfilledResult<{ index: number }>).value.index).sort((a, b) => a - b);
     expect(new Set(indexes).size).toBe(60);
-    const rows = await svc.deps.db.selectFrom("entries").select("idx").where("idx", "in", indexes).execute();
+    const rows = await svc.deps.db
+      .selectFrom("entries")
+      .select("idx")
+      .where(
+        "idx",
+        "in",
+        indexes.map((i) => BigInt(i)),
+      )
+      .execute();
     expect(rows).toHaveLength(60);
   });
 

@@ -467,12 +467,12 @@ describe("fsck", () => {
     const clean = await fsck(svc.deps.db, verifier, ORIGIN);
     expect(clean.problems).toEqual([]);
     expect(clean.checkpoints).toBeGreaterThan(3);
-    const row = await svc.deps.db.selectFrom("tiles").selectAll().where("level", "=", 0).where("idx", "=", 0).executeTakeFirstOrThrow();
+    const row = await svc.deps.db.selectFrom("tiles").selectAll().where("level", "=", 0).where("idx", "=", 0n).executeTakeFirstOrThrow();
     const bad = Buffer.from(row.hashes);
     bad[5]! ^= 1;
-    await svc.deps.db.updateTable("tiles").set({ hashes: bad }).where("level", "=", 0).where("idx", "=", 0).execute();
+    await svc.deps.db.updateTable("tiles").set({ hashes: bad }).where("level", "=", 0).where("idx", "=", 0n).execute();
     const dirty = await fsck(svc.deps.db, verifier, ORIGIN);
-    await svc.deps.db.updateTable("tiles").set({ hashes: row.hashes }).where("level", "=", 0).where("idx", "=", 0).execute();
+    await svc.deps.db.updateTable("tiles").set({ hashes: row.hashes }).where("level", "=", 0).where("idx", "=", 0n).execute();
     expect(dirty.problems).toEqual([expect.stringMatching(/tile 0\/0/)]);
   });
 });
