@@ -5,7 +5,12 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { fromBinary } from "@bufbuild/protobuf";
+import { sql, type Kysely } from "kysely";
+
+import { CheckpointPublishedSchema } from "@deai/contracts/deai/events/v1/ledger_pb";
 import { generateActorKey, startService, type RunningService } from "@deai/kit";
+import { ManualClock } from "@deai/kit/clock";
 import { createTestEnv, signedFetch, type TestEnv } from "@deai/testkit";
 import { COSIGNATURE_V1_TYPE, generateNoteKey } from "@deai/proofs";
 
@@ -18,6 +23,7 @@ import { runWitness } from "../src/app/witness.js";
 import { loadLedgerConfig } from "../src/config.js";
 import { ledgerDefinition } from "../src/definition.js";
 import { entryLeafHash } from "../src/domain/envelope.js";
+import { checkpointEventId, enqueueCheckpointPublished, LedgerSubjects } from "../src/events/checkpoint-published.js";
 import type { NewEntry } from "../src/store/entries.js";
 import type { LedgerDb } from "../src/store/tables.js";
 import { envelope, sha256Hex, statement } from "./fixtures.js";
@@ -51,7 +57,7 @@ function rawEntry(tag: string, predicateType = "https://deai.dev/lease/v1", subj
 }
 
 /** A Ledger over the service's database with its own verifier, so a test can count signature checks. */
-function countingLedger(): { ledger: Ledger; verifier: SignatureVerifier; close: () => Promise<void> } {
+function countingLedger(clock?: ManualClock): { ledger: Ledger; verifier: SignatureVerifier; close: () => Promise<void> } {
   const { db, outbox, logger } = svc.deps;
   const verifier = new SignatureVerifier({ threads: 1, minOffload: 1 });
   const integrator = new Integrator({ db, origin: ORIGIN, signer: undefined, outbox, logger, intervalMs: 60_000 });
@@ -64,6 +70,7 @@ function countingLedger(): { ledger: Ledger; verifier: SignatureVerifier; close:
     cosignatures: new Cosignatures({ db, witnesses: [], quorum: 0 }),
     waitDefaultMs: 0,
     waitMaxMs: 0,
+    ...(clock ? { clock } : {}),
   });
   return { ledger, verifier, close: () => verifier.close() };
 }
@@ -216,5 +223,72 @@ describe("strict number parsing (defect 7)", () => {
     for (const v of ["0x10", " 100", "1e3", "+100", "0100"]) expect({ v, code: await run(v) }).toEqual({ v, code: 2 });
     // The same arguments with a decimal interval get past parsing (and witness once).
     expect(await run("100")).not.toBe(2);
+  });
+});
+
+describe("clock", () => {
+  it("keeps a latest checkpoint read from another replica for 100 ms of its clock, not of the wall", async () => {
+    const clock = new ManualClock();
+    const { ledger, close } = countingLedger(clock);
+    const publish = async (): Promise<number> => {
+      await signedFetch(`${base}/v1/ledger/entries`, author, {
+        body: JSON.stringify({ envelope: envelope(statement([sha256Hex(`clock-${Math.random()}`)], "p"), [author]) }),
+      });
+      const res = await signedFetch(`${base}/v1/ledger/checkpoints`, author, { body: "{}" });
+      return Number(((await res.json()) as { checkpoint: { size: string } }).checkpoint.size);
+    };
+    try {
+      const first = await publish();
+      expect((await ledger.consistencyProof(1n, 0n)).second).toBe(first);
+      // The service (another "replica" to this Ledger) signs a larger checkpoint.
+      const second = await publish();
+      expect(second).toBeGreaterThan(first);
+      await new Promise((r) => setTimeout(r, 150)); // wall time alone does not expire the cache
+      expect((await ledger.consistencyProof(1n, 0n)).second).toBe(first);
+      clock.advance(100);
+      expect((await ledger.consistencyProof(1n, 0n)).second).toBe(second);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe("events", () => {
+  it("enqueues CheckpointPublished in the caller's transaction, once per tree size", async () => {
+    const db = svc.deps.db as unknown as Kysely<unknown>;
+    const c = {
+      origin: ORIGIN,
+      treeSize: 9_000_001,
+      rootHash: new Uint8Array(32).fill(7),
+      note: "note\n",
+      previousTreeSize: 9_000_000,
+      publishedAt: new Date(0),
+    };
+    // Rolled back with its transaction: nothing is published for a checkpoint never stored.
+    await expect(
+      db.transaction().execute(async (trx) => {
+        await enqueueCheckpointPublished(trx, c);
+        throw new Error("roll back");
+      }),
+    ).rejects.toThrow("roll back");
+    const rows = () =>
+      sql<{
+        subject: string;
+        payload: Buffer;
+      }>`select subject, payload from kit_outbox where event_id = ${checkpointEventId(c.treeSize)}`.execute(db);
+    expect((await rows()).rows).toHaveLength(0);
+    await db.transaction().execute(async (trx) => {
+      await enqueueCheckpointPublished(trx, c);
+      await enqueueCheckpointPublished(trx, c);
+    });
+    const stored = (await rows()).rows;
+    expect(stored).toHaveLength(1);
+    expect(stored[0]!.subject).toBe(LedgerSubjects.checkpointPublished);
+    const event = fromBinary(CheckpointPublishedSchema, stored[0]!.payload);
+    expect({ treeSize: event.treeSize, previous: event.previousTreeSize, origin: event.origin }).toEqual({
+      treeSize: 9_000_001n,
+      previous: 9_000_000n,
+      origin: ORIGIN,
+    });
   });
 });

@@ -1,6 +1,7 @@
 // The ledger's use cases: append, reads, proofs, checkpoints, search and lineage.
 import type { Kysely } from "kysely";
 
+import { systemClock, type Clock } from "@deai/kit/clock";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
 import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseDecimal, parseNote, type NoteSignature } from "@deai/proofs";
 
@@ -85,6 +86,8 @@ export interface LedgerOptions {
   /** Default and cap of Append's wait for integration. */
   readonly waitDefaultMs: number;
   readonly waitMaxMs: number;
+  /** Time for append deadlines and the latest-checkpoint cache. @default systemClock */
+  readonly clock?: Clock;
 }
 
 const MAX_PAGE = 500;
@@ -128,9 +131,11 @@ export class Ledger {
   private latest: { row: CheckpointRow; at: number } | undefined;
   private latestGeneration = 0;
   private readonly tree: TreeReader;
+  private readonly clock: Clock;
 
   constructor(private readonly o: LedgerOptions) {
     this.tree = new TreeReader(o.db);
+    this.clock = o.clock ?? systemClock;
     o.integrator.onPublished(() => {
       this.latest = undefined;
       this.latestGeneration++;
@@ -164,13 +169,13 @@ export class Ledger {
     }
     this.o.integrator.requestSoon();
     const waitMs = Math.min(opts.waitMs ?? this.o.waitDefaultMs, this.o.waitMaxMs);
-    const deadline = Date.now() + waitMs;
+    const deadline = this.clock.nowMs() + waitMs;
     if (!(await this.o.integrator.waitForSize(index + 1, waitMs))) return { ...base, integrated: false };
     // With a witness quorum, wait (within the same deadline) for a published checkpoint; past
     // it, the receipt is against the log-signed checkpoint and says how many cosignatures it has.
     const published =
       this.o.cosignatures.quorum > 0
-        ? await this.o.cosignatures.waitForPublished(index + 1, Math.max(0, deadline - Date.now()))
+        ? await this.o.cosignatures.waitForPublished(index + 1, Math.max(0, deadline - this.clock.nowMs()))
         : undefined;
     const latest = await latestCheckpoint(this.o.db);
     const cp = published ?? (latest && (await this.o.cosignatures.attach(latest)));
@@ -365,9 +370,9 @@ export class Ledger {
    */
   private async requireLatest(atLeast?: number): Promise<CheckpointRow> {
     const c = this.latest;
-    if (c && (atLeast !== undefined ? c.row.tree_size >= atLeast : Date.now() - c.at < LATEST_TTL_MS)) return c.row;
+    if (c && (atLeast !== undefined ? c.row.tree_size >= atLeast : this.clock.nowMs() - c.at < LATEST_TTL_MS)) return c.row;
     const generation = this.latestGeneration;
-    const at = Date.now();
+    const at = this.clock.nowMs();
     const cp = await latestCheckpoint(this.o.db);
     if (cp === undefined) throw new FailedPreconditionError("the log has not published a checkpoint yet");
     // A read that overlapped a signing here may be older than the new checkpoint: not kept.
