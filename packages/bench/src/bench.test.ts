@@ -10,6 +10,7 @@ import {
   machineBlock,
   percentile,
   processCpuMs,
+  startPhase,
   statusMiB,
   summarize,
   waitFor,
@@ -38,10 +39,23 @@ describe("CPU accounting from /proc", () => {
       expect(use.ms.child).toBeGreaterThan(250);
       expect(use.ms.self).toBeNaN(); // this process is accounted as `bench`, never twice
       expect(use.ms.bench).toBeLessThan(use.ms.child!);
-      expect(use.wallMs).toBeGreaterThanOrEqual(900);
+      expect(use.wallMs).toBeGreaterThanOrEqual(880);
     } finally {
       child.kill("SIGKILL");
     }
+  });
+
+  it("times a phase: wall time, CPU and the peak RSS of the process asked for", () => {
+    const phase = startPhase({ self: process.pid }, { rssOf: process.pid });
+    const t = Date.now();
+    while (Date.now() - t < 150) {
+      /* burn */
+    }
+    const use = phase.end();
+    expect(use.ms).toBeGreaterThanOrEqual(140);
+    expect(use.cpu.ms.bench).toBeGreaterThan(100);
+    expect(use.rss!.vmHwmMiB).toBeGreaterThan(10);
+    expect(startPhase({}).end().rss).toBeUndefined();
   });
 
   it("reads this process's CPU time and RSS", () => {

@@ -169,3 +169,28 @@ export function cpuSince(a: CpuSnapshot): CpuUse {
     wallMs: round(wallMs, 1),
   };
 }
+
+/** What a timed phase used: wall time, CPU per process and, when asked, the peak RSS of one process. */
+export interface PhaseUse {
+  readonly ms: number;
+  readonly cpu: CpuUse;
+  readonly rss?: { sampledPeakMiB: number; vmHwmMiB: number };
+}
+
+/**
+ * Starts timing a phase: wall clock, CPU of `pids` (and Postgres, this process, the machine),
+ * and, with `rssOf`, that process's resident memory. `end()` reads them all at once.
+ */
+export function startPhase(pids: Pids, opts: { rssOf?: number } = {}): { readonly t0: number; end(): PhaseUse } {
+  const rss = opts.rssOf !== undefined ? rssSampler(opts.rssOf) : undefined;
+  const cpu0 = cpuSnapshot(pids);
+  const t0 = performance.now();
+  return {
+    t0,
+    end: () => {
+      const ms = performance.now() - t0;
+      const cpu = cpuSince(cpu0);
+      return { ms, cpu, ...(rss ? { rss: rss.stop() } : {}) };
+    },
+  };
+}

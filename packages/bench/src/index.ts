@@ -11,9 +11,11 @@ export {
   processCpu,
   processCpuMs,
   rssSampler,
+  startPhase,
   statusMiB,
   type CpuSnapshot,
   type CpuUse,
+  type PhaseUse,
   type Pids,
 } from "./cpu.js";
 export { median, percentile, round, summarize } from "./stats.js";

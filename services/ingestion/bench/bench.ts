@@ -53,16 +53,14 @@ import { Client } from "minio";
 import { generateActorKey, REQUIRED_COMPONENTS, signRequest, type ActorKey } from "@deai/kit";
 import {
   benchLogger,
-  cpuSince,
-  cpuSnapshot,
   envInt,
   loadAverage,
   machineBlock,
   machineLine,
   median,
   round as roundTo,
-  rssSampler,
   spawnService,
+  startPhase,
   statusMiB,
   stopService,
   writeResult,
@@ -401,8 +399,7 @@ async function baselinePut(fleet: Fleet, ds: Dataset, tag: string, pids: Pids, s
   const slice = Math.ceil(size / fleet.servers.length);
   const clients = fleet.servers.map(minioClient);
   const key = (i: number): string => `baseline/${tag}/slice-${String(i).padStart(3, "0")}`;
-  const cpu0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const phase = startPhase(pids);
   await Promise.all(
     clients.map(async (c, i) => {
       const start = i * slice;
@@ -428,8 +425,7 @@ async function baselinePut(fleet: Fleet, ds: Dataset, tag: string, pids: Pids, s
       await c.completeMultipartUpload("shards", key(i), uploadId, etags);
     }),
   );
-  const ms = performance.now() - t0;
-  const cpu = cpuSince(cpu0);
+  const { ms, cpu } = phase.end();
   await Promise.all(clients.map((c, i) => c.removeObject("shards", key(i))));
   return { ms: round(ms), MiBps: round(mibps(size, ms)), cpu };
 }
@@ -595,9 +591,8 @@ interface IngestResult {
 }
 
 async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Promise<IngestResult> {
-  const rss = rssSampler(pids.service);
-  const cpu0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const phase = startPhase(pids, { rssOf: pids.service });
+  const t0 = phase.t0;
   const created = await call(port, key, "POST", "/v1/uploads", {
     spec: { name: "bench-ingest", k: K, m: M, shardSize: S, size: String(ds.size), mediaType: "application/octet-stream" },
   });
@@ -619,14 +614,11 @@ async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Pro
   const tFinished = performance.now();
   const envelope = signManifest(fin.json.upload.manifestStatement as string, key);
   const done = await call(port, key, "POST", `/v1/uploads/${uploadId}/complete`, { manifestEnvelope: envelope });
-  const t1 = performance.now();
-  const cpu = cpuSince(cpu0);
-  const r = rss.stop();
+  const { ms, cpu, rss: r } = phase.end();
   if (done.status !== 200) throw new Error(`anchor: ${done.status} ${JSON.stringify(done.json)}`);
   if (done.json.upload?.state !== "UPLOAD_STATE_COMPLETED") throw new Error(`not anchored: ${JSON.stringify(done.json).slice(0, 500)}`);
   const digest = done.json.manifest?.contentDigest?.hex as string | undefined;
   if (digest !== ds.sha256) throw new Error(`manifest contentDigest ${digest} is not the dataset's ${ds.sha256}`);
-  const ms = t1 - t0;
   const sorted = [...puts].sort((a, b) => a - b);
   return {
     ms: round(ms),
@@ -640,11 +632,11 @@ async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Pro
       create: round(tCreated - t0),
       upload: round(tUploaded - tCreated),
       finish: round(tFinished - tUploaded),
-      anchor: round(t1 - tFinished),
+      anchor: round(t0 + ms - tFinished),
     },
     segments: puts.length,
     putMs: { min: round(sorted[0]!), median: round(median(sorted)), max: round(sorted[sorted.length - 1]!) },
-    rss: r,
+    rss: r!,
     cpu,
   };
 }
@@ -660,9 +652,8 @@ interface DownloadResult {
 }
 
 async function download(port: number, ds: Dataset, datasetId: string, pids: Pids): Promise<DownloadResult> {
-  const rss = rssSampler(pids.service);
-  const cpu0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const phase = startPhase(pids, { rssOf: pids.service });
+  const t0 = phase.t0;
   let firstByte = 0;
   const got = await new Promise<{ status: number; bytes: number; sha256: string; headerDigest: string; text: string }>((ok, fail) => {
     const req = request({ host: "127.0.0.1", port, method: "GET", path: `/v1/datasets/${datasetId}/content`, agent }, (res) => {
@@ -691,16 +682,14 @@ async function download(port: number, ds: Dataset, datasetId: string, pids: Pids
     req.on("error", fail);
     req.end();
   });
-  const ms = performance.now() - t0;
-  const cpu = cpuSince(cpu0);
-  const r = rss.stop();
+  const { ms, cpu, rss: r } = phase.end();
   if (got.status !== 200) throw new Error(`download: ${got.status} ${got.text.slice(0, 500)}`);
   if (got.bytes !== ds.size || got.sha256 !== ds.sha256 || got.headerDigest !== `sha256:${ds.sha256}`) {
     throw new Error(
       `download: got ${got.bytes} bytes hashing to ${got.sha256} (header ${got.headerDigest}), expected ${ds.size} / ${ds.sha256}`,
     );
   }
-  return { ms: round(ms), MiBps: round(mibps(ds.size, ms)), firstByteMs: round(firstByte - t0), rss: r, cpu };
+  return { ms: round(ms), MiBps: round(mibps(ds.size, ms)), firstByteMs: round(firstByte - t0), rss: r!, cpu };
 }
 
 /** A ranged read of the first `bytes` (not timed): warms a fresh service process and its leaf-table cache. */

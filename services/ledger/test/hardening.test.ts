@@ -133,6 +133,9 @@ describe("group commit (defect 2)", () => {
       const res = await fetch(`${base}/v1/ledger/subjects/sha256/${hex}/entries?predicateType=${q}`);
       expect({ q, status: res.status }).toEqual({ q, status: 400 });
     }
+    // The path of the abuse run's report (no such GET route: never a 5xx either).
+    const bare = await fetch(`${base}/v1/ledger/entries?predicateType=%00`);
+    expect(bare.status).toBeLessThan(500);
     const ok = await fetch(`${base}/v1/ledger/subjects/sha256/${hex}/entries?predicateType=https://deai.dev/lease/v1`);
     expect(ok.status).toBe(200);
     // The search path itself, below any boundary check.
