@@ -54,13 +54,15 @@ import { createTestEnv } from "@deai/testkit";
 
 import type * as EntriesModule from "../dist/store/entries.js";
 import type * as EnvelopeModule from "../dist/domain/envelope.js";
+import type * as TreeModule from "../dist/store/tree.js";
 import type { LedgerDb } from "../dist/store/tables.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 // Compiled to services/ledger/bench/dist/: the service build is ../../dist.
 const ledgerDist = resolve(here, "../../dist");
 const repoRoot = resolve(here, "../../../..");
-const { sequenceEntries } = (await import(`${ledgerDist}/store/entries.js`)) as typeof EntriesModule;
+const { entryByIndex, sequenceEntries } = (await import(`${ledgerDist}/store/entries.js`)) as typeof EntriesModule;
+const { allCheckpoints } = (await import(`${ledgerDist}/store/tree.js`)) as typeof TreeModule;
 const { verifyEnvelope } = (await import(`${ledgerDist}/domain/envelope.js`)) as typeof EnvelopeModule;
 
 const QUICK = process.env.BENCH_QUICK === "1";
@@ -372,7 +374,8 @@ async function proofs(
       const r = await getJson<ProofJson>(`/v1/ledger/proofs/inclusion?leafIndex=${idx}&treeSize=${cpSize}`);
       inc.push(performance.now() - s);
       if (i % 50 === 0) {
-        const row = await database.db.selectFrom("entries").select("leaf_hash").where("idx", "=", idx).executeTakeFirstOrThrow();
+        const row = await entryByIndex(database.db, idx);
+        if (!row) throw new Error(`entry ${idx} is missing`);
         verifyInclusion(
           idx,
           cpSize,
@@ -391,12 +394,7 @@ async function proofs(
       con.push(performance.now() - s);
     }
     // One checked consistency proof between two real checkpoints.
-    const cps = await database.db
-      .selectFrom("checkpoints")
-      .select(["tree_size", "root_hash"])
-      .where("tree_size", ">", 0)
-      .orderBy("tree_size")
-      .execute();
+    const cps = (await allCheckpoints(database.db)).filter((c) => c.tree_size > 0);
     const older = cps[Math.floor(cps.length / 2)];
     if (older && older.tree_size < cpSize) {
       const r = await getJson<ProofJson>(`/v1/ledger/proofs/consistency?first=${older.tree_size}&second=${cpSize}`);

@@ -208,25 +208,19 @@ export class Ledger {
       }
     }
     // An envelope repeated in the batch (same leaf) is verified once: its checks are the same.
-    const first = new Map<string, number>();
-    const unique = prepared.filter((p, i) => {
-      const key = Buffer.from(p.leafHash).toString("hex");
-      if (first.has(key)) return false;
-      first.set(key, i);
-      return true;
-    });
+    const keyOf = (p: PreparedEnvelope): string => Buffer.from(p.leafHash).toString("hex");
+    const unique = [...new Map(prepared.map((p) => [keyOf(p), p])).values()];
     const ok = await this.o.verifier.verify(unique.flatMap((p) => p.checks));
-    const outcomes = new Map<PreparedEnvelope, readonly boolean[]>();
+    const outcomes = new Map<string, readonly boolean[]>();
     let k = 0;
     for (const p of unique) {
-      outcomes.set(p, ok.slice(k, k + p.checks.length));
+      outcomes.set(keyOf(p), ok.slice(k, k + p.checks.length));
       k += p.checks.length;
     }
     const verified: VerifiedEntry[] = [];
     for (const [i, p] of prepared.entries()) {
-      const leader = prepared[first.get(Buffer.from(p.leafHash).toString("hex"))!]!;
       try {
-        verified.push(completeEnvelope(p, outcomes.get(leader)!));
+        verified.push(completeEnvelope(p, outcomes.get(keyOf(p))!));
       } catch (err) {
         throw at(i, err);
       }
