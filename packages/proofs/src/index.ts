@@ -118,3 +118,32 @@ export {
 } from "./tiles.js";
 export * from "./dataset-layout.js";
 export { ERASURE_MAX_K, ERASURE_MAX_M, ERASURE_SHARD_ALIGNMENT, ErasureCodec } from "./erasure.js";
+export {
+  ENVELOPE_SIGNATURE_JSON_SIZE,
+  MAX_ENVELOPE_SIGNATURES,
+  actorKeyid,
+  actorPublicKey,
+  distinctSignatures,
+  dsseFromJson,
+  dsseSign,
+  dsseToJson,
+  dsseVerify,
+  ed25519DsseSigner,
+  pae,
+  type DsseEnvelope,
+  type DsseEnvelopeJson,
+  type DsseSignature,
+  type DsseSigner,
+  type VerifiedDsse,
+} from "./dsse.js";
+export {
+  IN_TOTO_PAYLOAD_TYPE,
+  STATEMENT_V1_TYPE,
+  parseStatementFrame,
+  statementBytes,
+  statementOf,
+  type DigestSet,
+  type ResourceDescriptor,
+  type Statement,
+} from "./in-toto.js";
+export { PredicateTypes, isPlatformPredicateType, type PredicateType } from "./predicates.js";

@@ -39,31 +39,37 @@
 // about 6 × the dataset at peak), BENCH_SERVICE_NODE_OPTIONS, BENCH_INGESTION_DIST (another build
 // of the service, e.g. a candidate change, for A/B runs).
 // Writes bench/results/ingest.json (repository root) and prints a summary.
-import { execSync, fork, spawn } from "node:child_process";
+import { execSync, fork } from "node:child_process";
 import { createHash, randomBytes, sign } from "node:crypto";
-import {
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statfsSync,
-  writeFileSync,
-} from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { Agent, request, type IncomingHttpHeaders } from "node:http";
-import { cpus, freemem, loadavg, tmpdir, totalmem } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 import { Client } from "minio";
 
 import { generateActorKey, signRequest, type ActorKey } from "@deai/kit";
-import { generateNoteKey } from "@deai/proofs";
-import { createTestEnv, spawnService, startS3, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
+import {
+  benchLogger,
+  envInt,
+  loadAverage,
+  machineBlock,
+  machineLine,
+  median,
+  round as roundTo,
+  spawnService,
+  startPhase,
+  statusMiB,
+  stopService,
+  writeResult,
+  type CpuUse,
+  type Pids,
+  type ServiceProcess,
+} from "@deai/bench";
+import { generateNoteKey, IN_TOTO_PAYLOAD_TYPE, pae } from "@deai/proofs";
+import { createTestEnv, startS3, type TestEnv, type TestS3 } from "@deai/testkit";
 
 import type * as RsModule from "../dist/coding/reed-solomon.js";
 import type * as EncoderModule from "../dist/coding/stripe-encoder.js";
@@ -85,10 +91,7 @@ const { allocParity, allocStripe, closeStripeEncoder, encodeStripe, leafHashWork
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const PROFILE = process.env.BENCH_PROFILE === "1";
-const int = (name: string, dflt: number): number => {
-  const v = process.env[name];
-  return v === undefined || v === "" ? dflt : Number.parseInt(v, 10);
-};
+const int = envInt;
 const MiB = 2 ** 20;
 const K = 8;
 const M = 4;
@@ -114,167 +117,10 @@ const GOAL_INGEST = 0.8;
 const GOAL_RSS_MIB = 300;
 const GOAL_RECONSTRUCT = 0.5;
 
-const round = (n: number, d = 1): number => Math.round(n * 10 ** d) / 10 ** d;
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const round = (n: number, d = 1): number => roundTo(n, d);
 const mibps = (bytes: number, ms: number): number => bytes / MiB / (ms / 1000);
 const t0Bench = performance.now();
-const log = (msg: string): void =>
-  void process.stdout.write(
-    `[bench-ingest ${new Date().toISOString().slice(11, 19)} +${Math.round((performance.now() - t0Bench) / 1000)}s] ${msg}\n`,
-  );
-
-// ---- /proc accounting (Linux; NaN elsewhere) ----
-
-/** User and system CPU time (ms) a process (or "<pid>/task/<tid>": a thread) has used so far. */
-function processCpu(pid: number | string | undefined): { user: number; sys: number } {
-  if (!pid) return { user: NaN, sys: NaN };
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return { user: (Number(fields[11]) * 1000) / 100, sys: (Number(fields[12]) * 1000) / 100 }; // utime, stime; USER_HZ = 100
-  } catch {
-    return { user: NaN, sys: NaN };
-  }
-}
-
-/** CPU time (user + system, ms) a process (or thread) has used so far. */
-function processCpuMs(pid: number | string | undefined): number {
-  const c = processCpu(pid);
-  return c.user + c.sys;
-}
-
-/** CPU time (ms) of a process's main thread (its first task). */
-function mainThreadCpuMs(pid: number | undefined): number {
-  return pid ? processCpuMs(`${pid}/task/${pid}`) : NaN;
-}
-
-/** CPU time (ms) of every Postgres server process. */
-function postgresCpuMs(): number {
-  try {
-    let total = 0;
-    for (const pid of readdirSync("/proc")) {
-      if (!/^[0-9]+$/.test(pid)) continue;
-      try {
-        if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "postgres") continue;
-        total += processCpuMs(Number(pid)) || 0;
-      } catch {
-        /* exited */
-      }
-    }
-    return total;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Machine-wide busy and steal CPU time (ms, all cores) from /proc/stat. */
-function machineCpuMs(): { busy: number; steal: number } {
-  try {
-    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal
-    const busy = f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!;
-    return { busy: busy * 10, steal: f[7]! * 10 };
-  } catch {
-    return { busy: NaN, steal: NaN };
-  }
-}
-
-/** A /proc/<pid>/status field in MiB (VmRSS, VmHWM). */
-function statusMiB(pid: number | undefined, field: "VmRSS" | "VmHWM"): number {
-  if (!pid) return NaN;
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
-
-interface Pids {
-  service?: number;
-  s3?: number;
-  ledger?: number;
-}
-
-interface CpuSnapshot {
-  at: number;
-  pids: Pids;
-  service: number;
-  serviceSys: number;
-  serviceMain: number;
-  s3: number;
-  ledger: number;
-  postgres: number;
-  bench: NodeJS.CpuUsage;
-  machine: { busy: number; steal: number };
-}
-
-function cpuSnapshot(pids: Pids): CpuSnapshot {
-  return {
-    at: performance.now(),
-    pids,
-    service: processCpuMs(pids.service),
-    serviceSys: processCpu(pids.service).sys,
-    serviceMain: mainThreadCpuMs(pids.service),
-    s3: pids.s3 === process.pid ? NaN : processCpuMs(pids.s3),
-    ledger: processCpuMs(pids.ledger),
-    postgres: postgresCpuMs(),
-    bench: process.cpuUsage(),
-    machine: machineCpuMs(),
-  };
-}
-
-interface CpuUse {
-  /** CPU ms per process over the phase (s3 = the helper process; NaN when the servers run in the bench process). */
-  ms: { service: number; s3Servers: number; ledger: number; postgres: number; bench: number; otherProcesses: number; steal: number };
-  /** The service's main (event-loop) thread: CPU ms, and the share of the phase's wall time it was busy. */
-  serviceMainThread: { ms: number; busy: number };
-  /** Share of the service's CPU time spent in the kernel (sockets, page faults). */
-  serviceSystemShare: number;
-  /** Average cores busy over the phase, the whole machine (all processes). */
-  machineCores: number;
-}
-
-function cpuSince(a: CpuSnapshot): CpuUse {
-  const b = cpuSnapshot(a.pids);
-  const bench = process.cpuUsage(a.bench);
-  const ms = {
-    service: round(b.service - a.service, 0),
-    s3Servers: round(b.s3 - a.s3, 0),
-    ledger: round(b.ledger - a.ledger, 0),
-    postgres: round(b.postgres - a.postgres, 0),
-    bench: round((bench.user + bench.system) / 1000, 0),
-    otherProcesses: 0,
-    steal: round(b.machine.steal - a.machine.steal, 0),
-  };
-  const ours = [ms.service, ms.s3Servers, ms.ledger, ms.postgres, ms.bench].reduce((s, x) => s + (Number.isFinite(x) ? x : 0), 0);
-  const machine = b.machine.busy - a.machine.busy;
-  ms.otherProcesses = round(Math.max(0, machine - ms.steal - ours), 0);
-  const main = b.serviceMain - a.serviceMain;
-  return {
-    ms,
-    serviceMainThread: { ms: round(main, 0), busy: round(main / (b.at - a.at), 2) },
-    serviceSystemShare: round((b.serviceSys - a.serviceSys) / (b.service - a.service), 2),
-    machineCores: round(machine / (b.at - a.at), 2),
-  };
-}
-
-/** Samples a process's VmRSS every 100 ms (peak), beside its VmHWM. */
-function rssSampler(pid: number | undefined): { stop(): { sampledPeakMiB: number; vmHwmMiB: number } } {
-  let peak = 0;
-  const sample = (): void => {
-    const r = statusMiB(pid, "VmRSS");
-    if (r > peak) peak = r;
-  };
-  const timer = setInterval(sample, 100);
-  sample();
-  return {
-    stop: () => {
-      clearInterval(timer);
-      sample();
-      return { sampledPeakMiB: round(peak), vmHwmMiB: round(statusMiB(pid, "VmHWM")) };
-    },
-  };
-}
+const log = benchLogger("ingest");
 
 // ---- the dataset ----
 
@@ -553,8 +399,7 @@ async function baselinePut(fleet: Fleet, ds: Dataset, tag: string, pids: Pids, s
   const slice = Math.ceil(size / fleet.servers.length);
   const clients = fleet.servers.map(minioClient);
   const key = (i: number): string => `baseline/${tag}/slice-${String(i).padStart(3, "0")}`;
-  const cpu0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const phase = startPhase(pids);
   await Promise.all(
     clients.map(async (c, i) => {
       const start = i * slice;
@@ -580,8 +425,7 @@ async function baselinePut(fleet: Fleet, ds: Dataset, tag: string, pids: Pids, s
       await c.completeMultipartUpload("shards", key(i), uploadId, etags);
     }),
   );
-  const ms = performance.now() - t0;
-  const cpu = cpuSince(cpu0);
+  const { ms, cpu } = phase.end();
   await Promise.all(clients.map((c, i) => c.removeObject("shards", key(i))));
   return { ms: round(ms), MiBps: round(mibps(size, ms)), cpu };
 }
@@ -660,12 +504,10 @@ function putSegment(port: number, path: string, headers: Record<string, string>,
 /** DSSE envelope (proto JSON form) over the statement (base64), signed by `key` (as test/harness.ts). */
 function signManifest(statementB64: string, key: ActorKey) {
   const payload = Buffer.from(statementB64, "base64");
-  const type = "application/vnd.in-toto+json";
-  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
   return {
-    payloadType: type,
+    payloadType: IN_TOTO_PAYLOAD_TYPE,
     payload: statementB64,
-    signatures: [{ keyid: key.id, sig: sign(null, pae, key.privateKey).toString("base64") }],
+    signatures: [{ keyid: key.id, sig: sign(null, pae(IN_TOTO_PAYLOAD_TYPE, payload), key.privateKey).toString("base64") }],
   };
 }
 
@@ -673,52 +515,10 @@ function signManifest(statementB64: string, key: ActorKey) {
 
 let profileRoot = "";
 
-/**
- * spawnService (@deai/testkit) with node flags: `--cpu-prof` is not allowed in NODE_OPTIONS, so
- * the flags go on the command line. Waits for the "listening" log line.
- */
-async function spawnNode(mainJs: string, env: Record<string, string>, execArgv: string[], timeoutMs = 60_000): Promise<ServiceProcess> {
-  const proc = spawn(process.execPath, [...execArgv, mainJs], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const logs: unknown[] = [];
-  const stderr: string[] = [];
-  proc.stderr.on("data", (d: Buffer) => stderr.push(d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
-  const port = await new Promise<number>((ok, fail) => {
-    const timer = setTimeout(() => {
-      proc.kill("SIGKILL");
-      fail(new Error(`${mainJs} did not start within ${timeoutMs} ms; stderr: ${stderr.join("")}`));
-    }, timeoutMs);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      fail(
-        new Error(`${mainJs} exited with ${code} before listening; stderr: ${stderr.join("")}; logs: ${JSON.stringify(logs.slice(-5))}`),
-      );
-    });
-    createInterface({ input: proc.stdout }).on("line", (line) => {
-      let parsed: unknown = line;
-      try {
-        parsed = JSON.parse(line);
-      } catch {
-        /* not JSON */
-      }
-      if (logs.length < 10_000) logs.push(parsed);
-      const p = parsed as { port?: number; msg?: string };
-      if (typeof p.port === "number" && p.msg?.startsWith("listening")) {
-        clearTimeout(timer);
-        ok(p.port);
-      }
-    });
-  });
-  return { proc, port, logs, exited, kill: (sig = "SIGTERM") => void proc.kill(sig) };
-}
-
 function startIngestion(env: TestEnv, fleet: Fleet, ledgerUrl: string, serviceKey: string, phase: string): Promise<ServiceProcess> {
   // e.g. BENCH_SERVICE_NODE_OPTIONS="--max-old-space-size=256" (NODE_OPTIONS of the service process).
   const nodeOptions = process.env.BENCH_SERVICE_NODE_OPTIONS ?? "";
-  return spawnNode(
+  return spawnService(
     ingestionMain,
     env.vars({
       INGESTION_PROVIDERS: JSON.stringify(
@@ -737,17 +537,16 @@ function startIngestion(env: TestEnv, fleet: Fleet, ledgerUrl: string, serviceKe
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       LOG_LEVEL: "info",
     }),
-    PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(profileRoot, phase)}`] : [],
+    // --cpu-prof is not allowed in NODE_OPTIONS: profiling flags go on the command line.
+    { timeoutMs: 60_000, execArgv: PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${join(profileRoot, phase)}`] : [] },
   );
 }
 
-async function stopService(svc: ServiceProcess): Promise<void> {
+/** Stops a service, with fresh client sockets for the next one. */
+async function stopPhaseService(svc: ServiceProcess): Promise<void> {
   agent.destroy();
   agent = new Agent({ keepAlive: true, maxSockets: 4 });
-  if (svc.proc.exitCode === null && svc.proc.signalCode === null) {
-    svc.kill("SIGTERM");
-    await svc.exited;
-  }
+  await stopService(svc);
 }
 
 // ---- 3. ingest ----
@@ -765,9 +564,8 @@ interface IngestResult {
 }
 
 async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Promise<IngestResult> {
-  const rss = rssSampler(pids.service);
-  const cpu0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const phase = startPhase(pids, { rssOf: pids.service });
+  const t0 = phase.t0;
   const created = await call(port, key, "POST", "/v1/uploads", {
     spec: { name: "bench-ingest", k: K, m: M, shardSize: S, size: String(ds.size), mediaType: "application/octet-stream" },
   });
@@ -796,14 +594,11 @@ async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Pro
   const tFinished = performance.now();
   const envelope = signManifest(fin.json.upload.manifestStatement as string, key);
   const done = await call(port, key, "POST", `/v1/uploads/${uploadId}/complete`, { manifestEnvelope: envelope });
-  const t1 = performance.now();
-  const cpu = cpuSince(cpu0);
-  const r = rss.stop();
+  const { ms, cpu, rss: r } = phase.end();
   if (done.status !== 200) throw new Error(`anchor: ${done.status} ${JSON.stringify(done.json)}`);
   if (done.json.upload?.state !== "UPLOAD_STATE_COMPLETED") throw new Error(`not anchored: ${JSON.stringify(done.json).slice(0, 500)}`);
   const digest = done.json.manifest?.contentDigest?.hex as string | undefined;
   if (digest !== ds.sha256) throw new Error(`manifest contentDigest ${digest} is not the dataset's ${ds.sha256}`);
-  const ms = t1 - t0;
   const sorted = [...puts].sort((a, b) => a - b);
   return {
     ms: round(ms),
@@ -817,11 +612,11 @@ async function ingest(port: number, key: ActorKey, ds: Dataset, pids: Pids): Pro
       create: round(tCreated - t0),
       upload: round(tUploaded - tCreated),
       finish: round(tFinished - tUploaded),
-      anchor: round(t1 - tFinished),
+      anchor: round(t0 + ms - tFinished),
     },
     segments: puts.length,
     putMs: { min: round(sorted[0]!), median: round(median(sorted)), max: round(sorted[sorted.length - 1]!) },
-    rss: r,
+    rss: r!,
     cpu,
   };
 }
@@ -837,9 +632,8 @@ interface DownloadResult {
 }
 
 async function download(port: number, ds: Dataset, datasetId: string, pids: Pids): Promise<DownloadResult> {
-  const rss = rssSampler(pids.service);
-  const cpu0 = cpuSnapshot(pids);
-  const t0 = performance.now();
+  const phase = startPhase(pids, { rssOf: pids.service });
+  const t0 = phase.t0;
   let firstByte = 0;
   const got = await new Promise<{ status: number; bytes: number; sha256: string; headerDigest: string; text: string }>((ok, fail) => {
     const req = request({ host: "127.0.0.1", port, method: "GET", path: `/v1/datasets/${datasetId}/content`, agent }, (res) => {
@@ -868,16 +662,14 @@ async function download(port: number, ds: Dataset, datasetId: string, pids: Pids
     req.on("error", fail);
     req.end();
   });
-  const ms = performance.now() - t0;
-  const cpu = cpuSince(cpu0);
-  const r = rss.stop();
+  const { ms, cpu, rss: r } = phase.end();
   if (got.status !== 200) throw new Error(`download: ${got.status} ${got.text.slice(0, 500)}`);
   if (got.bytes !== ds.size || got.sha256 !== ds.sha256 || got.headerDigest !== `sha256:${ds.sha256}`) {
     throw new Error(
       `download: got ${got.bytes} bytes hashing to ${got.sha256} (header ${got.headerDigest}), expected ${ds.size} / ${ds.sha256}`,
     );
   }
-  return { ms: round(ms), MiBps: round(mibps(ds.size, ms)), firstByteMs: round(firstByte - t0), rss: r, cpu };
+  return { ms: round(ms), MiBps: round(mibps(ds.size, ms)), firstByteMs: round(firstByte - t0), rss: r!, cpu };
 }
 
 /** A ranged read of the first `bytes` (not timed): warms a fresh service process and its leaf-table cache. */
@@ -910,7 +702,7 @@ function gitRevision(): string {
 }
 
 async function main(): Promise<void> {
-  const loadStart = loadavg();
+  const loadStart = loadAverage();
   const startedAt = new Date();
   log(
     `${QUICK ? "QUICK" : "FULL"} run: ${SIZE / MiB} MiB, k=${K} m=${M} S=${S / 1024} KiB, ${N} S3 servers (${S3_MODE}), segments of ${SEGMENT / MiB} MiB, work dir ${WORK_DIR}; load ${loadStart.map((l) => l.toFixed(2)).join(" ")}`,
@@ -950,7 +742,7 @@ async function main(): Promise<void> {
     );
     const ledgerUrl = `http://127.0.0.1:${ledger.port}`;
     const serviceKey = randomBytes(32).toString("base64url");
-    const basePids: Pids = { s3: fleet.pid, ledger: ledger.proc.pid };
+    const basePids = { service: undefined as number | undefined, s3Servers: fleet.pid, ledger: ledger.proc.pid };
     log(`ledger on ${ledger.port}; ${N} S3 servers up (${fleet.mode}, pid ${fleet.pid})`);
 
     // Warm-ups (not timed): the S3 servers' and the service's code paths, with a prefix of the dataset.
@@ -967,7 +759,7 @@ async function main(): Promise<void> {
     let from = nowUs();
     const ing = await ingest(svc.port, owner, ds, { ...basePids, service: svc.proc.pid });
     windows.set("ingest", { fromUs: from, toUs: nowUs() });
-    await stopService(svc);
+    await stopPhaseService(svc);
     log(
       `ingest: ${ing.MiBps} MiB/s (${ing.ms} ms: create ${ing.phasesMs.create}, upload ${ing.phasesMs.upload}, finish ${ing.phasesMs.finish}, anchor ${ing.phasesMs.anchor}); peak RSS ${ing.rss.vmHwmMiB} MiB`,
     );
@@ -981,7 +773,7 @@ async function main(): Promise<void> {
     from = nowUs();
     const dl = await download(svc.port, ds, ing.datasetId, { ...basePids, service: svc.proc.pid });
     windows.set("download", { fromUs: from, toUs: nowUs() });
-    await stopService(svc);
+    await stopPhaseService(svc);
     log(`download: ${dl.MiBps} MiB/s (${dl.ms} ms), peak RSS ${dl.rss.vmHwmMiB} MiB`);
 
     // Stop the providers of the data slots 0..m-1: every stripe then needs the parity shards.
@@ -997,13 +789,13 @@ async function main(): Promise<void> {
     from = nowUs();
     const rc = await download(svc.port, ds, ing.datasetId, { ...basePids, service: svc.proc.pid });
     windows.set("reconstruct", { fromUs: from, toUs: nowUs() });
-    await stopService(svc);
+    await stopPhaseService(svc);
     for (const i of stopped) await fleet.start(i);
     log(
       `reconstruct (slots ${stoppedSlots.join(",")} down: providers ${stopped.map((i) => `p${i}`).join(",")}): ${rc.MiBps} MiB/s (${rc.ms} ms)`,
     );
 
-    const loadEnd = loadavg();
+    const machine = machineBlock(loadStart);
     const ratio = (a: number, b: number): number => round(a / b, 3);
     const goals = {
       encode: {
@@ -1098,8 +890,8 @@ async function main(): Promise<void> {
           cpuMs: ing.cpu.ms,
           cpuMsPerMiB: perMiB(ing.cpu, ds.size),
           workCpuMsPerMiB: round(workCpu(ing.cpu), 2),
-          serviceMainThread: ing.cpu.serviceMainThread,
-          serviceSystemShare: ing.cpu.serviceSystemShare,
+          serviceMainThread: ing.cpu.mainThread.service,
+          serviceSystemShare: ing.cpu.systemShare.service,
           machineCoresBusy: ing.cpu.machineCores,
         },
         baselineS3Put: {
@@ -1117,8 +909,8 @@ async function main(): Promise<void> {
           cpuMs: dl.cpu.ms,
           cpuMsPerMiB: perMiB(dl.cpu, ds.size),
           workCpuMsPerMiB: round(workCpu(dl.cpu), 2),
-          serviceMainThread: dl.cpu.serviceMainThread,
-          serviceSystemShare: dl.cpu.serviceSystemShare,
+          serviceMainThread: dl.cpu.mainThread.service,
+          serviceSystemShare: dl.cpu.systemShare.service,
           machineCoresBusy: dl.cpu.machineCores,
         },
         reconstruct: {
@@ -1130,8 +922,8 @@ async function main(): Promise<void> {
           cpuMs: rc.cpu.ms,
           cpuMsPerMiB: perMiB(rc.cpu, ds.size),
           workCpuMsPerMiB: round(workCpu(rc.cpu), 2),
-          serviceMainThread: rc.cpu.serviceMainThread,
-          serviceSystemShare: rc.cpu.serviceSystemShare,
+          serviceMainThread: rc.cpu.mainThread.service,
+          serviceSystemShare: rc.cpu.systemShare.service,
           machineCoresBusy: rc.cpu.machineCores,
         },
       },
@@ -1158,16 +950,7 @@ async function main(): Promise<void> {
         revision: gitRevision(),
         serviceBuild: ingestionDist,
       },
-      machine: {
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? "unknown",
-        memGiB: round(totalmem() / 2 ** 30),
-        freeMemGiB: round(freemem() / 2 ** 30),
-        node: process.version,
-        platform: `${process.platform} ${process.arch}`,
-        loadavgStart: loadStart.map((l) => round(l, 2)),
-        loadavgEnd: loadEnd.map((l) => round(l, 2)),
-      },
+      machine,
       ...(PROFILE
         ? {
             profile: {
@@ -1180,18 +963,16 @@ async function main(): Promise<void> {
           }
         : {}),
     };
-    const out = resolve(repoRoot, PROFILE ? "bench/results/ingest-profile.json" : "bench/results/ingest.json");
-    mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
+    const out = writeResult(repoRoot, PROFILE ? "ingest-profile" : "ingest", result);
     const yn = (b: boolean): string => (b ? "MET" : "missed");
     process.stdout.write(
       [
         "",
-        `ingestion benchmark (${QUICK ? "quick" : "full"}, ${SIZE / MiB} MiB${PROFILE ? ", PROFILED" : ""}) on ${cpus().length} CPUs, node ${process.version}, load ${loadStart.map((l) => l.toFixed(1)).join("/")} → ${loadEnd.map((l) => l.toFixed(1)).join("/")}`,
+        `ingestion benchmark (${QUICK ? "quick" : "full"}, ${SIZE / MiB} MiB${PROFILE ? ", PROFILED" : ""}) ${machineLine(machine)}`,
         `  encode          ${enc.encodeMiBps} MiB/s  vs SHA-256 ${enc.baselineSha256MiBps} MiB/s   ratio ${goals.encode.ratio} (goal ≥ ${GOAL_ENCODE}) ${yn(goals.encode.met)}`,
         `  ingest          ${ing.MiBps} MiB/s  vs raw S3 PUT ${baselineS3PutMiBps} MiB/s (${put1.MiBps}, ${put2.MiBps})   ratio ${goals.ingest.ratio} (goal ≥ ${GOAL_INGEST}) ${yn(goals.ingest.met)}`,
         `    phases        create ${ing.phasesMs.create} ms, upload ${ing.phasesMs.upload} ms, finish ${ing.phasesMs.finish} ms, anchor ${ing.phasesMs.anchor} ms`,
-        `    CPU ms/MiB    ${JSON.stringify(perMiB(ing.cpu, ds.size))}; service main thread ${Math.round(ing.cpu.serviceMainThread.busy * 100)}% busy, ${Math.round(ing.cpu.serviceSystemShare * 100)}% of service CPU in the kernel`,
+        `    CPU ms/MiB    ${JSON.stringify(perMiB(ing.cpu, ds.size))}; service main thread ${Math.round(ing.cpu.mainThread.service!.busy * 100)}% busy, ${Math.round(ing.cpu.systemShare.service! * 100)}% of service CPU in the kernel`,
         `    by CPU        ingest ${round(workCpu(ing.cpu), 1)} vs raw S3 PUT ${round(baselineCpuPerMiB, 1)} ms/MiB (service + S3 servers + client): ratio ${round(baselineCpuPerMiB / workCpu(ing.cpu), 2)}`,
         `  peak RSS        ${ing.rss.vmHwmMiB} MiB (goal < ${GOAL_RSS_MIB}) ${yn(goals.peakRss.met)}`,
         `  download        ${dl.MiBps} MiB/s`,

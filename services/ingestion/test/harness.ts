@@ -6,7 +6,7 @@ import type { Client } from "minio";
 
 import { generateActorKey, s3Client, signRequest, type ActorKey } from "@deai/kit";
 import { createTestEnv, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestEnv, type TestS3 } from "@deai/testkit";
-import { generateNoteKey, parseVerifierKey, type NoteVerifier } from "@deai/proofs";
+import { generateNoteKey, IN_TOTO_PAYLOAD_TYPE, pae, parseVerifierKey, type NoteVerifier } from "@deai/proofs";
 
 /** A parsed JSON response body. */
 export type Json = ReturnType<typeof JSON.parse>;
@@ -127,12 +127,10 @@ export function signManifest(
   key: ActorKey,
 ): { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] } {
   const payload = Buffer.from(statementB64, "base64");
-  const type = "application/vnd.in-toto+json";
-  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
   return {
-    payloadType: type,
+    payloadType: IN_TOTO_PAYLOAD_TYPE,
     payload: statementB64,
-    signatures: [{ keyid: key.id, sig: sign(null, pae, key.privateKey).toString("base64") }],
+    signatures: [{ keyid: key.id, sig: sign(null, pae(IN_TOTO_PAYLOAD_TYPE, payload), key.privateKey).toString("base64") }],
   };
 }
 

@@ -18,34 +18,54 @@
 //   4. baseline: single-row INSERTs of comparable rows into a scratch table, same concurrency.
 // Writes bench/results/ledger.json (repository root) and prints a summary.
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { cpus, freemem, loadavg, totalmem } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import pg from "pg";
 
 import { openDatabase, schemaOf, signRequest, type ActorKey } from "@deai/kit";
-import { generateNoteKey, verifyConsistency, verifyInclusion } from "@deai/proofs";
-import { createTestEnv, spawnService } from "@deai/testkit";
+import {
+  benchLogger,
+  cpuSince,
+  cpuSnapshot,
+  envInt as int,
+  loadAverage,
+  machineBlock,
+  machineLine,
+  percentile as pct,
+  round,
+  spawnService,
+  stopService,
+  waitFor,
+  writeResult,
+} from "@deai/bench";
+import {
+  generateNoteKey,
+  IN_TOTO_PAYLOAD_TYPE as IN_TOTO,
+  pae,
+  PredicateTypes,
+  statementBytes,
+  statementOf,
+  verifyConsistency,
+  verifyInclusion,
+} from "@deai/proofs";
+import { createTestEnv } from "@deai/testkit";
 
 import type * as EntriesModule from "../dist/store/entries.js";
 import type * as EnvelopeModule from "../dist/domain/envelope.js";
+import type * as TreeModule from "../dist/store/tree.js";
 import type { LedgerDb } from "../dist/store/tables.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 // Compiled to services/ledger/bench/dist/: the service build is ../../dist.
 const ledgerDist = resolve(here, "../../dist");
 const repoRoot = resolve(here, "../../../..");
-const { sequenceEntries } = (await import(`${ledgerDist}/store/entries.js`)) as typeof EntriesModule;
+const { entryByIndex, sequenceEntries } = (await import(`${ledgerDist}/store/entries.js`)) as typeof EntriesModule;
+const { allCheckpoints } = (await import(`${ledgerDist}/store/tree.js`)) as typeof TreeModule;
 const { verifyEnvelope } = (await import(`${ledgerDist}/domain/envelope.js`)) as typeof EnvelopeModule;
 
 const QUICK = process.env.BENCH_QUICK === "1";
-const int = (name: string, dflt: number): number => {
-  const v = process.env[name];
-  return v === undefined || v === "" ? dflt : Number.parseInt(v, 10);
-};
 const ENTRIES = int("BENCH_ENTRIES", QUICK ? 20_000 : 100_000);
 const BATCH_ENTRIES = int("BENCH_BATCH_ENTRIES", QUICK ? 60_000 : 200_000);
 const BATCH_SIZE = int("BENCH_BATCH_SIZE", 200);
@@ -56,8 +76,7 @@ const PROOFS = int("BENCH_PROOFS", QUICK ? 1_000 : 5_000);
 const BASELINE_ROWS = int("BENCH_BASELINE_ROWS", QUICK ? 20_000 : 100_000);
 const DB_POOL_SIZE = int("BENCH_DB_POOL_SIZE", 20);
 const CLIENT_KEYS = Math.min(CONCURRENCY, 64);
-const IN_TOTO = "application/vnd.in-toto+json";
-const PREDICATE = "https://slsa.dev/provenance/v1";
+const PREDICATE = PredicateTypes.slsaProvenance;
 const GOAL_APPENDS = 10_000;
 const GOAL_P99_MS = 5;
 const GOAL_SIZE = 1_000_000;
@@ -73,31 +92,21 @@ function newKey(): Key {
   return { actor, privateKey };
 }
 
-function pae(payloadType: string, payload: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`DSSEv1 ${Buffer.byteLength(payloadType)} ${payloadType} ${payload.length} `), payload]);
-}
-
 /** A provenance statement of realistic size (~1 KiB leaf): one subject, two materials. */
 function statementPayload(run: string, i: number): Buffer {
   const h = (s: string): string => createHash("sha256").update(s).digest("hex");
-  return Buffer.from(
-    JSON.stringify({
-      _type: "https://in-toto.io/Statement/v1",
-      subject: [{ name: `checkpoint-${i}`, digest: { sha256: h(`${run}/subject/${i}`) } }],
-      predicateType: PREDICATE,
-      predicate: {
-        buildDefinition: {
-          buildType: "https://deai.dev/train/v1",
-          externalParameters: { run, step: i },
-          resolvedDependencies: [
-            { uri: `dataset-${i % 97}`, digest: { sha256: h(`${run}/dataset/${i % 97}`) } },
-            { uri: `base-${i % 13}`, digest: { sha256: h(`${run}/base/${i % 13}`) } },
-          ],
-        },
-        runDetails: { builder: { id: "https://deai.dev/trainer" }, metadata: { invocationId: `${run}-${i}` } },
-      },
-    }),
-  );
+  const statement = statementOf(PREDICATE, [{ name: `checkpoint-${i}`, digest: { sha256: h(`${run}/subject/${i}`) } }], {
+    buildDefinition: {
+      buildType: "https://deai.dev/train/v1",
+      externalParameters: { run, step: i },
+      resolvedDependencies: [
+        { uri: `dataset-${i % 97}`, digest: { sha256: h(`${run}/dataset/${i % 97}`) } },
+        { uri: `base-${i % 13}`, digest: { sha256: h(`${run}/base/${i % 13}`) } },
+      ],
+    },
+    runDetails: { builder: { id: "https://deai.dev/trainer" }, metadata: { invocationId: `${run}-${i}` } },
+  });
+  return Buffer.from(statementBytes(statement));
 }
 
 /** The envelope in the contract's JSON form (base64 payload/sig). */
@@ -109,46 +118,7 @@ function envelopeJson(key: Key, payload: Buffer): { payloadType: string; payload
   };
 }
 
-function pct(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-function round(n: number, d = 2): number {
-  const f = 10 ** d;
-  return Math.round(n * f) / f;
-}
-
-const log = (msg: string): void => void process.stdout.write(`[bench-ledger ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
-
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
-function processCpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
-  } catch {
-    return NaN;
-  }
-}
-
-/** CPU time (ms) of every Postgres server process, from /proc (Linux); NaN elsewhere. */
-function postgresCpuMs(): number {
-  try {
-    let total = 0;
-    for (const pid of readdirSync("/proc")) {
-      if (!/^[0-9]+$/.test(pid)) continue;
-      try {
-        if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "postgres") continue;
-        total += processCpuMs(Number(pid));
-      } catch {
-        /* exited */
-      }
-    }
-    return total;
-  } catch {
-    return NaN;
-  }
-}
+const log = benchLogger("ledger");
 
 // ---- HTTP client over keep-alive sockets ----
 let agent: Agent;
@@ -198,13 +168,12 @@ async function latestSize(): Promise<{ size: number; root: Buffer }> {
 }
 
 async function waitForCheckpoint(size: number, timeoutMs: number, pollMs = 10): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = (await latestSize()).size;
-    if (s >= size) return performance.now();
-    if (Date.now() > deadline) throw new Error(`no checkpoint covering ${size} entries within ${timeoutMs} ms (latest ${s})`);
-    await new Promise((r) => setTimeout(r, pollMs));
-  }
+  return waitFor(
+    `a checkpoint covering ${size} entries`,
+    async () => ((await latestSize()).size >= size ? performance.now() : undefined),
+    timeoutMs,
+    pollMs,
+  );
 }
 
 // ---- phases ----
@@ -329,7 +298,7 @@ async function appends(
   let firstError: string | undefined;
   let maxIndex = -1;
   const lat: number[] = [];
-  const cpu0 = { service: processCpuMs(servicePid), client: process.cpuUsage(), postgres: postgresCpuMs() };
+  const cpu0 = cpuSnapshot({ service: servicePid });
   const start = performance.now();
   const worker = async (): Promise<void> => {
     for (;;) {
@@ -366,12 +335,8 @@ async function appends(
   await Promise.all(Array.from({ length: concurrency }, worker));
   const sequencedMs = performance.now() - start;
   const end = await waitForCheckpoint(Math.max(base + entries - errors, maxIndex + 1), 120_000, 5);
-  const client = process.cpuUsage(cpu0.client);
-  const cpuMs = {
-    service: processCpuMs(servicePid) - cpu0.service,
-    client: (client.user + client.system) / 1000,
-    postgres: postgresCpuMs() - cpu0.postgres,
-  };
+  const cpu = cpuSince(cpu0);
+  const cpuMs = { service: cpu.ms.service!, client: cpu.ms.bench, postgres: cpu.ms.postgres };
   lat.sort((a, b) => a - b);
   return {
     wallMs: end - start,
@@ -410,7 +375,8 @@ async function proofs(
       const r = await getJson<ProofJson>(`/v1/ledger/proofs/inclusion?leafIndex=${idx}&treeSize=${cpSize}`);
       inc.push(performance.now() - s);
       if (i % 50 === 0) {
-        const row = await database.db.selectFrom("entries").select("leaf_hash").where("idx", "=", idx).executeTakeFirstOrThrow();
+        const row = await entryByIndex(database.db, idx);
+        if (!row) throw new Error(`entry ${idx} is missing`);
         verifyInclusion(
           idx,
           cpSize,
@@ -429,12 +395,7 @@ async function proofs(
       con.push(performance.now() - s);
     }
     // One checked consistency proof between two real checkpoints.
-    const cps = await database.db
-      .selectFrom("checkpoints")
-      .select(["tree_size", "root_hash"])
-      .where("tree_size", ">", 0)
-      .orderBy("tree_size")
-      .execute();
+    const cps = (await allCheckpoints(database.db)).filter((c) => c.tree_size > 0);
     const older = cps[Math.floor(cps.length / 2)];
     if (older && older.tree_size < cpSize) {
       const r = await getJson<ProofJson>(`/v1/ledger/proofs/consistency?first=${older.tree_size}&second=${cpSize}`);
@@ -505,7 +466,7 @@ async function baseline(url: string): Promise<{ perSec: number; poolSize: number
 let dbUrl = "";
 
 async function main(): Promise<void> {
-  const loadStart = loadavg();
+  const loadStart = loadAverage();
   const startedAt = new Date();
   const run = randomBytes(4).toString("hex");
   log(
@@ -572,12 +533,11 @@ async function main(): Promise<void> {
       `proofs at size ${size}: inclusion p50 ${p.incP50.toFixed(2)} ms p99 ${p.incP99.toFixed(2)} ms; consistency p99 ${p.conP99.toFixed(2)} ms`,
     );
 
-    svc.kill("SIGTERM");
-    await svc.exited;
+    await stopService(svc);
     const b = await baseline(env.database.url);
     log(`baseline: ${Math.round(b.perSec)} single-row INSERTs/s (pool ${b.poolSize}, ${CONCURRENCY} in flight)`);
 
-    const loadEnd = loadavg();
+    const machine = machineBlock(loadStart);
     const appendsGoal = appendsPerSec >= GOAL_APPENDS;
     const proofGoal = p.incP99 < GOAL_P99_MS && p.conP99 < GOAL_P99_MS;
     const sizeGoal = size >= GOAL_SIZE;
@@ -661,16 +621,7 @@ async function main(): Promise<void> {
         transport: "REST JSON over keep-alive HTTP/1.1 (node:http Agent), RFC 9421 signed, wait_for_integration=false",
         checkpointIntervalMs: 1000,
       },
-      machine: {
-        cpus: cpus().length,
-        cpuModel: cpus()[0]?.model ?? "unknown",
-        memGiB: round(totalmem() / 2 ** 30, 1),
-        freeMemGiB: round(freemem() / 2 ** 30, 1),
-        node: process.version,
-        platform: `${process.platform} ${process.arch}`,
-        loadavgStart: loadStart.map((l) => round(l)),
-        loadavgEnd: loadEnd.map((l) => round(l)),
-      },
+      machine,
       goals: {
         appendsPerSec: {
           goal: `>= ${GOAL_APPENDS} appends/s sustained`,
@@ -687,14 +638,12 @@ async function main(): Promise<void> {
         met: appendsGoal && proofGoal && sizeGoal,
       },
     };
-    const out = resolve(repoRoot, "bench/results/ledger.json");
-    mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
+    const out = writeResult(repoRoot, "ledger", result);
     const yn = (b: boolean): string => (b ? "MET" : "missed");
     process.stdout.write(
       [
         "",
-        `ledger benchmark (${QUICK ? "quick" : "full"}) on ${cpus().length} CPUs, node ${process.version}, load ${loadStart.map((l) => l.toFixed(1)).join("/")} → ${loadEnd.map((l) => l.toFixed(1)).join("/")}`,
+        `ledger benchmark (${QUICK ? "quick" : "full"}) ${machineLine(machine)}`,
         `  single appends (HTTP, ${CONCURRENCY} in flight)  ${Math.round(single.integrated)} /s integrated, ${Math.round(single.acknowledged)} /s acknowledged (${ENTRIES} entries, ${a.errors} errors)`,
         `    request latency            p50 ${a.latP50.toFixed(1)} ms, p99 ${a.latP99.toFixed(1)} ms`,
         `    CPU per append             service ${(a.cpuMs.service / ENTRIES).toFixed(3)} ms, postgres ${(a.cpuMs.postgres / ENTRIES).toFixed(3)} ms, bench client ${(a.cpuMs.client / ENTRIES).toFixed(3)} ms`,

@@ -9,6 +9,7 @@ import { Integrator } from "./app/integrator.js";
 import { Ledger } from "./app/ledger.js";
 import { SignatureVerifier } from "./app/signature-verifier.js";
 import type { LedgerConfig } from "./config.js";
+import { LEDGER_STREAM } from "./events/checkpoint-published.js";
 import { ledgerService } from "./grpc/ledger-service.js";
 import { tilesHandler } from "./http/tiles.js";
 import { migrations } from "./store/migrations.js";
@@ -56,7 +57,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
     migrations,
     usesBlobs: false,
     create: async ({ db, bus, outbox, logger, scheduler }) => {
-      await bus.ensureStream("ledger");
+      await bus.ensureStream(LEDGER_STREAM);
       if (!signer)
         logger.warn("LEDGER_SIGNING_KEY is not set: this replica sequences appends and serves reads, but never signs checkpoints");
       const integrator = new Integrator({

@@ -3,9 +3,9 @@ import { createHash, sign } from "node:crypto";
 
 import type { ActorKey } from "@deai/kit";
 
-import { pae } from "../src/domain/envelope.js";
+import { IN_TOTO_PAYLOAD_TYPE, pae, STATEMENT_V1_TYPE } from "@deai/proofs";
 
-export const IN_TOTO = "application/vnd.in-toto+json";
+export const IN_TOTO = IN_TOTO_PAYLOAD_TYPE;
 
 export function sha256Hex(text: string): string {
   return createHash("sha256").update(text).digest("hex");
@@ -18,7 +18,7 @@ export function statement(
   predicate: Record<string, unknown> = {},
 ): Record<string, unknown> {
   return {
-    _type: "https://in-toto.io/Statement/v1",
+    _type: STATEMENT_V1_TYPE,
     subject: subjects.map((hex, i) => ({ name: `artifact-${i}`, digest: { sha256: hex } })),
     predicateType,
     predicate,

@@ -27,6 +27,7 @@ import { fsck } from "../src/app/fsck.js";
 import { loadLedgerConfig } from "../src/config.js";
 import { ledgerDefinition } from "../src/definition.js";
 import { canonicalJson } from "../src/domain/jcs.js";
+import { LedgerSubjects } from "../src/events/checkpoint-published.js";
 import type { LedgerDb } from "../src/store/tables.js";
 import { envelope, sha256Hex, statement } from "./fixtures.js";
 
@@ -352,7 +353,7 @@ describe("sequencing, proofs and tiles", () => {
     const nc = await connect({ servers: "nats://127.0.0.1:4222" });
     try {
       const jsm = await nc.jetstreamManager();
-      const subject = `${env.natsPrefix}.deai.ledger.checkpoint_published`;
+      const subject = `${env.natsPrefix}.${LedgerSubjects.checkpointPublished}`;
       let event: ReturnType<typeof fromBinary<typeof CheckpointPublishedSchema>> | undefined;
       for (let i = 0; i < 50 && event?.treeSize !== BigInt(second.size); i++) {
         const msg = await jsm.streams.getMessage(streamName(env.natsPrefix, "ledger"), { last_by_subj: subject }).catch(() => undefined);
@@ -467,12 +468,12 @@ describe("fsck", () => {
     const clean = await fsck(svc.deps.db, verifier, ORIGIN);
     expect(clean.problems).toEqual([]);
     expect(clean.checkpoints).toBeGreaterThan(3);
-    const row = await svc.deps.db.selectFrom("tiles").selectAll().where("level", "=", 0).where("idx", "=", 0).executeTakeFirstOrThrow();
+    const row = await svc.deps.db.selectFrom("tiles").selectAll().where("level", "=", 0).where("idx", "=", 0n).executeTakeFirstOrThrow();
     const bad = Buffer.from(row.hashes);
     bad[5]! ^= 1;
-    await svc.deps.db.updateTable("tiles").set({ hashes: bad }).where("level", "=", 0).where("idx", "=", 0).execute();
+    await svc.deps.db.updateTable("tiles").set({ hashes: bad }).where("level", "=", 0).where("idx", "=", 0n).execute();
     const dirty = await fsck(svc.deps.db, verifier, ORIGIN);
-    await svc.deps.db.updateTable("tiles").set({ hashes: row.hashes }).where("level", "=", 0).where("idx", "=", 0).execute();
+    await svc.deps.db.updateTable("tiles").set({ hashes: row.hashes }).where("level", "=", 0).where("idx", "=", 0n).execute();
     expect(dirty.problems).toEqual([expect.stringMatching(/tile 0\/0/)]);
   });
 });

@@ -1,5 +1,7 @@
 import { generateKeyPairSync } from "node:crypto";
 
+import { STATEMENT_V1_TYPE } from "@deai/proofs";
+
 import { CODEC_ID } from "./dataset-commitments.js";
 import { signStatement } from "./envelope.js";
 import { checkEnvelopeSignatures, DATASET_MANIFEST_PREDICATE, parseManifestStatement } from "./manifest-statement.js";
@@ -19,7 +21,7 @@ const root = Buffer.alloc(32, 7);
 /** A statement shaped as the ingestion service builds it; `edit` changes it first. */
 function statement(edit: (s: Json) => void = () => undefined): Buffer {
   const s: Json = {
-    _type: "https://in-toto.io/Statement/v1",
+    _type: STATEMENT_V1_TYPE,
     subject: [
       { name: "corpus.jsonl", digest: { sha256: content } },
       { name: "shardRoot", digest: { sha256: root.toString("hex") } },

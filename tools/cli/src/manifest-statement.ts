@@ -1,13 +1,13 @@
 // The owner-signed dataset manifest as a verifier reads it, trusting nothing but the bytes: an
 // in-toto Statement v1 whose predicate is the manifest (proto3 JSON) and whose subjects are its
 // contentDigest and shardRoot, in a DSSE envelope signed by the manifest's owner.
-import { ed25519Verify } from "@deai/proofs";
+import { actorPublicKey, ed25519Verify, IN_TOTO_PAYLOAD_TYPE, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
 import { CODEC_ID } from "./dataset-commitments.js";
 import type { ManifestJson } from "./dataset-api.js";
-import { IN_TOTO_PAYLOAD_TYPE, IN_TOTO_STATEMENT_V1, pae, type EnvelopeJson } from "./envelope.js";
+import type { EnvelopeJson } from "./envelope.js";
 
-export const DATASET_MANIFEST_PREDICATE = "https://deai.dev/dataset-manifest/v1";
+export const DATASET_MANIFEST_PREDICATE = PredicateTypes.datasetManifest;
 
 /** What a manifest statement commits to, checked for internal consistency. */
 export interface ManifestStatement {
@@ -46,7 +46,7 @@ export function parseManifestStatement(bytes: Uint8Array): ManifestStatement {
     throw new Error(`the statement is not JSON: ${(e as Error).message}`, { cause: e });
   }
   if (st === null || typeof st !== "object" || Array.isArray(st)) throw new Error("the statement is not a JSON object");
-  if (st._type !== IN_TOTO_STATEMENT_V1) throw new Error(`statement _type is ${JSON.stringify(st._type)}, not ${IN_TOTO_STATEMENT_V1}`);
+  if (st._type !== STATEMENT_V1_TYPE) throw new Error(`statement _type is ${JSON.stringify(st._type)}, not ${STATEMENT_V1_TYPE}`);
   if (st.predicateType !== DATASET_MANIFEST_PREDICATE) {
     throw new Error(`statement predicateType is ${JSON.stringify(st.predicateType)}, not ${DATASET_MANIFEST_PREDICATE}`);
   }
@@ -88,12 +88,6 @@ export function parseManifestStatement(bytes: Uint8Array): ManifestStatement {
 }
 
 /** An actor id (base64url Ed25519 public key) as its 32 key bytes, or undefined. */
-function actorPublicKey(id: string): Uint8Array | undefined {
-  if (!/^[A-Za-z0-9_-]{43}$/.test(id)) return undefined;
-  const b = Buffer.from(id, "base64url");
-  return b.length === 32 ? b : undefined;
-}
-
 /**
  * Checks a DSSE envelope over a manifest statement: in-toto payload type, every signature
  * verifies (Ed25519 over PAE, keyid = actor id), and one is by `owner`. Throws naming the failure.

@@ -7,7 +7,15 @@ import { join } from "node:path";
 import { jest } from "@jest/globals";
 
 import { createTestEnv, spawnService, type ServiceProcess, type TestEnv } from "@deai/testkit";
-import { generateNoteKey, COSIGNATURE_V1_TYPE, parseCheckpoint, parseNote, parseTlogProof, verifyConsistency } from "@deai/proofs";
+import {
+  generateNoteKey,
+  COSIGNATURE_V1_TYPE,
+  parseCheckpoint,
+  parseNote,
+  parseTlogProof,
+  STATEMENT_V1_TYPE,
+  verifyConsistency,
+} from "@deai/proofs";
 
 const cliJs = new URL("../dist/main.js", import.meta.url).pathname;
 const ledgerJs = new URL("../../../services/ledger/dist/main.js", import.meta.url).pathname;
@@ -44,7 +52,7 @@ function statementFile(name: string, subjectHex: string, extra: Record<string, u
   writeFileSync(
     path,
     JSON.stringify({
-      _type: "https://in-toto.io/Statement/v1",
+      _type: STATEMENT_V1_TYPE,
       subject: [{ name: "model.safetensors", digest: { sha256: subjectHex } }],
       predicateType: "https://slsa.dev/provenance/v1",
       predicate: { buildDefinition: { resolvedDependencies: [{ digest: { sha256: "ab".repeat(32) } }] } },

@@ -11,10 +11,8 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import type { DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
 import { ManifestSchema, type Manifest } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { InvalidArgumentError, PermissionDeniedError } from "@deai/kit/errors";
+import { IN_TOTO_PAYLOAD_TYPE, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
-export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
-export const STATEMENT_V1_TYPE = "https://in-toto.io/Statement/v1";
-export const DATASET_MANIFEST_PREDICATE = "https://deai.dev/dataset-manifest/v1";
 export const CODEC_ID = "rs-cauchy-ronomon-v1";
 
 /** The manifest's JSON form (proto3 JSON, camelCase). */
@@ -38,16 +36,10 @@ export function manifestStatement(manifest: Manifest): Uint8Array {
       { name: manifest.name || "dataset", digest: { sha256: contentHex } },
       { name: "shardRoot", digest: { sha256: Buffer.from(manifest.shardRoot).toString("hex") } },
     ],
-    predicateType: DATASET_MANIFEST_PREDICATE,
+    predicateType: PredicateTypes.datasetManifest,
     predicate: manifestJson(manifest),
   };
   return Buffer.from(JSON.stringify(statement), "utf8");
-}
-
-/** DSSE pre-authentication encoding. */
-export function pae(payloadType: string, payload: Uint8Array): Buffer {
-  const type = Buffer.from(payloadType, "utf8");
-  return Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${payloadType} ${payload.length} `, "utf8"), payload]);
 }
 
 /**

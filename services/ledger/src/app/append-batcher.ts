@@ -2,6 +2,11 @@
 // Postgres together as one transaction with one multi-row INSERT. Each caller is answered
 // only after its batch committed, so an acknowledged entry is durable. A group of entries
 // submitted together (a batch append) is never split across transactions.
+//
+// One member must never fail the others: if a transaction of several members fails, each
+// member is retried alone (in order), so only a member whose own rows Postgres refuses fails
+// (the domain refuses what it knows cannot be stored, a NUL in a predicate type for one,
+// before an entry gets here; this is the guarantee for whatever it does not know).
 import type { Kysely } from "kysely";
 
 import { sequenceEntries, type NewEntry, type Sequenced } from "../store/entries.js";
@@ -16,6 +21,8 @@ interface Pending {
 export class AppendBatcher {
   private queue: Pending[] = [];
   private inflight = 0;
+  /** Members retried alone after their group's transaction failed (a sign of poisoned input). */
+  isolatedRetries = 0;
 
   /**
    * @param maxBatch most entries per transaction (a larger group still commits whole). @default 4000
@@ -54,24 +61,33 @@ export class AppendBatcher {
       }
       const batch = this.queue.splice(0, take);
       this.inflight++;
-      sequenceEntries(this.db, batch.length === 1 ? batch[0]!.entries : batch.flatMap((p) => p.entries))
-        .then(
-          (out) => {
-            let at = 0;
-            for (const p of batch) {
-              p.resolve(out.slice(at, at + p.entries.length));
-              at += p.entries.length;
-            }
-            const fresh = out.reduce((c, s) => c + (s.duplicate ? 0 : 1), 0);
-            if (fresh > 0) this.onCommitted?.(fresh);
-          },
-          (e: unknown) => batch.forEach((p) => p.reject(e)),
-        )
+      this.commit(batch)
+        .catch((e: unknown) => batch.forEach((p) => p.reject(e)))
         .finally(() => {
           this.inflight--;
           this.pump();
         });
     }
+  }
+
+  /** Commits a batch as one transaction; if that fails and it has several members, each alone. */
+  private async commit(batch: readonly Pending[]): Promise<void> {
+    let out: Sequenced[];
+    try {
+      out = await sequenceEntries(this.db, batch.length === 1 ? batch[0]!.entries : batch.flatMap((p) => p.entries));
+    } catch (e) {
+      if (batch.length === 1) throw e;
+      this.isolatedRetries += batch.length;
+      for (const p of batch) await this.commit([p]).catch((err: unknown) => p.reject(err));
+      return;
+    }
+    let at = 0;
+    for (const p of batch) {
+      p.resolve(out.slice(at, at + p.entries.length));
+      at += p.entries.length;
+    }
+    const fresh = out.reduce((c, s) => c + (s.duplicate ? 0 : 1), 0);
+    if (fresh > 0) this.onCommitted?.(fresh);
   }
 
   /** Resolves when nothing is queued or committing. */

@@ -1,8 +1,9 @@
 // The ledger's use cases: append, reads, proofs, checkpoints, search and lineage.
 import type { Kysely } from "kysely";
 
+import { systemClock, type Clock } from "@deai/kit/clock";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
-import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseNote, type NoteSignature } from "@deai/proofs";
+import { cosignatureTimestamp, formatTlogProof, parseCheckpoint, parseDecimal, parseNote, type NoteSignature } from "@deai/proofs";
 
 import {
   completeEnvelope,
@@ -14,6 +15,7 @@ import {
 } from "../domain/envelope.js";
 import { digestFromKey, digestKey, parseDigest, type Digest } from "../domain/digest.js";
 import { walkLineage, type LineageDirection, type LineageEdge } from "../domain/lineage.js";
+import { requirePredicateType } from "../domain/statement.js";
 import {
   entriesByIndexes,
   entriesNaming,
@@ -84,6 +86,8 @@ export interface LedgerOptions {
   /** Default and cap of Append's wait for integration. */
   readonly waitDefaultMs: number;
   readonly waitMaxMs: number;
+  /** Time for append deadlines and the latest-checkpoint cache. @default systemClock */
+  readonly clock?: Clock;
 }
 
 const MAX_PAGE = 500;
@@ -127,9 +131,11 @@ export class Ledger {
   private latest: { row: CheckpointRow; at: number } | undefined;
   private latestGeneration = 0;
   private readonly tree: TreeReader;
+  private readonly clock: Clock;
 
   constructor(private readonly o: LedgerOptions) {
     this.tree = new TreeReader(o.db);
+    this.clock = o.clock ?? systemClock;
     o.integrator.onPublished(() => {
       this.latest = undefined;
       this.latestGeneration++;
@@ -163,13 +169,13 @@ export class Ledger {
     }
     this.o.integrator.requestSoon();
     const waitMs = Math.min(opts.waitMs ?? this.o.waitDefaultMs, this.o.waitMaxMs);
-    const deadline = Date.now() + waitMs;
+    const deadline = this.clock.nowMs() + waitMs;
     if (!(await this.o.integrator.waitForSize(index + 1, waitMs))) return { ...base, integrated: false };
     // With a witness quorum, wait (within the same deadline) for a published checkpoint; past
     // it, the receipt is against the log-signed checkpoint and says how many cosignatures it has.
     const published =
       this.o.cosignatures.quorum > 0
-        ? await this.o.cosignatures.waitForPublished(index + 1, Math.max(0, deadline - Date.now()))
+        ? await this.o.cosignatures.waitForPublished(index + 1, Math.max(0, deadline - this.clock.nowMs()))
         : undefined;
     const latest = await latestCheckpoint(this.o.db);
     const cp = published ?? (latest && (await this.o.cosignatures.attach(latest)));
@@ -201,16 +207,23 @@ export class Ledger {
         break;
       }
     }
-    const ok = await this.o.verifier.verify(prepared.flatMap((p) => p.checks));
-    const verified: VerifiedEntry[] = [];
+    // An envelope repeated in the batch (same leaf) is verified once: its checks are the same.
+    const keyOf = (p: PreparedEnvelope): string => Buffer.from(p.leafHash).toString("hex");
+    const unique = [...new Map(prepared.map((p) => [keyOf(p), p])).values()];
+    const ok = await this.o.verifier.verify(unique.flatMap((p) => p.checks));
+    const outcomes = new Map<string, readonly boolean[]>();
     let k = 0;
+    for (const p of unique) {
+      outcomes.set(keyOf(p), ok.slice(k, k + p.checks.length));
+      k += p.checks.length;
+    }
+    const verified: VerifiedEntry[] = [];
     for (const [i, p] of prepared.entries()) {
       try {
-        verified.push(completeEnvelope(p, ok.slice(k, k + p.checks.length)));
+        verified.push(completeEnvelope(p, outcomes.get(keyOf(p))!));
       } catch (err) {
         throw at(i, err);
       }
-      k += p.checks.length;
     }
     if (structural) throw at(structural.i, structural.error);
     const out = await this.o.batcher.submitMany(verified.map(newEntry));
@@ -296,10 +309,13 @@ export class Ledger {
     pageToken: string;
   }): Promise<{ entries: EntryView[]; nextPageToken: string }> {
     const digest = parseDigest(q.algorithm, q.hex, "subject");
+    // Checked as appends check it: a NUL would otherwise fail the query in Postgres (500).
+    if (q.predicateType) requirePredicateType(q.predicateType, "predicate_type");
     let before: number | undefined;
     if (q.pageToken !== "") {
-      if (!/^(0|[1-9][0-9]{0,15})$/.test(q.pageToken)) throw new InvalidArgumentError("page_token is not one this server issued");
-      before = Number(q.pageToken);
+      // Canonical decimal only (no sign, space, leading zero, hex or exponent), a safe integer.
+      before = parseDecimal(q.pageToken);
+      if (before === undefined) throw new InvalidArgumentError("page_token is not one this server issued");
     }
     const limit = Math.min(q.pageSize === 0 ? DEFAULT_PAGE : q.pageSize, MAX_PAGE);
     const idxs = await indexesByDigest(this.o.db, digestKey(digest), "s", {
@@ -348,9 +364,9 @@ export class Ledger {
    */
   private async requireLatest(atLeast?: number): Promise<CheckpointRow> {
     const c = this.latest;
-    if (c && (atLeast !== undefined ? c.row.tree_size >= atLeast : Date.now() - c.at < LATEST_TTL_MS)) return c.row;
+    if (c && (atLeast !== undefined ? c.row.tree_size >= atLeast : this.clock.nowMs() - c.at < LATEST_TTL_MS)) return c.row;
     const generation = this.latestGeneration;
-    const at = Date.now();
+    const at = this.clock.nowMs();
     const cp = await latestCheckpoint(this.o.db);
     if (cp === undefined) throw new FailedPreconditionError("the log has not published a checkpoint yet");
     // A read that overlapped a signing here may be older than the new checkpoint: not kept.

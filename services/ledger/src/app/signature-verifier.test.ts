@@ -1,9 +1,9 @@
 import { generateKeyPairSync, sign } from "node:crypto";
 
-import { prepareEnvelope, pae, type SignatureCheck } from "../domain/envelope.js";
-import { SignatureVerifier } from "./signature-verifier.js";
+import { IN_TOTO_PAYLOAD_TYPE as IN_TOTO, pae } from "@deai/proofs";
 
-const IN_TOTO = "application/vnd.in-toto+json";
+import { prepareEnvelope, type SignatureCheck } from "../domain/envelope.js";
+import { SignatureVerifier } from "./signature-verifier.js";
 
 function checks(n: number): { checks: SignatureCheck[]; valid: boolean[] } {
   const keys = Array.from({ length: 3 }, () => generateKeyPairSync("ed25519"));

@@ -60,6 +60,8 @@ export class SignatureVerifier {
   private nextId = 1;
   private closed = false;
   private readonly minOffload: number;
+  /** Ed25519 checks requested so far (what an abuse test bounds; a metric would read it). */
+  checked = 0;
 
   constructor(o: SignatureVerifierOptions) {
     this.minOffload = o.minOffload ?? 16;
@@ -73,6 +75,7 @@ export class SignatureVerifier {
   /** Verifies each check; resolves to one boolean per check, in order. */
   verify(checks: readonly SignatureCheck[]): Promise<boolean[]> {
     if (checks.length === 0) return Promise.resolve([]);
+    this.checked += checks.length;
     if (this.slots.length === 0 || this.closed) return Promise.resolve(checks.map(verifySignature));
     return new Promise((resolve, reject) => {
       this.queue.push({ checks, resolve, reject });

@@ -17,6 +17,7 @@ import {
   COSIGNATURE_V1_TYPE,
   formatSignatureLine,
   openCheckpoint,
+  parseDecimal,
   parseSignerKey,
   parseVerifierKey,
   utf8Encode,
@@ -200,8 +201,10 @@ export async function runWitness(argv: readonly string[], signal: AbortSignal): 
       statePath: values.state!,
     };
     once = values.once;
-    intervalMs = Number(values["interval-ms"] ?? "10000");
-    if (!Number.isSafeInteger(intervalMs) || intervalMs < 10) throw new Error("--interval-ms must be an integer ≥ 10");
+    // Canonical decimal only: Number() would take " 10", "0x10" and "1e3".
+    const interval = parseDecimal(values["interval-ms"] ?? "10000");
+    if (interval === undefined || interval < 10) throw new Error("--interval-ms must be a decimal integer ≥ 10");
+    intervalMs = interval;
   } catch (e) {
     process.stderr.write(`witness: ${(e as Error).message}\n${USAGE}\n`);
     return 2;

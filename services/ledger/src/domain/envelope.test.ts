@@ -1,6 +1,6 @@
 import { generateKeyPairSync, sign } from "node:crypto";
 
-import { leafHash } from "@deai/proofs";
+import { IN_TOTO_PAYLOAD_TYPE, leafHash, MAX_ENVELOPE_SIGNATURES, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
 import {
   completeEnvelope,
@@ -8,14 +8,13 @@ import {
   envelopeFromLeaf,
   envelopeJson,
   envelopeLeaf,
-  pae,
   prepareEnvelope,
   verifyEnvelope,
   type Envelope,
 } from "./envelope.js";
 import { canonicalJson } from "./jcs.js";
 import { walkLineage, type LineageNode } from "./lineage.js";
-import { parseStatement, PredicateTypes } from "./statement.js";
+import { parseStatement } from "./statement.js";
 
 const { privateKey, publicKey } = generateKeyPairSync("ed25519");
 const keyid = publicKey.export({ format: "jwk" }).x!;
@@ -23,19 +22,13 @@ const hex = (c: string): string => c.repeat(64);
 
 function signed(stmt: unknown): Envelope {
   const payload = new TextEncoder().encode(JSON.stringify(stmt));
-  const type = "application/vnd.in-toto+json";
+  const type = IN_TOTO_PAYLOAD_TYPE;
   return { payloadType: type, payload, signatures: [{ keyid, sig: new Uint8Array(sign(null, pae(type, payload), privateKey)) }] };
 }
 
 describe("DSSE envelopes", () => {
-  it("encodes PAE as the DSSE spec does", () => {
-    expect(new TextDecoder().decode(pae("http://example.com/HelloWorld", new TextEncoder().encode("hello world")))).toBe(
-      "DSSEv1 29 http://example.com/HelloWorld 11 hello world",
-    );
-  });
-
   it("verifies, derives the JCS leaf and round-trips it", () => {
-    const e = signed({ _type: "https://in-toto.io/Statement/v1", subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
+    const e = signed({ _type: STATEMENT_V1_TYPE, subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
     const v = verifyEnvelope(e);
     expect(new TextDecoder().decode(v.leaf)).toMatch(
       /^\{"payload":"[^"]+","payloadType":"application\/vnd.in-toto\+json","signatures":\[\{"keyid":"[^"]+","sig":"[^"]+"\}\]\}$/,
@@ -67,13 +60,10 @@ describe("DSSE envelopes", () => {
         expect(Buffer.from(entryLeafHash(leaf))).toEqual(Buffer.from(leafHash(leaf)));
       }
     }
-    expect(Buffer.from(pae("type é", new Uint8Array([0, 1]))).toString("latin1")).toBe(
-      Buffer.from(new Uint8Array([...new TextEncoder().encode("DSSEv1 7 type é 2 "), 0, 1])).toString("latin1"),
-    );
   });
 
   it("reports the first failing signature in order, whether it fails its check or its keyid", () => {
-    const e = signed({ _type: "https://in-toto.io/Statement/v1", subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
+    const e = signed({ _type: STATEMENT_V1_TYPE, subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
     const forged = { keyid, sig: new Uint8Array(64) };
     const badKey = { keyid: "not-a-key", sig: e.signatures[0]!.sig };
     expect(() => verifyEnvelope({ ...e, signatures: [forged, badKey] })).toThrow(/^signatures\[0\] does not verify/);
@@ -84,8 +74,34 @@ describe("DSSE envelopes", () => {
     expect(() => completeEnvelope(p, [true])).toThrow(/_type/);
   });
 
+  it("checks a repeated (keyid, sig) pair once, keeps every copy in the leaf, and refuses more than MAX_ENVELOPE_SIGNATURES", () => {
+    const e = signed({ _type: STATEMENT_V1_TYPE, subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
+    const repeated = { ...e, signatures: Array.from({ length: MAX_ENVELOPE_SIGNATURES }, () => e.signatures[0]!) };
+    const p = prepareEnvelope(repeated);
+    expect(p.checks).toHaveLength(1);
+    expect(completeEnvelope(p, [true]).signers).toEqual([keyid]);
+    expect(envelopeFromLeaf(p.leaf).signatures).toHaveLength(MAX_ENVELOPE_SIGNATURES);
+    expect(() => prepareEnvelope({ ...e, signatures: [...repeated.signatures, e.signatures[0]!] })).toThrow(
+      new RegExp(`has ${MAX_ENVELOPE_SIGNATURES + 1} signatures; the limit is ${MAX_ENVELOPE_SIGNATURES}`),
+    );
+    // A bad signature after a repeated good one is reported at its own position.
+    const forged = { keyid, sig: new Uint8Array(64) };
+    const q = prepareEnvelope({ ...e, signatures: [e.signatures[0]!, e.signatures[0]!, forged] });
+    expect(q.checks).toHaveLength(2);
+    expect(() => completeEnvelope(q, [true, false])).toThrow(/^signatures\[2\] does not verify/);
+  });
+
+  it("refuses a predicate type with a NUL, another control character or a lone surrogate", () => {
+    for (const bad of ["p\u0000", "\u0001p", "p\ud800", "\udc00"]) {
+      const e = signed({ _type: STATEMENT_V1_TYPE, subject: [{ digest: { sha256: hex("a") } }], predicateType: bad });
+      expect(() => verifyEnvelope(e)).toThrow(/predicateType holds a control character or a lone surrogate/);
+    }
+    const ok = signed({ _type: STATEMENT_V1_TYPE, subject: [{ digest: { sha256: hex("a") } }], predicateType: "p 𝄞 é" });
+    expect(verifyEnvelope(ok).statement.predicateType).toBe("p 𝄞 é");
+  });
+
   it("rejects a tampered payload", () => {
-    const e = signed({ _type: "https://in-toto.io/Statement/v1", subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
+    const e = signed({ _type: STATEMENT_V1_TYPE, subject: [{ digest: { sha256: hex("a") } }], predicateType: "p" });
     const tampered = { ...e, payload: new TextEncoder().encode(new TextDecoder().decode(e.payload).replace("aaaa", "bbbb")) };
     expect(() => verifyEnvelope(tampered)).toThrow(/does not verify/);
   });
@@ -96,7 +112,7 @@ describe("statements", () => {
     const slsa = parseStatement(
       new TextEncoder().encode(
         JSON.stringify({
-          _type: "https://in-toto.io/Statement/v1",
+          _type: STATEMENT_V1_TYPE,
           subject: [{ digest: { sha256: hex("A") } }],
           predicateType: PredicateTypes.slsaProvenance,
           predicate: {
@@ -113,7 +129,7 @@ describe("statements", () => {
     const manifest = parseStatement(
       new TextEncoder().encode(
         JSON.stringify({
-          _type: "https://in-toto.io/Statement/v1",
+          _type: STATEMENT_V1_TYPE,
           subject: [{ digest: { sha256: hex("d") } }],
           predicateType: PredicateTypes.datasetManifest,
           predicate: {

@@ -1,14 +1,22 @@
-// DSSE envelopes (https://github.com/secure-systems-lab/dsse): PAE, signature checks, and the
-// ledger's leaf: the RFC 8785 canonical JSON of the envelope.
+// DSSE envelopes as the log takes them: structural checks, signature checks with native
+// Ed25519, and the ledger's leaf (the RFC 8785 canonical JSON of the envelope). PAE, the
+// in-toto constants and the signature limit are @deai/proofs' (the one DSSE implementation).
 import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
 
 import { InvalidArgumentError } from "@deai/kit/errors";
-import { base64Decode, MAX_ENTRY_SIZE } from "@deai/proofs";
+import {
+  actorPublicKey as actorPublicKeyBytes,
+  base64Decode,
+  distinctSignatures,
+  IN_TOTO_PAYLOAD_TYPE,
+  MAX_ENTRY_SIZE,
+  MAX_ENVELOPE_SIGNATURES,
+  pae,
+} from "@deai/proofs";
 
 import type { JsonValue } from "./jcs.js";
 import { parseStatement, type StatementSummary } from "./statement.js";
 
-export const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 /** Largest leaf: entry bundles prefix each entry with a uint16 length. */
 export const MAX_LEAF_SIZE = MAX_ENTRY_SIZE;
 
@@ -25,16 +33,6 @@ export interface VerifiedEntry {
   readonly leafHash: Uint8Array;
   readonly signers: readonly string[];
   readonly statement: StatementSummary;
-}
-
-/** DSSE pre-authentication encoding: "DSSEv1 <len(type)> <type> <len(body)> <body>" (lengths in bytes). */
-export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
-  const head = `DSSEv1 ${Buffer.byteLength(payloadType)} ${payloadType} ${payload.length} `;
-  const headLength = Buffer.byteLength(head);
-  const out = Buffer.allocUnsafe(headLength + payload.length);
-  out.write(head, 0, "utf8");
-  out.set(payload, headLength);
-  return out;
 }
 
 function base64(bytes: Uint8Array): string {
@@ -89,7 +87,7 @@ const keyCache = new Map<string, KeyObject>();
 function actorPublicKey(keyid: string, i: number): KeyObject {
   const cached = keyCache.get(keyid);
   if (cached) return cached;
-  if (!/^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(keyid)) {
+  if (actorPublicKeyBytes(keyid) === undefined) {
     throw new InvalidArgumentError(`signatures[${i}].keyid must be an actor id (base64url Ed25519 public key, 43 chars)`);
   }
   let key: KeyObject;
@@ -112,21 +110,26 @@ export interface SignatureCheck {
 }
 
 /**
- * An envelope checked for everything but its Ed25519 signatures: `checks` are the signatures
- * still to verify, in order; `failure`, if set, is the problem with the signature after them
- * (a keyid that is not a key, a signature of the wrong length), reported only if those verify.
+ * An envelope checked for everything but its Ed25519 signatures: `checks` are the distinct
+ * signatures still to verify, in order, and `positions` their indexes in the envelope;
+ * `failure`, if set, is the problem with the signature after them (a keyid that is not a key,
+ * a signature of the wrong length), reported only if those verify.
  */
 export interface PreparedEnvelope {
   readonly payload: Uint8Array;
   readonly leaf: Uint8Array;
+  readonly leafHash: Uint8Array;
   readonly checks: readonly SignatureCheck[];
+  readonly positions: readonly number[];
   readonly failure?: InvalidArgumentError;
 }
 
 /**
  * The structural checks of `verifyEnvelope`, up to (not including) the signature checks:
- * payload type, non-empty payload, 1 to 64 signatures, the leaf within MAX_LEAF_SIZE, then
- * each signature's keyid and length. Throws InvalidArgumentError.
+ * payload type, non-empty payload, 1 to MAX_ENVELOPE_SIGNATURES signatures, the leaf within
+ * MAX_LEAF_SIZE, then each distinct signature's keyid and length. A (keyid, sig) pair repeated
+ * in the envelope is checked once (the leaf keeps every copy), so an envelope costs at most
+ * MAX_ENVELOPE_SIGNATURES Ed25519 checks however it is built. Throws InvalidArgumentError.
  */
 export function prepareEnvelope(e: Envelope | undefined): PreparedEnvelope {
   if (e === undefined) throw new InvalidArgumentError("envelope is required");
@@ -135,23 +138,28 @@ export function prepareEnvelope(e: Envelope | undefined): PreparedEnvelope {
   }
   if (e.payload.length === 0) throw new InvalidArgumentError("envelope payload is empty");
   if (e.signatures.length === 0) throw new InvalidArgumentError("envelope has no signatures");
-  if (e.signatures.length > 64) throw new InvalidArgumentError("envelope has more than 64 signatures");
+  if (e.signatures.length > MAX_ENVELOPE_SIGNATURES) {
+    throw new InvalidArgumentError(`envelope has ${e.signatures.length} signatures; the limit is ${MAX_ENVELOPE_SIGNATURES}`);
+  }
   const leaf = envelopeLeaf(e);
   if (leaf.length > MAX_LEAF_SIZE) throw new InvalidArgumentError(`entry is ${leaf.length} bytes as a leaf; the limit is ${MAX_LEAF_SIZE}`);
+  const leafHash = entryLeafHash(leaf);
   const message = pae(e.payloadType, e.payload);
   const checks: SignatureCheck[] = [];
-  for (const [i, s] of e.signatures.entries()) {
+  const positions: number[] = [];
+  for (const { index: i, signature: s } of distinctSignatures(e.signatures)) {
     try {
       const key = actorPublicKey(s.keyid, i);
       if (s.sig.length !== 64)
         throw new InvalidArgumentError(`signatures[${i}].sig must be a 64-byte Ed25519 signature, got ${s.sig.length} bytes`);
       checks.push({ keyid: s.keyid, key, message, sig: s.sig });
+      positions.push(i);
     } catch (err) {
       if (!(err instanceof InvalidArgumentError)) throw err;
-      return { payload: e.payload, leaf, checks, failure: err };
+      return { payload: e.payload, leaf, leafHash, checks, positions, failure: err };
     }
   }
-  return { payload: e.payload, leaf, checks };
+  return { payload: e.payload, leaf, leafHash, checks, positions };
 }
 
 /**
@@ -162,12 +170,12 @@ export function prepareEnvelope(e: Envelope | undefined): PreparedEnvelope {
 export function completeEnvelope(p: PreparedEnvelope, verified: readonly boolean[]): VerifiedEntry {
   const signers: string[] = [];
   p.checks.forEach((c, i) => {
-    if (!verified[i]) throw new InvalidArgumentError(`signatures[${i}] does not verify for keyid ${c.keyid}`);
+    if (!verified[i]) throw new InvalidArgumentError(`signatures[${p.positions[i]}] does not verify for keyid ${c.keyid}`);
     if (!signers.includes(c.keyid)) signers.push(c.keyid);
   });
   if (p.failure) throw p.failure;
   const statement = parseStatement(p.payload);
-  return { leaf: p.leaf, leafHash: entryLeafHash(p.leaf), signers, statement };
+  return { leaf: p.leaf, leafHash: p.leafHash, signers, statement };
 }
 
 /** Verifies one signature check on this thread. */

@@ -1,19 +1,11 @@
-// in-toto Statement v1 (https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md)
-// and the provenance edges the ledger indexes from the predicates the platform uses.
+// What the ledger reads from an in-toto Statement v1 (the frame is @deai/proofs'
+// parseStatementFrame): its predicate type, subjects, and the provenance edges it indexes
+// from the predicates the platform uses (PredicateTypes, documented in @deai/proofs).
 import { InvalidArgumentError } from "@deai/kit/errors";
+import { parseStatementFrame, PredicateTypes, ProofError } from "@deai/proofs";
 
 import { digestKey, parseDigest, type Digest } from "./digest.js";
 import type { JsonValue } from "./jcs.js";
-
-export const STATEMENT_V1_TYPE = "https://in-toto.io/Statement/v1";
-
-/** Predicate types the platform writes (see the README for each one's materials). */
-export const PredicateTypes = {
-  datasetManifest: "https://deai.dev/dataset-manifest/v1",
-  slsaProvenance: "https://slsa.dev/provenance/v1",
-  lease: "https://deai.dev/lease/v1",
-  slashRecord: "https://deai.dev/slash-record/v1",
-} as const;
 
 /** What the ledger keeps from a statement: its type, what it is about, and what it came from. */
 export interface StatementSummary {
@@ -80,29 +72,30 @@ function materialsOf(predicateType: string, predicate: JsonObject | undefined): 
   return dedupe(out);
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// Control characters (NUL above all: Postgres text and jsonb cannot hold it) and lone
+// surrogates (no UTF-8 form) in a predicate type; it is a URI, so neither belongs there.
+const BAD_TEXT = /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Checks a predicate type as the log stores and searches it: no control characters, no lone
+ * surrogates. Throws InvalidArgumentError naming `field`. Used on append and on search, so a
+ * value that cannot be stored never reaches Postgres (where it would fail the whole query).
+ */
+export function requirePredicateType(value: string, field: string): string {
+  if (BAD_TEXT.test(value)) throw new InvalidArgumentError(`${field} holds a control character or a lone surrogate`, { field });
+  return value;
+}
 
 /** Parses an in-toto Statement v1 payload; throws InvalidArgumentError naming the first problem. */
 export function parseStatement(payload: Uint8Array): StatementSummary {
-  let json: JsonValue;
+  let statement;
   try {
-    json = JSON.parse(utf8.decode(payload)) as JsonValue;
+    statement = parseStatementFrame(payload);
   } catch (e) {
-    throw new InvalidArgumentError(`payload is not UTF-8 JSON: ${(e as Error).message}`);
+    if (e instanceof ProofError) throw new InvalidArgumentError(e.message);
+    throw e;
   }
-  if (!isObject(json)) throw new InvalidArgumentError("statement must be a JSON object");
-  if (json._type !== STATEMENT_V1_TYPE)
-    throw new InvalidArgumentError(`statement _type must be ${STATEMENT_V1_TYPE}, got ${JSON.stringify(json._type)}`);
-  if (typeof json.predicateType !== "string" || json.predicateType === "")
-    throw new InvalidArgumentError("statement predicateType must be a non-empty string");
-  if (!Array.isArray(json.subject) || json.subject.length === 0)
-    throw new InvalidArgumentError("statement subject must be a non-empty array");
-  const subjects = dedupe(
-    json.subject.flatMap((s, i) => {
-      if (!isObject(s)) throw new InvalidArgumentError(`subject[${i}] must be an object`);
-      return digestSet(s.digest, `subject[${i}].digest`);
-    }),
-  );
-  if (json.predicate !== undefined && !isObject(json.predicate)) throw new InvalidArgumentError("statement predicate must be an object");
-  return { predicateType: json.predicateType, subjects, materials: materialsOf(json.predicateType, json.predicate) };
+  const predicateType = requirePredicateType(statement.predicateType, "statement predicateType");
+  const subjects = dedupe(statement.subject.flatMap((s, i) => digestSet(s.digest as JsonValue | undefined, `subject[${i}].digest`)));
+  return { predicateType, subjects, materials: materialsOf(predicateType, statement.predicate as JsonObject | undefined) };
 }

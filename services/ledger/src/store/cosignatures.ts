@@ -1,8 +1,8 @@
 // Cosignature repository: witness cosignature lines kept per signed checkpoint.
-import { sql, type Kysely } from "kysely";
+import { sql, type Kysely, type Selectable } from "kysely";
 
-import type { CheckpointRow } from "./tree.js";
-import type { LedgerDb } from "./tables.js";
+import { checkpointAt, type CheckpointRow } from "./tree.js";
+import { fromInt8, type CosignaturesTable, type LedgerDb } from "./tables.js";
 
 export interface CosignatureRow {
   readonly tree_size: number;
@@ -12,6 +12,19 @@ export interface CosignatureRow {
   readonly line: string;
   /** POSIX seconds from the cosignature. */
   readonly cosigned_at: number;
+}
+
+/** The one decoder of cosignature rows (int8 → number). */
+function cosignatureFromRow(
+  r: Pick<Selectable<CosignaturesTable>, "tree_size" | "witness" | "key_id" | "line" | "cosigned_at">,
+): CosignatureRow {
+  return {
+    tree_size: fromInt8(r.tree_size),
+    witness: r.witness,
+    key_id: fromInt8(r.key_id),
+    line: r.line,
+    cosigned_at: fromInt8(r.cosigned_at),
+  };
 }
 
 /** One row per (checkpoint, witness key); a newer cosignature by the same key replaces the older. */
@@ -44,14 +57,19 @@ export async function upsertCosignature(db: Kysely<LedgerDb>, c: CosignatureRow)
 /** Cosignatures of the given checkpoints. */
 export async function cosignaturesOf(db: Kysely<LedgerDb>, treeSizes: readonly number[]): Promise<CosignatureRow[]> {
   if (treeSizes.length === 0) return [];
-  return db
+  const rows = await db
     .selectFrom("cosignatures")
     .select(["tree_size", "witness", "key_id", "line", "cosigned_at"])
-    .where("tree_size", "in", [...treeSizes])
+    .where(
+      "tree_size",
+      "in",
+      treeSizes.map((n) => BigInt(n)),
+    )
     .orderBy("tree_size")
     .orderBy("witness")
     .orderBy("key_id")
     .execute();
+  return rows.map(cosignatureFromRow);
 }
 
 /**
@@ -64,7 +82,7 @@ export async function latestCosignedCheckpoint(
   quorum: number,
 ): Promise<{ checkpoint: CheckpointRow; cosignatures: CosignatureRow[] } | undefined> {
   if (witnessKeys.length === 0) return undefined;
-  const size = await sql<{ tree_size: number }>`
+  const size = await sql<{ tree_size: bigint }>`
     select c.tree_size from cosignatures c
     join unnest(${witnessKeys.map((k) => k.name)}::text[], ${witnessKeys.map((k) => k.keyId)}::bigint[]) as w(witness, key_id)
       on c.witness = w.witness and c.key_id = w.key_id
@@ -74,6 +92,7 @@ export async function latestCosignedCheckpoint(
     limit 1`.execute(db);
   const treeSize = size.rows[0]?.tree_size;
   if (treeSize === undefined) return undefined;
-  const checkpoint = await db.selectFrom("checkpoints").selectAll().where("tree_size", "=", Number(treeSize)).executeTakeFirstOrThrow();
+  const checkpoint = await checkpointAt(db, fromInt8(treeSize));
+  if (checkpoint === undefined) throw new Error(`cosigned checkpoint ${treeSize} is missing from checkpoints`);
   return { checkpoint, cosignatures: await cosignaturesOf(db, [checkpoint.tree_size]) };
 }

@@ -1,9 +1,15 @@
 // Entry repository: group-committed sequencing and the reads over entries and their digests.
 import { sql, type Kysely, type Selectable } from "kysely";
 
-import type { EntriesTable, LedgerDb } from "./tables.js";
+import { fromInt8, type EntriesTable, type LedgerDb } from "./tables.js";
 
-export type EntryRow = Selectable<EntriesTable>;
+/** An entry as the app reads it: the row with its index as a number. */
+export type EntryRow = Omit<Selectable<EntriesTable>, "idx"> & { readonly idx: number };
+
+/** The one decoder of entry rows (int8 → number). */
+function entryFromRow(r: Selectable<EntriesTable>): EntryRow {
+  return { ...r, idx: fromInt8(r.idx) };
+}
 
 /** One entry to sequence; subjects/materials are digest keys (`sha256:<hex>`). */
 export interface NewEntry {
@@ -43,15 +49,16 @@ export async function sequenceEntries(db: Kysely<LedgerDb>, batch: readonly NewE
       .where("id", "=", 1)
       .forUpdate()
       .executeTakeFirstOrThrow();
-    const existing = await sql<{ idx: number; leaf_hash: Buffer }>`
+    const existing = await sql<{ idx: bigint; leaf_hash: Buffer }>`
       select idx, leaf_hash from entries
       where leaf_hash = any(array(select substring(${hashes}::bytea from g * 32 + 1 for 32) from generate_series(0, ${batch.length - 1}::int) g))`.execute(
       trx,
     );
-    const known = new Map<string, number>(existing.rows.map((r) => [r.leaf_hash.toString("hex"), r.idx]));
+    const known = new Map<string, number>(existing.rows.map((r) => [r.leaf_hash.toString("hex"), fromInt8(r.idx)]));
     const out: Sequenced[] = [];
     const fresh: NewEntry[] = [];
-    let next = start;
+    const first = fromInt8(start);
+    let next = first;
     for (const e of batch) {
       const key = hashKey(e.leafHash);
       const idx = known.get(key);
@@ -78,7 +85,7 @@ export async function sequenceEntries(db: Kysely<LedgerDb>, batch: readonly NewE
       await sql`
         with added as (
           insert into entries (idx, leaf_hash, leaf, predicate_type, signers, subjects, materials)
-          select ${start}::bigint + t.n - 1,
+          select ${first}::bigint + t.n - 1,
                  substring(${freshHashes}::bytea from (t.n - 1)::int * 32 + 1 for 32),
                  substring(${leaves}::bytea from (t.m->>4)::int + 1 for (t.m->>5)::int),
                  t.m->>0, t.m->1, t.m->2, t.m->3
@@ -100,33 +107,46 @@ export async function sequenceEntries(db: Kysely<LedgerDb>, batch: readonly NewE
 /** Number of entries sequenced so far. */
 export async function sequencedCount(db: Kysely<LedgerDb>): Promise<number> {
   const r = await db.selectFrom("sequencer").select("next_index").where("id", "=", 1).executeTakeFirstOrThrow();
-  return r.next_index;
+  return fromInt8(r.next_index);
 }
 
 export async function entryByIndex(db: Kysely<LedgerDb>, idx: number): Promise<EntryRow | undefined> {
-  return db.selectFrom("entries").selectAll().where("idx", "=", idx).executeTakeFirst();
+  const r = await db.selectFrom("entries").selectAll().where("idx", "=", BigInt(idx)).executeTakeFirst();
+  return r && entryFromRow(r);
 }
 
 export async function entryByLeafHash(db: Kysely<LedgerDb>, leafHash: Uint8Array): Promise<EntryRow | undefined> {
-  return db.selectFrom("entries").selectAll().where("leaf_hash", "=", Buffer.from(leafHash)).executeTakeFirst();
+  const r = await db.selectFrom("entries").selectAll().where("leaf_hash", "=", Buffer.from(leafHash)).executeTakeFirst();
+  return r && entryFromRow(r);
 }
 
 export async function entriesByIndexes(db: Kysely<LedgerDb>, idxs: readonly number[]): Promise<EntryRow[]> {
   if (idxs.length === 0) return [];
-  return db
+  const rows = await db
     .selectFrom("entries")
     .selectAll()
-    .where("idx", "in", [...idxs])
+    .where(
+      "idx",
+      "in",
+      idxs.map((i) => BigInt(i)),
+    )
     .orderBy("idx")
     .execute();
+  return rows.map(entryFromRow);
 }
 
 /** Leaf hashes of entries [from, from + limit), in index order (a gap ends the list). */
 export async function leafHashesFrom(db: Kysely<LedgerDb>, from: number, limit: number): Promise<Buffer[]> {
-  const rows = await db.selectFrom("entries").select(["idx", "leaf_hash"]).where("idx", ">=", from).orderBy("idx").limit(limit).execute();
+  const rows = await db
+    .selectFrom("entries")
+    .select(["idx", "leaf_hash"])
+    .where("idx", ">=", BigInt(from))
+    .orderBy("idx")
+    .limit(limit)
+    .execute();
   const out: Buffer[] = [];
   for (const r of rows) {
-    if (r.idx !== from + out.length) break;
+    if (fromInt8(r.idx) !== from + out.length) break;
     out.push(r.leaf_hash);
   }
   return out;
@@ -138,13 +158,14 @@ export async function leavesFrom(
   from: number,
   limit: number,
 ): Promise<{ idx: number; leaf: Buffer; leaf_hash: Buffer }[]> {
-  return db
+  const rows = await db
     .selectFrom("entries")
     .select(["idx", "leaf", "leaf_hash"])
-    .where("idx", ">=", from)
-    .where("idx", "<", from + limit)
+    .where("idx", ">=", BigInt(from))
+    .where("idx", "<", BigInt(from + limit))
     .orderBy("idx")
     .execute();
+  return rows.map((r) => ({ ...r, idx: fromInt8(r.idx) }));
 }
 
 /** Indexes of entries naming `digest` in `role`, newest first, below `before` and `limit`. */
@@ -160,10 +181,10 @@ export async function indexesByDigest(
     .select("d.idx")
     .where("d.digest", "=", digest)
     .where("d.role", "=", role);
-  if (opts.before !== undefined) q = q.where("d.idx", "<", opts.before);
+  if (opts.before !== undefined) q = q.where("d.idx", "<", BigInt(opts.before));
   if (opts.predicateType) q = q.where("e.predicate_type", "=", opts.predicateType);
   const rows = await q.orderBy("d.idx", "desc").limit(opts.limit).execute();
-  return rows.map((r) => r.idx);
+  return rows.map((r) => fromInt8(r.idx));
 }
 
 /** Entries (below `below`) naming any of `digests` in `role`. */
@@ -175,7 +196,7 @@ export async function entriesNaming(
   limit: number,
 ): Promise<EntryRow[]> {
   if (digests.length === 0) return [];
-  return db
+  const rows = await db
     .selectFrom("entries")
     .selectAll()
     .where("idx", "in", (eb) =>
@@ -185,8 +206,9 @@ export async function entriesNaming(
         .where("digest", "in", [...digests])
         .where("role", "=", role),
     )
-    .where("idx", "<", below)
+    .where("idx", "<", BigInt(below))
     .orderBy("idx")
     .limit(limit)
     .execute();
+  return rows.map(entryFromRow);
 }

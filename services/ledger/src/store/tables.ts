@@ -1,8 +1,15 @@
 import type { ColumnType, Generated } from "kysely";
 
+/**
+ * A Postgres int8 (bigint) column: the driver returns it as a bigint (the kit's type parser),
+ * writes take a number or a bigint. Repositories decode rows into numbers (every index and
+ * size here is < 2^53, checked where it enters) in one decoder per table.
+ */
+export type Int8 = ColumnType<bigint, bigint | number, bigint | number>;
+
 /** Rows of the ledger schema (see migrations.ts). */
 export interface EntriesTable {
-  idx: number;
+  idx: Int8;
   leaf_hash: Buffer;
   leaf: Buffer;
   predicate_type: string;
@@ -15,25 +22,25 @@ export interface EntriesTable {
 export interface EntryDigestsTable {
   digest: string;
   role: "s" | "m";
-  idx: number;
+  idx: Int8;
 }
 
 export interface TilesTable {
   level: number;
-  idx: number;
+  idx: Int8;
   hashes: Buffer;
 }
 
 export interface TreeStateTable {
   id: number;
-  size: number;
+  size: Int8;
   root: Buffer;
   frontier: Buffer;
   updated_at: Generated<Date>;
 }
 
 export interface CheckpointsTable {
-  tree_size: number;
+  tree_size: Int8;
   root_hash: Buffer;
   note: string;
   published_at: Generated<Date>;
@@ -41,17 +48,17 @@ export interface CheckpointsTable {
 
 /** Witness cosignatures (C2SP tlog-cosignature) on signed checkpoints; see cosignatures.ts. */
 export interface CosignaturesTable {
-  tree_size: number;
+  tree_size: Int8;
   witness: string;
-  key_id: number;
+  key_id: Int8;
   line: string;
-  cosigned_at: number;
+  cosigned_at: Int8;
   added_at: Generated<Date>;
 }
 
 export interface SequencerTable {
   id: number;
-  next_index: number;
+  next_index: Int8;
 }
 
 export interface LedgerDb {
@@ -62,4 +69,11 @@ export interface LedgerDb {
   checkpoints: CheckpointsTable;
   sequencer: SequencerTable;
   cosignatures: CosignaturesTable;
+}
+
+/** An int8 value as a number; throws past 2^53 (no index or size of this log gets there). */
+export function fromInt8(v: bigint | number | string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new Error(`int8 value ${String(v)} is not a safe integer`);
+  return n;
 }

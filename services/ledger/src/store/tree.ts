@@ -1,9 +1,15 @@
 // Tree repository: the integrated tree state, its hash tiles, and signed checkpoints.
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 
-import type { CheckpointsTable, LedgerDb } from "./tables.js";
+import { fromInt8, type CheckpointsTable, type LedgerDb } from "./tables.js";
 
-export type CheckpointRow = Selectable<CheckpointsTable>;
+/** A signed checkpoint as the app reads it: the row with its size as a number. */
+export type CheckpointRow = Omit<Selectable<CheckpointsTable>, "tree_size"> & { readonly tree_size: number };
+
+/** The one decoder of checkpoint rows (int8 → number). */
+function checkpointFromRow(r: Selectable<CheckpointsTable>): CheckpointRow {
+  return { ...r, tree_size: fromInt8(r.tree_size) };
+}
 
 export interface TreeState {
   readonly size: number;
@@ -27,7 +33,8 @@ export async function lockIntegrator(trx: Transaction<LedgerDb>, wait: boolean):
 }
 
 export async function readTreeState(db: Kysely<LedgerDb>): Promise<TreeState> {
-  return db.selectFrom("tree_state").select(["size", "root", "frontier"]).where("id", "=", 1).executeTakeFirstOrThrow();
+  const r = await db.selectFrom("tree_state").select(["size", "root", "frontier"]).where("id", "=", 1).executeTakeFirstOrThrow();
+  return { size: fromInt8(r.size), root: r.root, frontier: r.frontier };
 }
 
 export async function writeTreeState(trx: Kysely<LedgerDb>, s: TreeState): Promise<void> {
@@ -42,11 +49,11 @@ export async function writeTreeState(trx: Kysely<LedgerDb>, s: TreeState): Promi
 export async function readTiles(db: Kysely<LedgerDb>, keys: readonly { level: number; index: number }[]): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
   if (keys.length === 0) return out;
-  const rows = await sql<{ level: number; idx: number; hashes: Buffer }>`
+  const rows = await sql<{ level: number; idx: bigint; hashes: Buffer }>`
     select t.level, t.idx, t.hashes from tiles t
     join unnest(${keys.map((k) => k.level)}::smallint[], ${keys.map((k) => k.index)}::bigint[]) as k(level, idx)
       on t.level = k.level and t.idx = k.idx`.execute(db);
-  for (const r of rows.rows) out.set(`${r.level}/${r.idx}`, r.hashes);
+  for (const r of rows.rows) out.set(`${r.level}/${fromInt8(r.idx)}`, r.hashes);
   return out;
 }
 
@@ -62,27 +69,32 @@ export async function insertCheckpoint(
   trx: Kysely<LedgerDb>,
   c: { treeSize: number; rootHash: Uint8Array; note: string },
 ): Promise<CheckpointRow> {
-  return trx
-    .insertInto("checkpoints")
-    .values({ tree_size: c.treeSize, root_hash: Buffer.from(c.rootHash), note: c.note })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  return checkpointFromRow(
+    await trx
+      .insertInto("checkpoints")
+      .values({ tree_size: c.treeSize, root_hash: Buffer.from(c.rootHash), note: c.note })
+      .returningAll()
+      .executeTakeFirstOrThrow(),
+  );
 }
 
 export async function latestCheckpoint(db: Kysely<LedgerDb>): Promise<CheckpointRow | undefined> {
-  return db.selectFrom("checkpoints").selectAll().orderBy("tree_size", "desc").limit(1).executeTakeFirst();
+  const r = await db.selectFrom("checkpoints").selectAll().orderBy("tree_size", "desc").limit(1).executeTakeFirst();
+  return r && checkpointFromRow(r);
 }
 
 export async function checkpointAt(db: Kysely<LedgerDb>, treeSize: number): Promise<CheckpointRow | undefined> {
-  return db.selectFrom("checkpoints").selectAll().where("tree_size", "=", treeSize).executeTakeFirst();
+  const r = await db.selectFrom("checkpoints").selectAll().where("tree_size", "=", BigInt(treeSize)).executeTakeFirst();
+  return r && checkpointFromRow(r);
 }
 
 /** Every checkpoint, oldest first. */
 export async function allCheckpoints(db: Kysely<LedgerDb>): Promise<CheckpointRow[]> {
-  return db.selectFrom("checkpoints").selectAll().orderBy("tree_size").execute();
+  return (await db.selectFrom("checkpoints").selectAll().orderBy("tree_size").execute()).map(checkpointFromRow);
 }
 
 /** Tiles of one level in index order, from `fromIndex` (for fsck). */
 export async function tilesOfLevel(db: Kysely<LedgerDb>, level: number): Promise<{ idx: number; hashes: Buffer }[]> {
-  return db.selectFrom("tiles").select(["idx", "hashes"]).where("level", "=", level).orderBy("idx").execute();
+  const rows = await db.selectFrom("tiles").select(["idx", "hashes"]).where("level", "=", level).orderBy("idx").execute();
+  return rows.map((r) => ({ idx: fromInt8(r.idx), hashes: r.hashes }));
 }

@@ -1,0 +1,84 @@
+// The predicate types of every in-toto statement the platform signs, one place for all
+// services, the CLI and third-party verifiers. Each statement is an in-toto Statement v1
+// (in-toto.ts) in a DSSE envelope (dsse.ts) signed by its author, and is anchored in the
+// ledger. Types are `https://deai.dev/<name>/v1`, plus SLSA Provenance v1 for checkpoints.
+//
+// Field lists below are the contract as it stands; a service that starts writing a predicate
+// fills in its details here (and in proto/ where the predicate has a message). JSON field
+// names are lowerCamelCase; digests are `{algorithm, hex}` (the contracts' Digest) or in-toto
+// DigestSets; amounts are decimal strings of integer base units; times are RFC 3339.
+
+/** Predicate type URIs by name. */
+export const PredicateTypes = {
+  /**
+   * Dataset manifest (ingestion). Subjects: the contentDigest (named after the dataset) and
+   * the shardRoot, both `sha256`. Predicate: the Manifest message's proto3 JSON form —
+   * contentDigest, size, k, m, shardSize (S), stripes, shardRoot, codec, placements (slot →
+   * provider), mediaType, name, license and usage terms (Data Provenance Standard), owner,
+   * `parents` (digests of the datasets it derives from: the ledger indexes them as
+   * materials, for lineage). Signed by the owner.
+   */
+  datasetManifest: "https://deai.dev/dataset-manifest/v1",
+  /**
+   * Placement (ingestion on repair, da-sampler). Subject: the dataset's shardRoot. Predicate:
+   * the dataset's contentDigest, the slots that moved (slot, previous provider, new provider)
+   * and why (repair, rebalancing), the manifest entry it supersedes. Signed by the service
+   * that placed the shards.
+   */
+  placement: "https://deai.dev/placement/v1",
+  /**
+   * SLSA Provenance v1 (slsa.dev/provenance/v1) for training checkpoints (trainer). Subject:
+   * the checkpoint object's digest. Predicate: `buildDefinition` (buildType, externalParameters
+   * with the job's config, `resolvedDependencies` naming each dataset and the parent checkpoint
+   * by digest: the ledger indexes them as materials) and `runDetails` (builder id = the
+   * operator, metadata with the round and times). Signed by the trainer operator.
+   */
+  slsaProvenance: "https://slsa.dev/provenance/v1",
+  /**
+   * Lease (marketplace). Subject: the lease id's digest. Predicate: order id, provider, offer,
+   * resource (GPU class and count, or storage GiB), price per unit, start, duration, escrow
+   * account. Signed by the marketplace when the reservation is accepted.
+   */
+  lease: "https://deai.dev/lease/v1",
+  /**
+   * Usage report (trainer operator → marketplace settlement). Subject: the lease's digest.
+   * Predicate: lease id, epoch, units used (GPU-seconds or GiB-hours), heartbeats missed,
+   * reporter. Signed by the operator; settlement pays per epoch from these.
+   */
+  usageReport: "https://deai.dev/usage-report/v1",
+  /**
+   * Sampling attestation (da-sampler). Subject: the dataset's shardRoot. Predicate: provider,
+   * slot, the seed (checkpoint) the challenged stripes derive from, stripes challenged,
+   * outcome per stripe (ok, missing, invalid leaf), the confidence target, the quorum of
+   * sampler identities that re-checked a failure. Signed by every sampler of the quorum.
+   */
+  samplingAttestation: "https://deai.dev/sampling-attestation/v1",
+  /**
+   * Evidence (slashing). Subject: the digest of the evidence it carries (an attestation or
+   * the two conflicting statements). Predicate: kind (unavailability, equivocation, lease
+   * breach, invalid contribution), accused provider, infraction time, the envelopes it rests
+   * on, reporter. Idempotent by its hash; refused past the maximum evidence age.
+   */
+  evidence: "https://deai.dev/evidence/v1",
+  /**
+   * Slash record (slashing). Subject: the evidence's digest. Predicate: provider, amount
+   * slashed (base units) and the stake it applied to, penalty (jail, tombstone), reporter
+   * reward, the veto window's end. Signed by the slashing service; funds move after the window.
+   */
+  slashRecord: "https://deai.dev/slash-record/v1",
+  /**
+   * Veto (slashing governance). Subject: the slash record's digest. Predicate: the record it
+   * vetoes, reason, the vetoing authority. Valid only inside the slash's veto window.
+   */
+  veto: "https://deai.dev/veto/v1",
+} as const;
+
+/** One of the platform's predicate type URIs. */
+export type PredicateType = (typeof PredicateTypes)[keyof typeof PredicateTypes];
+
+const KNOWN = new Set<string>(Object.values(PredicateTypes));
+
+/** Whether `uri` is one of the platform's predicate types (the ledger accepts others too). */
+export function isPlatformPredicateType(uri: string): uri is PredicateType {
+  return KNOWN.has(uri);
+}
