@@ -82,6 +82,8 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
   const failures: string[] = [];
   let next = 0;
   let inFlight = 0;
+  /** Reads in flight, with when they started. */
+  const started = new Map<SlotLocation, number>();
   const enough = (): boolean => shards.every((row) => row.reduce((c, s) => c + (s ? 1 : 0), 0) >= k);
   return new Promise<Window>((resolve, reject) => {
     let settled = false;
@@ -90,6 +92,10 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
       if (settled) return;
       settled = true;
       clearTimeout(hedge);
+      // A read still out after the hedge delay lost to the others: order its provider last for a
+      // while, so the next windows do not wait on it again.
+      const now = Date.now();
+      for (const [loc, at] of started) if (now - at >= opts.hedgeMs) loc.provider!.markDown();
       abort.abort();
       if (e) reject(e);
       else resolve({ first, count, shards });
@@ -123,6 +129,7 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
     const launch = (): void => {
       const loc = order[next++]!;
       inFlight++;
+      started.set(loc, Date.now());
       if (opts.stats) opts.stats.rangeRequests++;
       void (async () => {
         try {
@@ -146,6 +153,7 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
           if (!settled) failures.push(`slot ${loc.slot} (${loc.providerId}): ${(e as Error).message}`);
         } finally {
           inFlight--;
+          started.delete(loc);
           check();
         }
       })();

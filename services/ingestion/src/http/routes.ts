@@ -182,6 +182,9 @@ export function ingestionRoutes(opts: {
       return true;
     } catch (e) {
       const ce = toConnectError(e);
+      // An upload body not read to its end cannot leave the connection reusable: say so, so a
+      // pooling client does not send its next request on a socket about to close.
+      if (!res.headersSent && !(req as { complete?: boolean }).complete) res.setHeader("connection", "close");
       if (!res.headersSent) sendError(res, ce);
       else (res as { destroy?: () => void }).destroy?.();
       // An upload body may still be arriving: drain it so the connection can be reused or closed.
