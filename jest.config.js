@@ -20,6 +20,7 @@ export default {
     "^@deai/kit/clock$": "<rootDir>/packages/kit/src/time/clock.ts",
     "^@deai/kit/state$": "<rootDir>/packages/kit/src/state/state-machine.ts",
     "^@deai/kit/money$": "<rootDir>/packages/kit/src/money/amount.ts",
+    "^@deai/kit/placement$": "<rootDir>/packages/kit/src/providers/placement.ts",
     "^@deai/([a-z-]+)$": "<rootDir>/packages/$1/src/index.ts",
     "^(\\.{1,2}/.*)\\.js$": "$1",
   },

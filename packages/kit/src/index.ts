@@ -30,3 +30,6 @@ export * from "./server/rest-gateway.js";
 export * from "./server/server.js";
 export * from "./server/service-binding.js";
 export * from "./service.js";
+export * from "./providers/placement.js";
+export * from "./providers/storage-provider.js";
+export * from "./anchoring/ledger-anchoring.js";

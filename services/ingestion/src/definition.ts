@@ -1,16 +1,17 @@
-import { actorKeyFromSeed, generateActorKey, PostgresNonceStore, serviceClient, type ServiceDefinition } from "@deai/kit";
+import { actorKeyFromSeed, generateActorKey, LedgerAnchoringClient, PostgresNonceStore, type ServiceDefinition } from "@deai/kit";
 import { ConfigError } from "@deai/kit";
-import { LedgerService } from "@deai/contracts/deai/ledger/v1/ledger_pb";
-import { UnavailableError } from "@deai/kit/errors";
 import type { Kysely } from "kysely";
 
+import { parseVerifierKey } from "@deai/proofs";
+
 import { Datasets } from "./app/datasets.js";
+import { MemoryBudget } from "./app/memory-budget.js";
 import { Uploads, type LedgerAnchor } from "./app/uploads.js";
 import { nativeCodec } from "./coding/reed-solomon.js";
 import type { IngestionConfig } from "./config.js";
 import { ingestionService } from "./grpc/ingestion-service.js";
 import { ingestionRoutes } from "./http/routes.js";
-import { ProviderRegistry, WeightedPlacement } from "./providers/providers.js";
+import { ProviderRegistry, WeightedPlacement } from "@deai/kit";
 import { migrations } from "./store/migrations.js";
 import type { IngestionDb } from "./store/tables.js";
 
@@ -26,6 +27,12 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
   } catch (e) {
     throw new ConfigError("INGESTION_SERVICE_KEY", (e as Error).message);
   }
+  let logVerifier;
+  try {
+    logVerifier = config.INGESTION_LEDGER_LOG_KEY ? parseVerifierKey(config.INGESTION_LEDGER_LOG_KEY) : undefined;
+  } catch (e) {
+    throw new ConfigError("INGESTION_LEDGER_LOG_KEY", (e as Error).message);
+  }
   return {
     name: "ingestion",
     version: "0.2.0",
@@ -34,7 +41,15 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
     create: async ({ db, bus, outbox, logger }) => {
       await bus.ensureStream("dataset");
       if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
-      const registry = new ProviderRegistry(config.providers);
+      const registry = new ProviderRegistry(config.providers, {
+        timeouts: {
+          callMs: config.INGESTION_PROVIDER_CALL_TIMEOUT_MS,
+          readMs: config.INGESTION_PROVIDER_READ_TIMEOUT_MS,
+          partIdleMs: config.INGESTION_PROVIDER_PART_IDLE_MS,
+          probeMs: config.INGESTION_PROVIDER_PROBE_TIMEOUT_MS,
+          probeTtlMs: config.INGESTION_PROVIDER_PROBE_TTL_MS,
+        },
+      });
       // Reads of existing datasets need no configured providers, so this is a warning, not unreadiness.
       if (registry.all.length === 0) logger.warn("INGESTION_PROVIDERS is empty: uploads are refused until providers are configured");
       for (const p of registry.all) {
@@ -42,17 +57,12 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
       }
       let ledger: LedgerAnchor | undefined;
       if (config.INGESTION_LEDGER_URL) {
-        const client = serviceClient(LedgerService, { baseUrl: config.INGESTION_LEDGER_URL, key });
-        ledger = {
-          anchor: async (envelope) => {
-            const r = await client.append({ envelope, waitForIntegration: true });
-            if (!r.receipt)
-              throw new UnavailableError(
-                `the ledger logged the manifest at index ${r.index} but did not integrate it in time; complete again to fetch the receipt`,
-              );
-            return { index: r.index, receipt: r.receipt };
-          },
-        };
+        ledger = new LedgerAnchoringClient({
+          baseUrl: config.INGESTION_LEDGER_URL,
+          key,
+          timeoutMs: config.INGESTION_LEDGER_TIMEOUT_MS,
+          ...(logVerifier ? { logVerifier } : {}),
+        });
       } else logger.warn("INGESTION_LEDGER_URL is not set: uploads cannot be anchored");
       const readOptions = { hedgeMs: config.INGESTION_HEDGE_MS, windowStripes: config.INGESTION_READ_STRIPES };
       const uploads = new Uploads({
@@ -65,11 +75,17 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
         ttlS: config.INGESTION_UPLOAD_TTL_S,
         partBytes: config.INGESTION_PART_BYTES,
         maxUploadBytes: config.INGESTION_MAX_UPLOAD_BYTES,
+        maxLeafTableBytes: config.INGESTION_MAX_LEAF_TABLE_BYTES,
+        ledgerEntryBytes: config.INGESTION_LEDGER_MAX_ENTRY_BYTES,
+        memory: new MemoryBudget(config.INGESTION_SESSION_MEMORY_BYTES),
+        sessionIdleMs: config.INGESTION_SESSION_IDLE_MS,
+        anchorRetryAfterMs: config.INGESTION_ANCHOR_RETRY_AFTER_MS,
         readOptions: { ...readOptions, onInvalid: () => undefined },
       });
       const datasets = new Datasets({ db, uploads, bus, logger, reporter: key.id, readOptions });
+      // sweepOnce never overlaps itself; the kit scheduler takes this loop over after merge.
       const sweeper = setInterval(() => {
-        uploads.sweep().catch((e: unknown) => logger.warn({ err: e }, "upload sweep failed"));
+        uploads.sweepOnce().catch((e: unknown) => logger.warn({ err: e }, "upload sweep failed"));
       }, config.INGESTION_SWEEP_INTERVAL_MS);
       sweeper.unref();
       return {

@@ -33,6 +33,8 @@ export async function startHarness(label: string, providerCount: number): Promis
   const ledger = await spawnService(
     ledgerMain,
     env.vars({ LEDGER_ORIGIN: ORIGIN, LEDGER_SIGNING_KEY: keys.signerKey, LEDGER_CHECKPOINT_INTERVAL_MS: "100" }),
+    // The machine is shared: a loaded one can take well over 20 s to start a process.
+    { timeoutMs: 90_000 },
   );
   return {
     env,

@@ -36,6 +36,29 @@ interface Cached {
   readonly leaves: Buffer;
 }
 
+const ACTOR_ID = /^[A-Za-z0-9_-]{43}$/;
+const DATASET_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Latest instant a JavaScript Date (and a page token) can name. */
+const MAX_DATE_MS = 8.64e15;
+
+/** A listing position: the last dataset's creation time and id. */
+export function encodePageToken(createdAt: Date, datasetId: string): string {
+  return Buffer.from(`${createdAt.getTime()}|${datasetId}`).toString("base64url");
+}
+
+/** Decodes a page token this service issued; anything else is INVALID_ARGUMENT saying what is wrong. */
+export function decodePageToken(token: string): { at: Date; id: string } {
+  const bad = (why: string): InvalidArgumentError => new InvalidArgumentError(`page_token is not one this service issued: ${why}`);
+  if (!/^[A-Za-z0-9_-]{1,200}$/.test(token)) throw bad("not base64url");
+  const text = Buffer.from(token, "base64url").toString("latin1");
+  const m = /^(\d{1,16})\|([0-9a-f-]{36})$/.exec(text);
+  if (!m) throw bad("not <time>|<dataset id>");
+  const ms = Number(m[1]);
+  if (ms > MAX_DATE_MS) throw bad("its time is out of range");
+  if (!DATASET_ID.test(m[2]!)) throw bad("its dataset id is malformed");
+  return { at: new Date(ms), id: m[2]! };
+}
+
 export class Datasets {
   /** Leaf tables checked against shardRoot, by dataset (a few MiB at most per TB of data). */
   private readonly cache = new Map<string, Cached>();
@@ -60,6 +83,7 @@ export class Datasets {
 
   async list(opts: { owner: string; digest: string; pageSize: number; pageToken: string }): Promise<{ datasets: Dataset[]; next: string }> {
     const size = Math.min(Math.max(opts.pageSize || 50, 1), 500);
+    if (opts.owner && !ACTOR_ID.test(opts.owner)) throw new InvalidArgumentError("owner must be an actor id (43 base64url characters)");
     let q = this.o.db.selectFrom("datasets").selectAll();
     if (opts.owner) q = q.where("owner", "=", opts.owner);
     if (opts.digest) {
@@ -67,9 +91,7 @@ export class Datasets {
       q = q.where("content_digest", "=", opts.digest);
     }
     if (opts.pageToken) {
-      const [ms, id] = Buffer.from(opts.pageToken, "base64url").toString().split("|");
-      if (!ms || !id || !/^\d+$/.test(ms)) throw new InvalidArgumentError("page_token is not one this service issued");
-      const at = new Date(Number(ms));
+      const { at, id } = decodePageToken(opts.pageToken);
       q = q.where((eb) => eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("dataset_id", "<", id)])]));
     }
     const rows = await q
@@ -81,7 +103,7 @@ export class Datasets {
     const last = page[page.length - 1];
     return {
       datasets: page.map((r) => this.o.uploads.toDataset(r)),
-      next: rows.length > size && last ? Buffer.from(`${last.created_at.getTime()}|${last.dataset_id}`).toString("base64url") : "",
+      next: rows.length > size && last ? encodePageToken(last.created_at, last.dataset_id) : "",
     };
   }
 

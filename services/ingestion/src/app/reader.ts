@@ -10,18 +10,17 @@
  * while the current one is decoded and consumed.
  */
 import { createHash } from "node:crypto";
-import type { Readable } from "node:stream";
 
 import { UnavailableError } from "@deai/kit/errors";
 
 import type { StripeCodec } from "../coding/reed-solomon.js";
-import type { Provider } from "../providers/providers.js";
+import { shardLeafHash, type StorageProvider } from "@deai/kit";
 
 export interface SlotLocation {
   readonly slot: number;
   readonly providerId: string;
   /** Undefined when the provider is not known to this service (it cannot be read). */
-  readonly provider: Provider | undefined;
+  readonly provider: StorageProvider | undefined;
   readonly key: string;
 }
 
@@ -61,28 +60,6 @@ export interface ReadStats {
   invalidShards: number;
 }
 
-function leafOf(shard: Uint8Array): Buffer {
-  return createHash("sha256").update(Buffer.of(0)).update(shard).digest();
-}
-
-async function readAll(stream: Readable, expected: number, signal: AbortSignal): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(expected);
-  let at = 0;
-  const onAbort = (): void => void stream.destroy(new Error("aborted"));
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (at + chunk.length > expected) throw new Error(`range read returned more than ${expected} bytes`);
-      chunk.copy(out, at);
-      at += chunk.length;
-    }
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-  if (at !== expected) throw new Error(`range read returned ${at} of ${expected} bytes`);
-  return out;
-}
-
 interface Window {
   readonly first: number;
   readonly count: number;
@@ -105,6 +82,8 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
   const failures: string[] = [];
   let next = 0;
   let inFlight = 0;
+  /** Reads in flight, with when they started. */
+  const started = new Map<SlotLocation, number>();
   const enough = (): boolean => shards.every((row) => row.reduce((c, s) => c + (s ? 1 : 0), 0) >= k);
   return new Promise<Window>((resolve, reject) => {
     let settled = false;
@@ -113,6 +92,10 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
       if (settled) return;
       settled = true;
       clearTimeout(hedge);
+      // A read still out after the hedge delay lost to the others: order its provider last for a
+      // while, so the next windows do not wait on it again.
+      const now = Date.now();
+      for (const [loc, at] of started) if (now - at >= opts.hedgeMs) loc.provider!.markDown();
       abort.abort();
       if (e) reject(e);
       else resolve({ first, count, shards });
@@ -146,17 +129,19 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
     const launch = (): void => {
       const loc = order[next++]!;
       inFlight++;
+      started.set(loc, Date.now());
       if (opts.stats) opts.stats.rangeRequests++;
       void (async () => {
         try {
-          const stream = await loc.provider!.getRange(loc.key, first * S, count * S);
-          const bytes = await readAll(stream, count * S, abort.signal);
+          // The read has its own deadline: a stalled slot fails within it, so a window with more
+          // than m stalled slots fails promptly instead of waiting for ever.
+          const bytes = await loc.provider!.readRange(loc.key, first * S, count * S, abort.signal);
           for (let i = 0; i < count; i++) {
             const shard = bytes.subarray(i * S, (i + 1) * S);
             const stripe = first + i;
             const at = (stripe * n + loc.slot) * 32;
             const expected = layout.leaves.subarray(at, at + 32);
-            const observed = leafOf(shard);
+            const observed = shardLeafHash(shard);
             if (observed.equals(expected)) shards[i]![loc.slot] = shard;
             else {
               if (opts.stats) opts.stats.invalidShards++;
@@ -168,6 +153,7 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
           if (!settled) failures.push(`slot ${loc.slot} (${loc.providerId}): ${(e as Error).message}`);
         } finally {
           inFlight--;
+          started.delete(loc);
           check();
         }
       })();

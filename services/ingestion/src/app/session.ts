@@ -15,11 +15,13 @@
  */
 import { createHash, type Hash } from "node:crypto";
 
-import { InvalidArgumentError } from "@deai/kit/errors";
+import { FailedPreconditionError, InvalidArgumentError } from "@deai/kit/errors";
 
 import type { StripeCodec } from "../coding/reed-solomon.js";
 import { encodeStripe } from "../coding/stripe-encoder.js";
-import type { PartWriter } from "../providers/providers.js";
+import type { PartWriter } from "@deai/kit";
+
+import type { MemoryLease } from "./memory-budget.js";
 
 export interface GroupCommit {
   readonly groupIndex: number;
@@ -62,8 +64,6 @@ export class UploadSession {
   received: number;
   /** Bytes durably committed. */
   durable: number;
-  /** Whether a stream is attached. */
-  busy = false;
   /** Set when the stream was finished (final group committed): no more bytes. */
   finished = false;
 
@@ -77,6 +77,10 @@ export class UploadSession {
   private free: Buffer[] | undefined;
   /** The last group (a partial stripe included) is durable: the stream can never reopen. */
   private finalCommitted = false;
+  /** Whether a stream (or finish) holds the session. */
+  private held = false;
+  /** Whether the streamed-part queues are reserved in the memory budget. */
+  private queuesReserved = false;
 
   constructor(
     readonly uploadId: string,
@@ -91,6 +95,8 @@ export class UploadSession {
      * Unknown: each group's parts are buffered (2 × n × G × S bytes at most).
      */
     private readonly totalSize?: number,
+    /** This session's share of the instance's memory budget (reserved before each allocation). */
+    private readonly memory?: MemoryLease,
   ) {
     this.n = codec.k + codec.m;
     this.stripeBytes = codec.k * codec.shardSize;
@@ -103,13 +109,38 @@ export class UploadSession {
     this.received = this.durable = start.durableOffset;
     this.hash = start.hashValid ? createHash("sha256") : undefined;
     this.durableHash = this.hash?.copy();
+    // Two stripe buffers are live at a time: one filling, one being encoded.
+    this.memory?.reserve(2 * this.stripeBytes, "stripe buffers");
     this.stripe = Buffer.allocUnsafe(this.stripeBytes);
     this.group = this.newGroup(Math.ceil(start.durableOffset / groupBytes));
   }
 
-  /** Drops open part requests (the upload ended or the process is stopping). */
+  /** Takes the session for one stream (or finish); false when another holds it. */
+  tryLock(): boolean {
+    if (this.held) return false;
+    this.held = true;
+    return true;
+  }
+
+  unlock(): void {
+    this.held = false;
+  }
+
+  /** Whether a stream (or finish) holds the session. */
+  get locked(): boolean {
+    return this.held;
+  }
+
+  /**
+   * Drops open part requests (the upload ended or the process is stopping) and gives the
+   * session's memory back; a stream still attached fails at its next write.
+   */
   close(): void {
+    this.failure ??= new FailedPreconditionError(
+      `upload ${this.uploadId} ended (aborted, expired, idle or the service is stopping) while receiving`,
+    );
     this.group.writers?.forEach((w) => w.abort());
+    this.memory?.close();
   }
 
   /** Whether contentDigest can be taken from the running hash (no restart since byte 0). */
@@ -198,6 +229,11 @@ export class UploadSession {
       Buffer.from(encoded.leaves[j]!.buffer, encoded.leaves[j]!.byteOffset, 32).copy(g.leaves, (g.stripes * this.n + j) * 32);
     }
     if (this.streaming) {
+      if (!this.queuesReserved) {
+        // Each streamed part PUT queues up to its highWaterMark (1 MiB) or its part, plus a shard.
+        this.memory?.reserve(this.n * (Math.min(1024 * 1024, this.stripesPerGroup * S) + S), "streamed part queues");
+        this.queuesReserved = true;
+      }
       g.writers ??= this.store.openParts!(g.index, this.stripesInGroup(g.index) * S);
       const writers = g.writers;
       await Promise.all(writers.map((w, j) => w.write(encoded.shards[j]!)));
@@ -264,7 +300,9 @@ export class UploadSession {
   private partBuffers(): Buffer[] {
     const reused = this.free;
     this.free = undefined;
-    return reused ?? Array.from({ length: this.n }, () => Buffer.allocUnsafe(this.stripesPerGroup * this.codec.shardSize));
+    if (reused) return reused;
+    this.memory?.reserve(this.n * this.stripesPerGroup * this.codec.shardSize, "part buffers");
+    return Array.from({ length: this.n }, () => Buffer.allocUnsafe(this.stripesPerGroup * this.codec.shardSize));
   }
 
   /** Keeps one committed group's buffers for the next group: at most two sets are ever live. */

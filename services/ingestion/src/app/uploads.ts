@@ -13,7 +13,7 @@ import { create, toJson, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Kysely } from "kysely";
 
-import { DigestSchema, type DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
+import { DigestSchema, DsseEnvelopeSchema, type DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
 import { DatasetIngestedSchema, UploadAbortedSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
 import {
   DatasetSchema,
@@ -30,7 +30,17 @@ import {
   type UploadSpec,
 } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { ReceiptSchema, type Receipt } from "@deai/contracts/deai/ledger/v1/ledger_pb";
-import { enqueueEvent, publicKeyOf, type Logger, type OutboxRelay } from "@deai/kit";
+import {
+  enqueueEvent,
+  isRefusedForGood,
+  publicKeyOf,
+  systemClock,
+  transitionRow,
+  type Clock,
+  type LedgerAnchoring,
+  type Logger,
+  type OutboxRelay,
+} from "@deai/kit";
 import {
   FailedPreconditionError,
   InvalidArgumentError,
@@ -39,12 +49,24 @@ import {
   ResourceExhaustedError,
   UnavailableError,
 } from "@deai/kit/errors";
-import { MerkleFrontier } from "@deai/proofs";
+import { shardRoot as shardRootOf } from "@deai/proofs";
 
 import { checkCodingParameters, StripeCodec } from "../coding/reed-solomon.js";
 import { checkManifestEnvelope, CODEC_ID, manifestFromJson, manifestJson, manifestStatement } from "../domain/manifest.js";
-import type { PlacementPolicy, ProviderRegistry } from "../providers/providers.js";
+import type { PlacementPolicy, ProviderRegistry, StorageProvider } from "@deai/kit";
+import {
+  checkShardSize,
+  checkSpecFields,
+  checkStatementSize,
+  envelopeLeafBytes,
+  maxSizeForLeafTable,
+  maxStatementBytes,
+  MAX_MANIFEST_SIGNATURES,
+} from "../domain/upload-bounds.js";
+import { uploadStates } from "../domain/upload-states.js";
 import type { IngestionDb, UploadStateName } from "../store/tables.js";
+import type { MemoryBudget } from "./memory-budget.js";
+import { MemoryLease } from "./memory-budget.js";
 import { readVerified, type ReadLayout, type ReadOptions } from "./reader.js";
 import { UploadSession, type SessionStore } from "./session.js";
 
@@ -52,10 +74,8 @@ export const DEFAULT_K = 8;
 export const DEFAULT_M = 4;
 export const DEFAULT_SHARD_SIZE = 256 * 1024;
 
-/** Anchors a signed manifest envelope in the ledger and returns its receipt. */
-export interface LedgerAnchor {
-  anchor(envelope: DsseEnvelope): Promise<{ index: bigint; receipt: Receipt }>;
-}
+/** Anchors a signed manifest envelope in the ledger (the kit's anchoring client). */
+export type LedgerAnchor = LedgerAnchoring;
 
 export interface UploadsOptions {
   readonly db: Kysely<IngestionDb>;
@@ -67,7 +87,18 @@ export interface UploadsOptions {
   readonly ttlS: number;
   readonly partBytes: number;
   readonly maxUploadBytes: number;
+  /** Largest entry the ledger accepts (bytes): the manifest statement's bound derives from it. */
+  readonly ledgerEntryBytes: number;
+  /** Largest leaf table (stripes × n × 32 bytes) of one upload; bounds its size for a given geometry. */
+  readonly maxLeafTableBytes: number;
+  /** Buffers of every upload session on this instance. */
+  readonly memory: MemoryBudget;
+  /** A session with no stream attached for this long is dropped (its buffered bytes resend from durable_offset). */
+  readonly sessionIdleMs: number;
+  /** An upload in `anchoring` untouched this long is retried by the sweep (an instance crashed mid-anchor). */
+  readonly anchorRetryAfterMs: number;
   readonly readOptions: Omit<ReadOptions, "codec">;
+  readonly clock?: Clock;
 }
 
 const STATE_NAMES: Record<UploadStateName, UploadState> = {
@@ -94,11 +125,46 @@ function hexOf(digest: { algorithm: string; hex: string } | undefined, what: str
   return digest.hex;
 }
 
+/** A leaf table (32-byte leaves, concatenated) as a list of leaves. */
+export function leafList(leaves: Uint8Array): Uint8Array[] {
+  return Array.from({ length: leaves.length / 32 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
+}
+
+/** An envelope's DSSE JSON form (base64 payload and signatures), as stored. */
+function envelopeJson(e: DsseEnvelope): { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] } {
+  return {
+    payloadType: e.payloadType,
+    payload: Buffer.from(e.payload).toString("base64"),
+    signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig).toString("base64") })),
+  };
+}
+
+function envelopeFromJson(json: unknown): DsseEnvelope {
+  const e = json as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
+  return create(DsseEnvelopeSchema, {
+    payloadType: e.payloadType,
+    payload: Buffer.from(e.payload, "base64"),
+    signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig, "base64") })),
+  });
+}
+
 export class Uploads {
   private readonly sessions = new Map<string, UploadSession>();
+  /** When each session last had a stream attached (clock ms), for idle eviction. */
+  private readonly lastUse = new Map<string, number>();
   private readonly codecs = new Map<string, StripeCodec>();
+  private readonly clock: Clock;
+  /** Uploads this instance is anchoring now: the sweep leaves them alone. */
+  private readonly anchoringHere = new Set<string>();
+  private sweeping: Promise<number> | undefined;
 
-  constructor(private readonly o: UploadsOptions) {}
+  constructor(private readonly o: UploadsOptions) {
+    this.clock = o.clock ?? systemClock;
+  }
+
+  private now(): Date {
+    return this.clock.now();
+  }
 
   codec(k: number, m: number, shardSize: number): StripeCodec {
     const key = `${k}/${m}/${shardSize}`;
@@ -115,6 +181,8 @@ export class Uploads {
     const m = spec.m || DEFAULT_M;
     const shardSize = spec.shardSize || DEFAULT_SHARD_SIZE;
     checkCodingParameters(k, m, shardSize);
+    checkShardSize(shardSize);
+    checkSpecFields(spec);
     const owner = spec.owner || actor;
     if (owner !== actor) throw new PermissionDeniedError(`an upload for owner ${owner} must be created by that owner (signed by ${actor})`);
     const declaredDigest = hexOf(spec.contentDigest, "spec.content_digest");
@@ -124,14 +192,20 @@ export class Uploads {
       if (spec.size > BigInt(this.o.maxUploadBytes)) {
         throw new ResourceExhaustedError(`spec.size ${spec.size} exceeds this service's limit of ${this.o.maxUploadBytes} bytes`);
       }
+      const leafBound = maxSizeForLeafTable(this.o.maxLeafTableBytes, k, m, shardSize);
+      if (spec.size > BigInt(leafBound)) {
+        throw new InvalidArgumentError(
+          `spec.size ${spec.size}: with k=${k}, m=${m}, S=${shardSize} its leaf table would exceed ${this.o.maxLeafTableBytes} bytes (INGESTION_MAX_LEAF_TABLE_BYTES); ` +
+            `at most ${leafBound} bytes with this geometry: use a larger shard size`,
+        );
+      }
     }
-    if (spec.name.length > 256) throw new InvalidArgumentError("spec.name is longer than 256 characters");
     spec.k = k;
     spec.m = m;
     spec.shardSize = shardSize;
     spec.owner = owner;
     const uploadId = randomUUID();
-    const now = new Date();
+    const now = this.now();
     const expires = new Date(now.getTime() + this.o.ttlS * 1000);
     // Same bytes from the same owner: the existing dataset, no bytes needed.
     if (declaredDigest) {
@@ -149,13 +223,17 @@ export class Uploads {
       }
     }
     const n = k + m;
-    const providers = await this.o.placement.place(n, { seed: uploadId });
-    const multipart: string[] = [];
+    let providers = await this.o.placement.place(n, { seed: uploadId });
+    checkStatementSize(this.worstCaseStatementBytes(spec, uploadId, providers), maxStatementBytes(this.o.ledgerEntryBytes));
+    let multipart: string[];
     try {
-      for (const [slot, p] of providers.entries()) multipart.push(await p.initiateMultipart(slotKey(uploadId, slot)));
-    } catch (e) {
-      await Promise.all(multipart.map((id, slot) => providers[slot]!.abortMultipart(slotKey(uploadId, slot), id).catch(() => undefined)));
-      throw e;
+      multipart = await this.initiateAll(uploadId, providers);
+    } catch {
+      // A provider went down since its (cached) probe: the failed call marked it down, so a
+      // second placement probes it again and leaves it out.
+      providers = await this.o.placement.place(n, { seed: uploadId });
+      checkStatementSize(this.worstCaseStatementBytes(spec, uploadId, providers), maxStatementBytes(this.o.ledgerEntryBytes));
+      multipart = await this.initiateAll(uploadId, providers);
     }
     const placements = providers.map((p, slot) =>
       create(PlacementSchema, {
@@ -185,6 +263,59 @@ export class Uploads {
       .execute();
     this.o.logger.info({ uploadId, owner, k, m, shardSize, providers: providers.map((p) => p.id) }, "upload created");
     return this.toUpload(await this.row(uploadId));
+  }
+
+  /** One multipart upload per slot; on a failure, the ones started are aborted. */
+  private async initiateAll(uploadId: string, providers: readonly StorageProvider[]): Promise<string[]> {
+    const multipart: string[] = [];
+    try {
+      for (const [slot, p] of providers.entries()) multipart.push(await p.initiateMultipart(slotKey(uploadId, slot)));
+      return multipart;
+    } catch (e) {
+      await Promise.all(multipart.map((id, slot) => providers[slot]!.abortMultipart(slotKey(uploadId, slot), id).catch(() => undefined)));
+      throw e;
+    }
+  }
+
+  /**
+   * The largest statement this upload can produce: the spec's own fields and the placement as
+   * they will be, with the largest values of what finish fills in (size, stripes, digests, time).
+   */
+  private worstCaseStatementBytes(
+    spec: UploadSpec,
+    uploadId: string,
+    providers: readonly { id: string; config: { bucket: string; endpoint: string } }[],
+  ): number {
+    const maxSize =
+      spec.size ?? BigInt(Math.min(this.o.maxUploadBytes, maxSizeForLeafTable(this.o.maxLeafTableBytes, spec.k, spec.m, spec.shardSize)));
+    const manifest = create(ManifestSchema, {
+      contentDigest: create(DigestSchema, { algorithm: "sha256", hex: "f".repeat(64) }),
+      size: maxSize,
+      k: spec.k,
+      m: spec.m,
+      shardSize: spec.shardSize,
+      stripes: maxSize,
+      shardRoot: new Uint8Array(32).fill(0xff),
+      placements: providers.map((p, slot) =>
+        create(PlacementSchema, {
+          slot,
+          providerId: p.id,
+          bucket: p.config.bucket,
+          key: slotKey(uploadId, slot),
+          endpoint: p.config.endpoint,
+        }),
+      ),
+      mediaType: spec.mediaType || "application/octet-stream",
+      name: spec.name,
+      license: spec.license,
+      usageTerms: spec.usageTerms,
+      owner: spec.owner,
+      parents: spec.parents,
+      createdAt: timestampFromDate(new Date(Date.UTC(9999, 11, 31, 23, 59, 59, 999))),
+      codec: CODEC_ID,
+      provenance: spec.provenance,
+    });
+    return manifestStatement(manifest).length;
   }
 
   // ---- reads -------------------------------------------------------------------------
@@ -250,15 +381,15 @@ export class Uploads {
       throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; bytes must be signed by its owner`);
     if (row.state !== "open") throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}, not open: it accepts no more bytes`);
     const session = await this.attach(row);
-    if (session.busy) throw new UnavailableError(`upload ${uploadId} is already receiving a stream; retry when it has ended`);
     if (session.finished) throw new FailedPreconditionError(`upload ${uploadId}: its stream is finished; complete it`);
-    session.busy = true;
+    if (!session.tryLock()) throw new UnavailableError(`upload ${uploadId} is already receiving a stream; retry when it has ended`);
+    this.lastUse.set(uploadId, this.clock.nowMs());
     const start = Number(offset);
     const limit = this.sizeLimit(row);
     let bodyHash = opts.bodyDigest ? createHash("sha256") : undefined;
     let ok = false;
     if (start !== session.received && start !== session.durable) {
-      session.busy = false;
+      session.unlock();
       throw new FailedPreconditionError(
         `offset ${start} does not continue upload ${uploadId}: resume from durable_offset ${session.durable}` +
           (session.received !== session.durable ? ` (or received_offset ${session.received})` : ""),
@@ -286,8 +417,12 @@ export class Uploads {
       }
       ok = true;
     } finally {
-      if (!ok) await this.rollback(session, opts.bodyDigest ? start : undefined);
-      session.busy = false;
+      try {
+        if (!ok) await this.rollback(session, opts.bodyDigest ? start : undefined);
+      } finally {
+        session.unlock();
+        this.lastUse.set(uploadId, this.clock.nowMs());
+      }
     }
     return {
       durableOffset: BigInt(session.durable),
@@ -309,9 +444,17 @@ export class Uploads {
         error: (at) => new InvalidArgumentError(`stream overruns the declared size: ${at} bytes sent, spec.size is ${declared}`),
       };
     }
+    const leafBound = maxSizeForLeafTable(this.o.maxLeafTableBytes, row.k, row.m, row.shard_size);
+    const bytes = Math.min(this.o.maxUploadBytes, leafBound);
     return {
-      bytes: this.o.maxUploadBytes,
-      error: (at) => new ResourceExhaustedError(`stream exceeds this service's limit of ${this.o.maxUploadBytes} bytes (at ${at})`),
+      bytes,
+      error: (at) =>
+        new ResourceExhaustedError(
+          `stream exceeds this upload's limit of ${bytes} bytes (at ${at}): ` +
+            (bytes === this.o.maxUploadBytes
+              ? "the service's largest dataset"
+              : `its leaf table with k=${row.k}, m=${row.m}, S=${row.shard_size} would exceed INGESTION_MAX_LEAF_TABLE_BYTES; use a larger shard size`),
+        ),
     };
   }
 
@@ -342,7 +485,7 @@ export class Uploads {
       await trx.deleteFrom("upload_groups").where("upload_id", "=", uploadId).where("group_index", ">=", group).execute();
       await trx
         .updateTable("uploads")
-        .set({ durable_offset: to, stripes_done: to / (r.k * r.shard_size), pending_from: null, updated_at: new Date() })
+        .set({ durable_offset: to, stripes_done: to / (r.k * r.shard_size), pending_from: null, updated_at: this.now() })
         .where("upload_id", "=", uploadId)
         .execute();
       return to;
@@ -360,6 +503,7 @@ export class Uploads {
     const declared = fromJson(UploadSpecSchema, row.spec as JsonValue).size;
     // The last group ends off a group boundary: the stream was finished before a restart.
     const finished = durable % (row.k * row.shard_size * row.stripes_per_group) !== 0;
+    const memory = new MemoryLease(this.o.memory, `upload ${row.upload_id}`);
     s = new UploadSession(
       row.upload_id,
       codec,
@@ -367,8 +511,16 @@ export class Uploads {
       this.groupStore(row),
       { durableOffset: durable, hashValid: durable === 0, finished },
       declared === undefined ? undefined : Number(declared),
+      memory,
     );
+    // Another request built one meanwhile (both awaited the rollback): keep the first.
+    const raced = this.sessions.get(row.upload_id);
+    if (raced) {
+      s.close();
+      return raced;
+    }
     this.sessions.set(row.upload_id, s);
+    this.lastUse.set(row.upload_id, this.clock.nowMs());
     return s;
   }
 
@@ -410,8 +562,8 @@ export class Uploads {
             .set({
               durable_offset: g.endOffset,
               stripes_done: Math.ceil(g.endOffset / stripeBytes),
-              updated_at: new Date(),
-              expires_at: new Date(Date.now() + ttlS * 1000),
+              updated_at: this.now(),
+              expires_at: new Date(this.clock.nowMs() + ttlS * 1000),
             })
             .where("upload_id", "=", uploadId)
             .where("state", "=", "open")
@@ -452,7 +604,7 @@ export class Uploads {
   private async finishStream(row: UploadRow): Promise<UploadRow> {
     const uploadId = row.upload_id;
     const session = await this.attach(row);
-    if (session.busy)
+    if (session.locked)
       throw new FailedPreconditionError(`upload ${uploadId} is still receiving a stream; complete it after the stream ends`);
     const spec = fromJson(UploadSpecSchema, row.spec as JsonValue);
     if (spec.size !== undefined && BigInt(session.received) !== spec.size) {
@@ -461,14 +613,15 @@ export class Uploads {
       );
     }
     if (session.received === 0) throw new FailedPreconditionError(`upload ${uploadId} has no bytes: a dataset holds at least one byte`);
-    session.busy = true;
+    if (!session.tryLock())
+      throw new FailedPreconditionError(`upload ${uploadId} is still receiving a stream; complete it after the stream ends`);
     try {
       await session.finish();
     } catch (e) {
       await session.rollbackToDurable();
       throw e;
     } finally {
-      session.busy = false;
+      session.unlock();
     }
     const size = session.received;
     const groups = await this.o.db
@@ -500,9 +653,7 @@ export class Uploads {
     const stripes = Math.ceil(size / (row.k * row.shard_size));
     if (leaves.length !== stripes * n * 32)
       throw new Error(`upload ${uploadId}: ${leaves.length / 32} leaves stored for ${stripes} stripes × ${n} slots`);
-    const frontier = MerkleFrontier.empty();
-    for (let i = 0; i < leaves.length; i += 32) frontier.append(leaves.subarray(i, i + 32));
-    const shardRoot = frontier.root();
+    const shardRoot = shardRootOf(leafList(leaves));
     const contentHex =
       session.digestHex() ??
       (await this.digestFromStorage({
@@ -520,15 +671,17 @@ export class Uploads {
           key: p.key,
         })),
       }));
-    this.sessions.delete(uploadId);
+    this.dropSession(uploadId);
     const declared = spec.contentDigest?.hex;
     if (declared && declared !== contentHex) {
       const error = `content digest mismatch: spec.content_digest is sha256 ${declared}, the bytes received hash to ${contentHex}`;
-      await this.o.db
-        .updateTable("uploads")
-        .set({ state: "failed", error, updated_at: new Date() })
-        .where("upload_id", "=", uploadId)
-        .execute();
+      await transitionRow(this.o.db, uploadStates, {
+        table: "uploads",
+        key: { upload_id: uploadId },
+        from: ["open"],
+        to: "failed",
+        set: { error, updated_at: this.now() },
+      });
       await this.deleteObjects(row).catch((e: unknown) =>
         this.o.logger.warn({ err: e, uploadId }, "cleanup after digest mismatch failed; the sweeper retries"),
       );
@@ -537,11 +690,13 @@ export class Uploads {
     // Same bytes, same owner: the existing dataset stands; this upload's copy goes.
     const existing = await this.findDataset(row.owner, contentHex);
     if (existing) {
-      await this.o.db
-        .updateTable("uploads")
-        .set({ state: "completed", dataset_id: existing.dataset_id, size, content_digest: contentHex, updated_at: new Date() })
-        .where("upload_id", "=", uploadId)
-        .execute();
+      await transitionRow(this.o.db, uploadStates, {
+        table: "uploads",
+        key: { upload_id: uploadId },
+        from: ["open"],
+        to: "completed",
+        set: { dataset_id: existing.dataset_id, size, content_digest: contentHex, updated_at: this.now() },
+      });
       await this.deleteObjects(row).catch((e: unknown) => this.o.logger.warn({ err: e, uploadId }, "cleanup of a duplicate upload failed"));
       return this.row(uploadId);
     }
@@ -560,26 +715,26 @@ export class Uploads {
       usageTerms: spec.usageTerms,
       owner: row.owner,
       parents: spec.parents,
-      createdAt: timestampFromDate(new Date()),
+      createdAt: timestampFromDate(this.now()),
       codec: CODEC_ID,
       provenance: spec.provenance,
     });
     const statement = manifestStatement(manifest);
-    await this.o.db
-      .updateTable("uploads")
-      .set({
-        state: "awaiting_signature",
+    await transitionRow(this.o.db, uploadStates, {
+      table: "uploads",
+      key: { upload_id: uploadId },
+      from: ["open"],
+      to: "awaiting_signature",
+      set: {
         size,
         content_digest: contentHex,
         shard_root: Buffer.from(shardRoot),
         manifest: JSON.stringify(manifestJson(manifest)),
         statement: Buffer.from(statement),
-        updated_at: new Date(),
-        expires_at: new Date(Date.now() + this.o.ttlS * 1000),
-      })
-      .where("upload_id", "=", uploadId)
-      .where("state", "=", "open")
-      .execute();
+        updated_at: this.now(),
+        expires_at: new Date(this.clock.nowMs() + this.o.ttlS * 1000),
+      },
+    });
     this.o.logger.info({ uploadId, size, stripes, contentDigest: contentHex }, "upload finished; awaiting the owner's signature");
     return this.row(uploadId);
   }
@@ -599,22 +754,67 @@ export class Uploads {
     return hash.digest("hex");
   }
 
+  /**
+   * Anchors the owner's envelope: checks it, claims the row (`anchoring`, with the envelope
+   * kept for a retry), appends it to the ledger, and records the dataset. A ledger that
+   * refuses for good fails the upload and deletes its objects; "try again" leaves it
+   * `anchoring` for the next call or sweep.
+   */
   private async anchor(
     row: UploadRow,
     envelope: DsseEnvelope,
   ): Promise<{ upload: Upload; manifest: Manifest; receipt: Receipt; datasetId: string }> {
     checkManifestEnvelope(envelope, row.statement!, row.owner, publicKeyOf);
+    if (envelope.signatures.length > MAX_MANIFEST_SIGNATURES) {
+      throw new InvalidArgumentError(
+        `manifest envelope has ${envelope.signatures.length} signatures; at most ${MAX_MANIFEST_SIGNATURES} fit a ledger entry with this statement`,
+      );
+    }
+    const leafBytes = envelopeLeafBytes(envelope.payload.length, envelope.signatures.length);
+    if (leafBytes > this.o.ledgerEntryBytes)
+      throw new InvalidArgumentError(
+        `manifest envelope is ${leafBytes} bytes as a ledger entry; the ledger holds entries up to ${this.o.ledgerEntryBytes}`,
+      );
     if (!this.o.ledger) throw new FailedPreconditionError("this ingestion service has no ledger configured (INGESTION_LEDGER_URL)");
     // Claim the row first: sweep and abort leave an anchoring upload (and its objects) alone.
-    const claimed = await this.o.db
-      .updateTable("uploads")
-      .set({ state: "anchoring", updated_at: new Date() })
-      .where("upload_id", "=", row.upload_id)
-      .where("state", "in", ["awaiting_signature", "anchoring"])
-      .executeTakeFirst();
-    if (Number(claimed.numUpdatedRows) !== 1)
-      throw new FailedPreconditionError(`upload ${row.upload_id} is no longer awaiting its signature`);
-    const { index, receipt } = await this.o.ledger.anchor(envelope);
+    const stored = JSON.stringify(envelopeJson(envelope));
+    if (row.state === "anchoring") {
+      await this.o.db
+        .updateTable("uploads")
+        .set({ anchor_envelope: stored, updated_at: this.now() })
+        .where("upload_id", "=", row.upload_id)
+        .where("state", "=", "anchoring")
+        .execute();
+    } else {
+      await transitionRow(this.o.db, uploadStates, {
+        table: "uploads",
+        key: { upload_id: row.upload_id },
+        from: ["awaiting_signature"],
+        to: "anchoring",
+        set: { anchor_envelope: stored, updated_at: this.now() },
+      });
+    }
+    return this.appendAndRecord(row, envelope);
+  }
+
+  /** The ledger append and the dataset record, for `anchor` and for the sweep's retry. */
+  private async appendAndRecord(
+    row: UploadRow,
+    envelope: DsseEnvelope,
+  ): Promise<{ upload: Upload; manifest: Manifest; receipt: Receipt; datasetId: string }> {
+    this.anchoringHere.add(row.upload_id);
+    let anchored;
+    try {
+      anchored = await this.o.ledger!.anchor(envelope);
+    } catch (e) {
+      if (!isRefusedForGood(e)) throw e;
+      const reason = `the ledger refused the manifest for good: ${(e as Error).message}`;
+      await this.failAnchoring(row, reason);
+      throw new FailedPreconditionError(`upload ${row.upload_id} failed: ${reason}; its objects were deleted`);
+    } finally {
+      this.anchoringHere.delete(row.upload_id);
+    }
+    const { index, receipt } = anchored;
     const manifest = manifestFromJson(row.manifest);
     const datasetId = row.upload_id;
     await this.o.db.transaction().execute(async (trx) => {
@@ -627,29 +827,33 @@ export class Uploads {
           content_digest: row.content_digest!,
           size: row.size!,
           manifest: JSON.stringify(manifestJson(manifest)),
-          envelope: JSON.stringify({
-            payloadType: envelope.payloadType,
-            payload: Buffer.from(envelope.payload).toString("base64"),
-            signatures: envelope.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig).toString("base64") })),
-          }),
+          envelope: JSON.stringify(envelopeJson(envelope)),
           receipt: JSON.stringify(toJson(ReceiptSchema, receipt)),
           ledger_index: index,
         })
         .onConflict((oc) => oc.column("dataset_id").doNothing())
         .execute();
-      await trx
-        .updateTable("uploads")
-        .set({ state: "completed", dataset_id: datasetId, updated_at: new Date() })
-        .where("upload_id", "=", row.upload_id)
-        .where("state", "=", "anchoring")
-        .execute();
+      try {
+        await transitionRow(trx, uploadStates, {
+          table: "uploads",
+          key: { upload_id: row.upload_id },
+          from: ["anchoring"],
+          to: "completed",
+          set: { dataset_id: datasetId, anchor_envelope: null, updated_at: this.now() },
+        });
+      } catch (e) {
+        // Another instance (a sweep elsewhere) recorded the same append first: the same dataset.
+        const now = await trx.selectFrom("uploads").select(["state"]).where("upload_id", "=", row.upload_id).executeTakeFirst();
+        if (now?.state === "completed") return;
+        throw e;
+      }
       await enqueueEvent(
         trx as unknown as Kysely<unknown>,
         "deai.dataset.ingested",
         DatasetIngestedSchema,
         create(DatasetIngestedSchema, {
           eventId: `dataset/ingested/${datasetId}`,
-          occurredAt: timestampFromDate(new Date()),
+          occurredAt: timestampFromDate(this.now()),
           datasetId,
           contentDigest: manifest.contentDigest,
           manifest,
@@ -663,30 +867,64 @@ export class Uploads {
     return { upload: this.toUpload(await this.row(row.upload_id)), manifest, receipt, datasetId };
   }
 
+  /** anchoring → failed (the ledger refused for good), then the objects go. */
+  private async failAnchoring(row: UploadRow, reason: string): Promise<void> {
+    await this.endAs(row, "failed", ["anchoring"], reason);
+    this.o.logger.warn({ uploadId: row.upload_id, reason }, "upload failed: the ledger refused its manifest; objects deleted");
+  }
+
   // ---- abort and expiry --------------------------------------------------------------
 
   async abort(actor: string, uploadId: string): Promise<Upload> {
     const row = await this.row(uploadId);
     if (row.owner !== actor) throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; only its owner aborts it`);
+    if (row.state === "anchoring")
+      throw new FailedPreconditionError(
+        `upload ${uploadId} is being anchored in the ledger, which may already hold its manifest: it cannot be aborted; ` +
+          "complete it again (or wait for the sweep) to get its receipt or its failure",
+      );
+    if (row.state === "failed")
+      throw new FailedPreconditionError(
+        `upload ${uploadId} already failed (${row.error ?? "no reason recorded"}); its objects were deleted: nothing to abort`,
+      );
     if (row.state !== "open" && row.state !== "awaiting_signature")
       throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}: nothing to abort`);
-    if (this.sessions.get(uploadId)?.busy) throw new FailedPreconditionError(`upload ${uploadId} is receiving a stream; end it first`);
+    // A stream still attached (e.g. held by a stalled provider) is cut: the session closes and its writes fail.
     await this.end(row, "aborted");
     return this.get(uploadId);
   }
 
-  /** Expires idle uploads (their objects and multipart uploads are deleted); returns how many. */
-  async sweep(): Promise<number> {
+  /**
+   * One sweep over every live state (`uploadStates.live`): expires idle open and
+   * awaiting_signature uploads, retries anchors left in `anchoring` (a crash mid-anchor),
+   * failing those the ledger refuses for good, and drops sessions idle past
+   * `sessionIdleMs`. Never two at once: a call while one runs gets that run's result.
+   * Returns how many uploads it moved to a terminal state.
+   */
+  sweepOnce(): Promise<number> {
+    this.sweeping ??= this.sweepAll().finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
+  /** @deprecated the sweep is `sweepOnce()`; kept for callers of the old name. */
+  sweep(): Promise<number> {
+    return this.sweepOnce();
+  }
+
+  private async sweepAll(): Promise<number> {
+    this.evictIdleSessions();
+    let done = 0;
+    const live = uploadStates.live;
+    const expirable = live.filter((st): st is "open" | "awaiting_signature" => uploadStates.canTransition(st, "expired"));
     const due = await this.o.db
       .selectFrom("uploads")
       .selectAll()
-      .where("state", "in", ["open", "awaiting_signature"])
-      .where("expires_at", "<", new Date())
+      .where("state", "in", expirable)
+      .where("expires_at", "<", this.now())
       .limit(50)
       .execute();
-    let done = 0;
     for (const row of due) {
-      if (this.sessions.get(row.upload_id)?.busy) continue;
+      if (this.sessions.get(row.upload_id)?.locked) continue;
       try {
         await this.end(row, "expired");
         done++;
@@ -694,44 +932,98 @@ export class Uploads {
         this.o.logger.warn({ err: e, uploadId: row.upload_id }, "could not expire upload yet; retrying next sweep");
       }
     }
+    if (live.includes("anchoring")) done += await this.retryAnchors();
     return done;
   }
 
+  /** Uploads stuck in `anchoring` (no instance is on them): append again, or fail for good. */
+  private async retryAnchors(): Promise<number> {
+    const stale = await this.o.db
+      .selectFrom("uploads")
+      .selectAll()
+      .where("state", "=", "anchoring")
+      .where("updated_at", "<", new Date(this.clock.nowMs() - this.o.anchorRetryAfterMs))
+      .limit(20)
+      .execute();
+    let done = 0;
+    for (const row of stale) {
+      if (this.anchoringHere.has(row.upload_id)) continue;
+      if (!this.o.ledger) continue;
+      if (!row.anchor_envelope) {
+        await this.failAnchoring(
+          row,
+          "the envelope being anchored was not kept (an anchor from before this version); sign and upload again",
+        );
+        done++;
+        continue;
+      }
+      try {
+        await this.appendAndRecord(row, envelopeFromJson(row.anchor_envelope));
+        done++;
+      } catch (e) {
+        if (e instanceof FailedPreconditionError && /failed: the ledger refused/.test(e.message)) done++;
+        else this.o.logger.warn({ err: e, uploadId: row.upload_id }, "anchor retry did not finish; retrying next sweep");
+      }
+    }
+    return done;
+  }
+
+  /** Drops sessions with no stream attached for `sessionIdleMs`: their buffers go back to the budget. */
+  private evictIdleSessions(): void {
+    const cutoff = this.clock.nowMs() - this.o.sessionIdleMs;
+    for (const [id, s] of this.sessions) {
+      if (s.locked || (this.lastUse.get(id) ?? 0) > cutoff) continue;
+      this.dropSession(id);
+      this.o.logger.info({ uploadId: id }, "idle upload session dropped; the next stream resumes from durable_offset");
+    }
+  }
+
+  private dropSession(uploadId: string): void {
+    this.sessions.get(uploadId)?.close();
+    this.sessions.delete(uploadId);
+    this.lastUse.delete(uploadId);
+  }
+
   private async end(row: UploadRow, state: "aborted" | "expired"): Promise<void> {
-    this.sessions.get(row.upload_id)?.close();
-    this.sessions.delete(row.upload_id);
+    this.dropSession(row.upload_id);
+    await this.endAs(row, state, ["open", "awaiting_signature"]);
+    this.o.logger.info({ uploadId: row.upload_id, state }, "upload ended; objects deleted");
+  }
+
+  /**
+   * Moves the row to a terminal state (claimed before anything is deleted, so an upload being
+   * anchored keeps its objects), publishes upload_aborted naming the placements, and deletes
+   * the objects.
+   */
+  private async endAs(row: UploadRow, state: "aborted" | "expired" | "failed", from: UploadStateName[], error?: string): Promise<void> {
     const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
-    // Claim the row before deleting anything, so an upload being anchored keeps its objects.
-    const claimed = await this.o.db.transaction().execute(async (trx) => {
-      const r = await trx
-        .updateTable("uploads")
-        .set({ state, updated_at: new Date() })
-        .where("upload_id", "=", row.upload_id)
-        .where("state", "in", ["open", "awaiting_signature"])
-        .executeTakeFirst();
-      if (Number(r.numUpdatedRows) === 0) return false;
+    await this.o.db.transaction().execute(async (trx) => {
+      await transitionRow(trx, uploadStates, {
+        table: "uploads",
+        key: { upload_id: row.upload_id },
+        from,
+        to: state,
+        set: { updated_at: this.now(), ...(error ? { error } : {}) },
+      });
       await enqueueEvent(
         trx as unknown as Kysely<unknown>,
         "deai.dataset.upload_aborted",
         UploadAbortedSchema,
         create(UploadAbortedSchema, {
           eventId: `dataset/upload_aborted/${row.upload_id}`,
-          occurredAt: timestampFromDate(new Date()),
+          occurredAt: timestampFromDate(this.now()),
           uploadId: row.upload_id,
           expired: state === "expired",
           placements,
         }),
         `dataset/upload_aborted/${row.upload_id}`,
       );
-      return true;
     });
-    if (!claimed) throw new FailedPreconditionError(`upload ${row.upload_id} is no longer open or awaiting its signature`);
     this.o.outbox.kick();
     // The event names the placements, so a failed delete is not silent: logged, and evident from the event.
     await this.deleteObjects(row).catch((e: unknown) =>
       this.o.logger.error({ err: e, uploadId: row.upload_id }, "could not delete an ended upload's objects; see its upload_aborted event"),
     );
-    this.o.logger.info({ uploadId: row.upload_id, state }, "upload ended; objects deleted");
   }
 
   /** Aborts each slot's multipart upload and deletes its object (whichever exists). */
@@ -791,9 +1083,7 @@ export class Uploads {
       .orderBy("group_index")
       .execute();
     const leaves = Buffer.concat(groups.map((g) => g.leaves));
-    const frontier = MerkleFrontier.empty();
-    for (let i = 0; i < leaves.length; i += 32) frontier.append(leaves.subarray(i, i + 32));
-    if (!Buffer.from(frontier.root()).equals(Buffer.from(manifest.shardRoot))) {
+    if (!Buffer.from(shardRootOf(leafList(leaves))).equals(Buffer.from(manifest.shardRoot))) {
       throw new UnavailableError(`dataset ${datasetId}: the stored leaf table does not hash to the manifest's shardRoot`);
     }
     return leaves;
@@ -819,7 +1109,6 @@ export class Uploads {
 
   /** Closes live sessions (shutdown): their buffered, non-durable bytes are dropped. */
   closeSessions(): void {
-    for (const s of this.sessions.values()) s.close();
-    this.sessions.clear();
+    for (const id of [...this.sessions.keys()]) this.dropSession(id);
   }
 }

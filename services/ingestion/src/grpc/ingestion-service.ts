@@ -7,15 +7,16 @@ import {
   IngestionService,
   ListStorageProvidersResponseSchema,
   StorageProviderSchema,
+  type DownloadDatasetRequest,
   type DownloadDatasetResponse,
   type UploadChunksRequest,
 } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
-import { bind, requireActor, type ServiceBinding } from "@deai/kit";
+import { bind, requireActor, toConnectError, type ServiceBinding } from "@deai/kit";
 import { InvalidArgumentError } from "@deai/kit/errors";
 
 import type { Datasets } from "../app/datasets.js";
 import type { Uploads } from "../app/uploads.js";
-import type { ProviderRegistry } from "../providers/providers.js";
+import type { ProviderRegistry } from "@deai/kit";
 
 /** Largest data field of one DownloadDataset message. */
 const DOWNLOAD_MESSAGE_BYTES = 1024 * 1024;
@@ -39,6 +40,35 @@ async function* chunkBytes(first: UploadChunksRequest, rest: AsyncIterator<Uploa
 }
 
 export function ingestionService(uploads: Uploads, datasets: Datasets, registry: ProviderRegistry): ServiceBinding {
+  async function* download(req: DownloadDatasetRequest): AsyncGenerator<DownloadDatasetResponse> {
+    if (!req.datasetId) throw new InvalidArgumentError("dataset_id is required");
+    const r = await datasets.read(req.datasetId, req.offset, req.length);
+    const whole = r.start === 0 && r.end === r.size;
+    let at = r.start;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = (last: boolean): DownloadDatasetResponse => {
+      const data = Buffer.concat(pending, pendingBytes);
+      const msg = create(DownloadDatasetResponseSchema, { offset: BigInt(at), data, contentDigestVerified: last && whole });
+      at += pendingBytes;
+      pending = [];
+      pendingBytes = 0;
+      return msg;
+    };
+    for await (const piece of r.chunks) {
+      let p = piece;
+      while (p.length > 0) {
+        const take = Math.min(p.length, DOWNLOAD_MESSAGE_BYTES - pendingBytes);
+        pending.push(p.subarray(0, take));
+        pendingBytes += take;
+        p = p.subarray(take);
+        if (pendingBytes === DOWNLOAD_MESSAGE_BYTES) yield flush(false);
+      }
+    }
+    // The generator finished, so a full read's contentDigest matched.
+    yield flush(true);
+  }
+
   return bind(IngestionService, {
     createUpload: async (req, ctx) => ({ upload: await uploads.create(requireActor(ctx), req.spec) }),
     getUpload: async (req) => ({ upload: await uploads.get(req.uploadId) }),
@@ -75,31 +105,13 @@ export function ingestionService(uploads: Uploads, datasets: Datasets, registry:
       return { datasets: r.datasets, nextPageToken: r.next };
     },
     downloadDataset: async function* (req): AsyncGenerator<DownloadDatasetResponse> {
-      const r = await datasets.read(req.datasetId, req.offset, req.length);
-      const whole = r.start === 0 && r.end === r.size;
-      let at = r.start;
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = (last: boolean): DownloadDatasetResponse => {
-        const data = Buffer.concat(pending, pendingBytes);
-        const msg = create(DownloadDatasetResponseSchema, { offset: BigInt(at), data, contentDigestVerified: last && whole });
-        at += pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-        return msg;
-      };
-      for await (const piece of r.chunks) {
-        let p = piece;
-        while (p.length > 0) {
-          const take = Math.min(p.length, DOWNLOAD_MESSAGE_BYTES - pendingBytes);
-          pending.push(p.subarray(0, take));
-          pendingBytes += take;
-          p = p.subarray(take);
-          if (pendingBytes === DOWNLOAD_MESSAGE_BYTES) yield flush(false);
-        }
+      // A server stream's errors surface after the interceptors have returned: map them here,
+      // so bad input is INVALID_ARGUMENT and unreadable data UNAVAILABLE, never INTERNAL.
+      try {
+        yield* download(req);
+      } catch (e) {
+        throw toConnectError(e);
       }
-      // The generator finished, so a full read's contentDigest matched.
-      yield flush(true);
     },
     getShardProof: async (req) => datasets.shardProof(req.datasetId, req.stripe, req.slot),
     listStorageProviders: async (req) => {

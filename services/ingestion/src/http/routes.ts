@@ -142,9 +142,16 @@ export function ingestionRoutes(opts: {
         return true;
       }
       const r = await opts.datasets.read(datasetId, BigInt(start), BigInt(end - start));
+      // The first window is read and verified before the status goes out: a dataset that
+      // cannot be read answers an error status, not a 200 with a cut body.
+      const first = await r.chunks.next();
       res.writeHead(range ? 206 : 200, headers);
+      const rest = async function* (): AsyncGenerator<Buffer> {
+        if (!first.done) yield first.value;
+        yield* r.chunks;
+      };
       try {
-        for await (const piece of r.chunks) {
+        for await (const piece of rest()) {
           if (!(res as { write(b: Buffer): boolean }).write(piece)) {
             // A client that goes away never drains: stop reading.
             const gone = await new Promise<boolean>((ok) => {
@@ -167,12 +174,17 @@ export function ingestionRoutes(opts: {
         }
         res.end();
       } catch (e) {
-        opts.logger.error({ err: e, datasetId }, "download failed mid-stream; cutting the connection");
+        // Unreadable data (providers stalled or down past the read deadline) is the providers'
+        // fault, not ours: a warning, and the body ends at once as an error (cut connection).
+        opts.logger.warn({ err: e, datasetId }, "download failed mid-stream; cutting the connection");
         (res as { destroy?: (e?: Error) => void }).destroy?.(e as Error);
       }
       return true;
     } catch (e) {
       const ce = toConnectError(e);
+      // An upload body not read to its end cannot leave the connection reusable: say so, so a
+      // pooling client does not send its next request on a socket about to close.
+      if (!res.headersSent && !(req as { complete?: boolean }).complete) res.setHeader("connection", "close");
       if (!res.headersSent) sendError(res, ce);
       else (res as { destroy?: () => void }).destroy?.();
       // An upload body may still be arriving: drain it so the connection can be reused or closed.

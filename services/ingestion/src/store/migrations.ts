@@ -66,4 +66,9 @@ export const migrations: Record<string, ForwardMigration> = {
     await sql`create index datasets_digest on datasets (content_digest, created_at desc)`.execute(db);
     await sql`create index datasets_owner on datasets (owner, created_at desc)`.execute(db);
   },
+  /** The envelope being anchored, kept so a sweep can retry the append after a crash (anchoring has no timeout). */
+  "0002_anchor_envelope": async (db: Kysely<unknown>) => {
+    await sql`alter table uploads add column anchor_envelope jsonb`.execute(db);
+    await sql`create index uploads_anchoring on uploads (updated_at) where state = 'anchoring'`.execute(db);
+  },
 };

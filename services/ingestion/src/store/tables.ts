@@ -1,12 +1,15 @@
 import type { ColumnType, Generated } from "kysely";
 
+import type { UploadStateName } from "../domain/upload-states.js";
+
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type TimestampDefault = ColumnType<Date, Date | string | undefined, Date | string>;
-type Int8 = ColumnType<string, number | bigint | string, number | bigint | string>;
-type Int8Default = ColumnType<string, number | bigint | string | undefined, number | bigint | string>;
-type Int8Null = ColumnType<string | null, number | bigint | string | null | undefined, number | bigint | string | null>;
+// int8 columns: bigint (the kit's pg type parser returns BigInt); read them through BigInt()/Number() only.
+type Int8 = ColumnType<bigint, number | bigint | string, number | bigint | string>;
+type Int8Default = ColumnType<bigint, number | bigint | string | undefined, number | bigint | string>;
+type Int8Null = ColumnType<bigint | null, number | bigint | string | null | undefined, number | bigint | string | null>;
 
-export type UploadStateName = "open" | "awaiting_signature" | "anchoring" | "completed" | "aborted" | "expired" | "failed";
+export type { UploadStateName };
 
 export interface UploadsTable {
   upload_id: string;
@@ -29,6 +32,8 @@ export interface UploadsTable {
   statement: ColumnType<Buffer | null, Buffer | null | undefined, Buffer | null>;
   dataset_id: ColumnType<string | null, string | null | undefined, string | null>;
   error: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The owner's envelope while anchoring (DSSE JSON), so a sweep can retry the append after a crash. */
+  anchor_envelope: ColumnType<unknown, string | null | undefined, string | null>;
   created_at: TimestampDefault;
   updated_at: TimestampDefault;
   expires_at: Timestamp;
