@@ -84,7 +84,7 @@ function serverLimits(config: ServiceConfig): ConnectionLimits {
   return Object.fromEntries(Object.entries(given).filter(([, v]) => v > 0)) as ConnectionLimits;
 }
 
-/** The Postgres schema a service owns.
+/** The Postgres schema a service owns. */
 export function schemaOf(name: string): string {
   return name.replace(/-/g, "_");
 }

@@ -38,7 +38,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
     version: "0.2.0",
     migrations,
     usesBlobs: false,
-    create: async ({ db, bus, outbox, logger }) => {
+    create: async ({ db, bus, outbox, logger, scheduler, clock }) => {
       await bus.ensureStream("dataset");
       if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
       const registry = new ProviderRegistry(config.providers, {
@@ -81,24 +81,27 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
         sessionIdleMs: config.INGESTION_SESSION_IDLE_MS,
         anchorRetryAfterMs: config.INGESTION_ANCHOR_RETRY_AFTER_MS,
         readOptions: { ...readOptions, onInvalid: () => undefined },
+        clock,
       });
       const datasets = new Datasets({ db, uploads, bus, logger, reporter: key.id, readOptions });
-      // sweepOnce never overlaps itself; the kit scheduler takes this loop over after merge.
-      const sweeper = setInterval(() => {
-        uploads.sweepOnce().catch((e: unknown) => logger.warn({ err: e }, "upload sweep failed"));
-      }, config.INGESTION_SWEEP_INTERVAL_MS);
-      sweeper.unref();
+      // Every replica sweeps (each step is a conditional transition, and a repeated anchor returns
+      // the ledger's existing entry), so a crashed replica's lease never delays recovery; the
+      // scheduler keeps runs from overlapping and the cadence across restarts (kit_schedules).
+      scheduler.register({
+        name: "ingestion.sweeper",
+        intervalMs: config.INGESTION_SWEEP_INTERVAL_MS,
+        run: async () => void (await uploads.sweepOnce()),
+      });
       return {
         bindings: [ingestionService(uploads, datasets, registry)],
         http: ingestionRoutes({
           uploads,
           datasets,
-          nonces: new PostgresNonceStore(db as unknown as Kysely<unknown>),
+          nonces: new PostgresNonceStore(db as unknown as Kysely<unknown>, undefined, undefined, clock),
           maxAgeS: config.SIGNATURE_MAX_AGE_S,
           logger,
         }),
         stop: async () => {
-          clearInterval(sweeper);
           uploads.closeSessions();
         },
       };

@@ -56,7 +56,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
     version: "0.2.0",
     migrations,
     usesBlobs: false,
-    create: async ({ db, bus, outbox, logger, scheduler }) => {
+    create: async ({ db, bus, outbox, logger, scheduler, clock }) => {
       await bus.ensureStream(LEDGER_STREAM);
       if (!signer)
         logger.warn("LEDGER_SIGNING_KEY is not set: this replica sequences appends and serves reads, but never signs checkpoints");
@@ -77,6 +77,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
       const cosignatures = new Cosignatures({ db, witnesses, quorum: config.LEDGER_WITNESS_QUORUM });
       const ledger = new Ledger({
         db,
+        clock,
         origin: config.LEDGER_ORIGIN,
         batcher,
         integrator,

@@ -49,11 +49,24 @@ export function toDomainError(e: unknown): DomainError {
   return new DomainError("internal", "internal error", {}, { cause: e });
 }
 
+/**
+ * Longest error message sent to a client. Messages may quote the input they refuse; a 1 MiB id
+ * quoted back would not fit in a gRPC status header (the stream dies with RST_STREAM).
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 1024;
+
+function capMessage(m: string): string {
+  return m.length <= MAX_ERROR_MESSAGE_CHARS ? m : `${m.slice(0, MAX_ERROR_MESSAGE_CHARS)}… (${m.length} characters in all)`;
+}
+
 /** Maps any thrown value to the ConnectError a transport sends; internal details never leak. */
 export function toConnectError(e: unknown): ConnectError {
-  if (e instanceof ConnectError) return e;
+  if (e instanceof ConnectError) {
+    if (e.rawMessage.length <= MAX_ERROR_MESSAGE_CHARS) return e;
+    return new ConnectError(capMessage(e.rawMessage), e.code, e.metadata, undefined, e.cause);
+  }
   const d = toDomainError(e);
-  return new ConnectError(d.message, codes[d.kind], undefined, undefined, d);
+  return new ConnectError(capMessage(d.message), codes[d.kind], undefined, undefined, d);
 }
 
 /** HTTP status for a ConnectError code. */

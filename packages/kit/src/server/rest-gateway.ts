@@ -8,7 +8,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 
 import { create, fromJson, isMessage, toJson, type DescField, type DescMethod, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ScalarType } from "@bufbuild/protobuf";
-import { ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
 import { DomainError, InvalidArgumentError } from "../errors.js";
@@ -88,7 +88,7 @@ export class RestGateway {
           body,
           header: (n) => headers.get(n),
         });
-        const message = buildRequest(route, groups, url.searchParams, body);
+        const message = buildRequest(route, groups, strictQuery(url.search), body);
         if (!impl) throw new ConnectError(`${route.method.parent.typeName}/${route.method.name} is not available in this version`, 12);
         const abort = new AbortController();
         res.on("close", () => abort.abort());
@@ -185,6 +185,31 @@ class PayloadTooLarge extends DomainError {
   constructor(size: number, limit: number) {
     super("resource_exhausted", `request body of ${size}+ bytes exceeds the limit of ${limit} bytes`, { status: 413 });
   }
+}
+
+/**
+ * The query string decoded strictly: URLSearchParams turns invalid UTF-8 (e.g. an encoded lone
+ * surrogate, `%ED%A0%80`) into U+FFFD silently, so a request would be served with other text
+ * than it sent; decodeURIComponent refuses it, and so do we, naming the parameter.
+ */
+function strictQuery(search: string): URLSearchParams {
+  const out = new URLSearchParams();
+  for (const pair of search.replace(/^\?/, "").split("&")) {
+    if (pair === "") continue;
+    const eq = pair.indexOf("=");
+    const rawName = eq < 0 ? pair : pair.slice(0, eq);
+    const rawValue = eq < 0 ? "" : pair.slice(eq + 1);
+    const decode = (raw: string, what: string): string => {
+      try {
+        return decodeURIComponent(raw.replace(/\+/g, " "));
+      } catch {
+        throw new ConnectError(`query ${what} is not valid percent-encoded UTF-8`, Code.InvalidArgument);
+      }
+    };
+    const name = decode(rawName, `parameter name ${JSON.stringify(rawName.slice(0, 64))}`);
+    out.append(name, decode(rawValue, `parameter ${JSON.stringify(name.slice(0, 64))}`));
+  }
+  return out;
 }
 
 function buildRequest(route: RestRoute, groups: string[], query: URLSearchParams, body: Uint8Array): unknown {

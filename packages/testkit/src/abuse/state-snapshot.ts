@@ -11,7 +11,8 @@ import pg from "pg";
 /** Table name → digest of its rows. */
 export type StateSnapshot = Readonly<Record<string, string>>;
 
-export const KIT_BOOKKEEPING_TABLES = ["kit_request_nonces", "kit_inbox"] as const;
+// kit_schedules records the service's own loops (last run, leader lease), which move with time.
+export const KIT_BOOKKEEPING_TABLES = ["kit_request_nonces", "kit_inbox", "kit_schedules"] as const;
 
 /** A snapshot function over `schema` in the database at `url`. */
 export function postgresSnapshot(opts: { url: string; schema: string; exclude?: readonly string[] }): () => Promise<StateSnapshot> {
