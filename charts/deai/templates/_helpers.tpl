@@ -224,6 +224,14 @@ the migrate initContainer and the service container.
 {{- end }}
 - name: SHUTDOWN_TIMEOUT_MS
   value: {{ .shutdownMs | quote }}
+{{- /* Signed requests name the authority they are for (RFC 9421 @authority); a service
+accepts only its own names: the Service's short, namespaced and cluster-local names, plus
+the component's publicAuthorities (ingress hosts). */}}
+{{- $svc := include "deai.componentName" (dict "root" .root "component" .name) }}
+{{- $ns := .root.Release.Namespace }}
+{{- $names := list (printf "%s:%v" $svc .port) (printf "%s.%s:%v" $svc $ns .port) (printf "%s.%s.svc:%v" $svc $ns .port) (printf "%s.%s.svc.cluster.local:%v" $svc $ns .port) }}
+- name: PUBLIC_AUTHORITY
+  value: {{ concat $names (.c.publicAuthorities | default list) | join "," | quote }}
 - name: SIGNATURE_MAX_AGE_S
   value: {{ $v.config.signatureMaxAgeS | int | quote }}
 {{- if eq .name "trainer-operator" }}
