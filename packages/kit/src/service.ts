@@ -81,7 +81,7 @@ function serverLimits(config: ServiceConfig): ConnectionLimits {
     maxConnectionsPerAddress: config.SERVER_MAX_CONNECTIONS_PER_ADDRESS,
     maxStreamsPerSession: 0,
   };
-  return Object.fromEntries(Object.entries(given).filter(([, v]) => v > 0)) as ConnectionLimits;
+  return Object.fromEntries(Object.entries(given).filter(([, v]) => v > 0));
 }
 
 /** The Postgres schema a service owns. */

@@ -58,9 +58,9 @@ function rawEntry(tag: string, predicateType = "https://deai.dev/lease/v1", subj
 
 /** A Ledger over the service's database with its own verifier, so a test can count signature checks. */
 function countingLedger(clock?: ManualClock): { ledger: Ledger; verifier: SignatureVerifier; close: () => Promise<void> } {
-  const { db, outbox, logger } = svc.deps;
+  const { db, outbox, logger, scheduler } = svc.deps;
   const verifier = new SignatureVerifier({ threads: 1, minOffload: 1 });
-  const integrator = new Integrator({ db, origin: ORIGIN, signer: undefined, outbox, logger, intervalMs: 60_000 });
+  const integrator = new Integrator({ db, origin: ORIGIN, signer: undefined, outbox, logger, scheduler, intervalMs: 60_000 });
   const ledger = new Ledger({
     db,
     origin: ORIGIN,

@@ -11,14 +11,13 @@
 // replicas; with leadership a follower's kick would wait for the leader's next interval. It
 // is not persisted either: a pass at start is what a restart needs (it signs the entries
 // sequenced before a crash), and the cadence is sub-second.
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Kysely } from "kysely";
 
-import { enqueueEvent, type Logger, type OutboxRelay, type ScheduledLoop, type Scheduler } from "@deai/kit";
-import { CheckpointPublishedSchema } from "@deai/contracts/deai/events/v1/ledger_pb";
+import type { Logger, OutboxRelay, ScheduledLoop, Scheduler } from "@deai/kit";
 import { concatBytes, signCheckpoint, type NoteSigner } from "@deai/proofs";
 
 import { growTree } from "../domain/tree-growth.js";
+import { enqueueCheckpointPublished } from "../events/checkpoint-published.js";
 import { leafHashesFrom } from "../store/entries.js";
 import type { LedgerDb } from "../store/tables.js";
 import {
@@ -32,8 +31,6 @@ import {
   type CheckpointRow,
 } from "../store/tree.js";
 import { waitUntil } from "./wake-or-poll.js";
-
-export const CHECKPOINT_SUBJECT = "deai.ledger.checkpoint_published";
 
 export interface IntegratorOptions {
   readonly db: Kysely<LedgerDb>;
@@ -153,22 +150,14 @@ export class Integrator {
       const note = signCheckpoint({ origin: this.o.origin, size: frontier.size, rootHash: root, extensions: [] }, [signer]);
       await writeTreeState(trx, { size: frontier.size, root: Buffer.from(root), frontier: Buffer.from(concatBytes(...frontier.hashes())) });
       const checkpoint = await insertCheckpoint(trx, { treeSize: frontier.size, rootHash: root, note });
-      await enqueueEvent(
-        trx as unknown as Kysely<unknown>,
-        CHECKPOINT_SUBJECT,
-        CheckpointPublishedSchema,
-        {
-          $typeName: "deai.events.v1.CheckpointPublished",
-          eventId: `ledger/checkpoint/${frontier.size}`,
-          occurredAt: timestampFromDate(checkpoint.published_at),
-          origin: this.o.origin,
-          treeSize: BigInt(frontier.size),
-          rootHash: root,
-          note,
-          previousTreeSize: BigInt(latest?.tree_size ?? 0),
-        },
-        `ledger/checkpoint/${frontier.size}`,
-      );
+      await enqueueCheckpointPublished(trx as unknown as Kysely<unknown>, {
+        origin: this.o.origin,
+        treeSize: frontier.size,
+        rootHash: root,
+        note,
+        previousTreeSize: latest?.tree_size ?? 0,
+        publishedAt: checkpoint.published_at,
+      });
       return { checkpoint, published: true, more: leaves.length === max };
     });
     if (r?.published) {
