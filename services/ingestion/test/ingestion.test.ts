@@ -5,9 +5,9 @@ import { connect, type NatsConnection } from "nats";
 import type { Client } from "minio";
 
 import { DatasetIngestedSchema, ShardInvalidSchema, UploadAbortedSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
-import { IngestionService } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
+import { IngestionService, UploadChunksRequestSchema } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { generateActorKey, requestSigner, startService, streamName, type RunningService } from "@deai/kit";
-import { natsUrl } from "@deai/testkit";
+import { grpcStreamSignature, natsUrl } from "@deai/testkit";
 import { leafHash, parseTlogProof, rootFromLeafHashes, verifyInclusion, verifyTlogProof } from "@deai/proofs";
 
 import { loadIngestionConfig } from "../src/config.js";
@@ -233,6 +233,27 @@ describe("upload, anchor, download", () => {
 });
 
 describe("gRPC client-streaming upload", () => {
+  it("counts none of a stream that does not match its signed digest, even part groups it made durable", async () => {
+    const key = generateActorKey();
+    const signed = createClient(IngestionService, createGrpcTransport({ baseUrl: base, interceptors: [requestSigner(key)] }));
+    const raw = createClient(IngestionService, createGrpcTransport({ baseUrl: base }));
+    const data = bytesOf(120_000, 12);
+    const created = await signed.createUpload({ spec: { name: "grpc-bound", k: K, m: M, shardSize: 4096, size: BigInt(data.length) } });
+    const uploadId = created.upload!.uploadId;
+    const messages = [0, 30_000, 60_000, 90_000].map((at) => ({ uploadId, offset: BigInt(at), data: data.subarray(at, at + 30_000) }));
+    // Signed over the first two messages only; the stream carries four (one durable part group and more).
+    const headers = grpcStreamSignature(key, `${base}/deai.ingestion.v1.IngestionService/UploadChunks`, UploadChunksRequestSchema, [
+      { $typeName: "deai.ingestion.v1.UploadChunksRequest", ...messages[0]! },
+      { $typeName: "deai.ingestion.v1.UploadChunksRequest", ...messages[1]! },
+    ]);
+    async function* all() {
+      yield* messages;
+    }
+    await expect(raw.uploadChunks(all(), { headers })).rejects.toThrow(/does not match its signed content-digest/);
+    const after = await signed.getUpload({ uploadId });
+    expect(after.upload!.durableOffset).toBe(0n);
+  });
+
   it("uploads in several streams, resumes from received_offset, and yields the same commitments as REST", async () => {
     const key = generateActorKey();
     const client = createClient(IngestionService, createGrpcTransport({ baseUrl: base, interceptors: [requestSigner(key)] }));

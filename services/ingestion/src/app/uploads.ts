@@ -367,15 +367,18 @@ export class Uploads {
    * durable offset, or the received offset of this instance's live session. With
    * `bodyDigest` (REST: the signed Content-Digest of the request body), bytes of this request
    * only count once the body matches it: otherwise (mismatch, broken body, crash) progress
-   * rolls back to where the request started.
+   * rolls back to where the request started. `signedStream` (gRPC: the kit checks the stream
+   * against its signed content-digest when it ends, and throws from the iterator if it does not
+   * match) binds the bytes the same way: none of the stream counts until it ended intact.
    */
   async receive(
     actor: string,
     uploadId: string,
     offset: bigint,
     chunks: AsyncIterable<Uint8Array>,
-    opts: { bodyDigest?: string } = {},
+    opts: { bodyDigest?: string; signedStream?: boolean } = {},
   ): Promise<{ durableOffset: bigint; receivedOffset: bigint; stripesDone: bigint }> {
+    const bound = opts.bodyDigest !== undefined || opts.signedStream === true;
     const row = await this.row(uploadId);
     if (row.owner !== actor)
       throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; bytes must be signed by its owner`);
@@ -397,7 +400,7 @@ export class Uploads {
     }
     try {
       if (start !== session.received) await session.rollbackToDurable();
-      if (opts.bodyDigest) await this.markPending(uploadId, start);
+      if (bound) await this.markPending(uploadId, start);
       for await (const chunk of chunks) {
         if (chunk.length === 0) continue;
         if (session.received + chunk.length > limit.bytes) throw limit.error(session.received + chunk.length);
@@ -413,12 +416,12 @@ export class Uploads {
             `request body does not match its signed Content-Digest; upload ${uploadId} rolled back to offset ${start}`,
           );
         }
-        await this.clearPending(uploadId);
       }
+      if (bound) await this.clearPending(uploadId);
       ok = true;
     } finally {
       try {
-        if (!ok) await this.rollback(session, opts.bodyDigest ? start : undefined);
+        if (!ok) await this.rollback(session, bound ? start : undefined);
       } finally {
         session.unlock();
         this.lastUse.set(uploadId, this.clock.nowMs());

@@ -77,8 +77,9 @@ export function ingestionService(uploads: Uploads, datasets: Datasets, registry:
       const it = reqs[Symbol.asyncIterator]();
       const first = await it.next();
       if (first.done) throw new InvalidArgumentError("empty stream: the first message must name the upload and its offset");
-      const r = await uploads.receive(actor, first.value.uploadId, first.value.offset, chunkBytes(first.value, it));
-      return r;
+      // The kit throws from the iterator when the stream does not match its signed digest; until
+      // the stream has ended intact none of its bytes count.
+      return uploads.receive(actor, first.value.uploadId, first.value.offset, chunkBytes(first.value, it), { signedStream: true });
     },
     completeUpload: async (req, ctx) => {
       const r = await uploads.complete(requireActor(ctx), req.uploadId, req.manifestEnvelope);
