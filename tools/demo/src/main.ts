@@ -20,6 +20,7 @@ import * as grpc from "@grpc/grpc-js";
 
 import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/deai/system/v1/system_pb";
 import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
+import { PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const SERVICES = ["ledger", "ingestion", "da-sampler", "marketplace", "slashing", "trainer-operator"] as const;
@@ -42,9 +43,9 @@ async function ledgerStory(ledgerUrl: string, logVerifierKey: string): Promise<b
   const corpus = Buffer.from(Array.from({ length: 2000 }, (_, i) => `line ${i}: the quick brown fox ${i % 7}\n`).join(""));
   const digest = createHash("sha256").update(corpus).digest("hex");
   const statement = {
-    _type: "https://in-toto.io/Statement/v1",
+    _type: STATEMENT_V1_TYPE,
     subject: [{ name: "demo-corpus.txt", digest: { sha256: digest } }],
-    predicateType: "https://deai.dev/dataset-manifest/v1",
+    predicateType: PredicateTypes.datasetManifest,
     predicate: { name: "demo-corpus.txt", size: corpus.length, mediaType: "text/plain", license: "CC0-1.0", parents: [] },
   };
   await writeFile(join(work, "statement.json"), JSON.stringify(statement, null, 2));
