@@ -6,8 +6,6 @@
 import { randomUUID } from "node:crypto";
 
 import { create, toBinary } from "@bufbuild/protobuf";
-import { metrics } from "@opentelemetry/api";
-import { AggregationTemporality, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import { sql } from "kysely";
 import { nanos } from "nats";
 
@@ -32,24 +30,12 @@ import {
 } from "@deai/kit";
 import { createTestEnv, natsUrl, type TestEnv } from "@deai/testkit";
 
-class TestReader extends MetricReader {
-  protected onForceFlush = async (): Promise<void> => undefined;
-  protected onShutdown = async (): Promise<void> => undefined;
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-}
-const reader = new TestReader();
-metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+import { metricPoints } from "./metric-points.js";
 
 /** The cumulative sum of a counter for the given consumer. */
 async function counter(name: string, consumer: string): Promise<number> {
-  const { resourceMetrics } = (await reader.collect()) as { resourceMetrics: ResourceMetrics };
   let total = 0;
-  for (const sm of resourceMetrics.scopeMetrics)
-    for (const m of sm.metrics)
-      if (m.descriptor.name === name)
-        for (const p of m.dataPoints) if (p.attributes["messaging.consumer.name"] === consumer) total += p.value as number;
+  for (const p of await metricPoints(name)) if (p.attributes["messaging.consumer.name"] === consumer) total += p.value as number;
   return total;
 }
 

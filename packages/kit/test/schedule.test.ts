@@ -2,8 +2,7 @@
  * The scheduler on a ManualClock: jitter, kick, no overlap, shutdown, persisted cadence and
  * leadership (two schedulers on separate pools) against real Postgres.
  */
-import { metrics, SpanStatusCode } from "@opentelemetry/api";
-import { AggregationTemporality, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
+import { SpanStatusCode } from "@opentelemetry/api";
 import { sql } from "kysely";
 
 import {
@@ -20,15 +19,8 @@ import {
 } from "@deai/kit";
 import { createTestDatabase, type TestDatabase } from "@deai/testkit";
 
-class TestReader extends MetricReader {
-  protected onForceFlush = async (): Promise<void> => undefined;
-  protected onShutdown = async (): Promise<void> => undefined;
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-}
-const reader = new TestReader();
-metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+import { metricPoints, type MetricPoint } from "./metric-points.js";
+
 const spans = new InMemorySpanExporter();
 let telemetry: Telemetry;
 beforeAll(() => {
@@ -39,15 +31,8 @@ afterAll(async () => {
 });
 
 /** Data points of a metric for one loop. */
-async function points(name: string, loop: string): Promise<{ attributes: Record<string, unknown>; value: unknown }[]> {
-  const { resourceMetrics } = (await reader.collect()) as { resourceMetrics: ResourceMetrics };
-  const out: { attributes: Record<string, unknown>; value: unknown }[] = [];
-  for (const sm of resourceMetrics.scopeMetrics)
-    for (const m of sm.metrics)
-      if (m.descriptor.name === name)
-        for (const p of m.dataPoints as { attributes: Record<string, unknown>; value: unknown }[])
-          if (p.attributes["deai.schedule.loop"] === loop) out.push(p);
-  return out;
+async function points(name: string, loop: string): Promise<MetricPoint[]> {
+  return (await metricPoints(name)).filter((p) => p.attributes["deai.schedule.loop"] === loop);
 }
 
 const logger = createLogger({ service: "schedule-test", level: "silent" });

@@ -118,6 +118,13 @@ export function slotKey(uploadId: string, slot: number): string {
   return `datasets/${uploadId}/slot-${String(slot).padStart(3, "0")}`;
 }
 
+/** Where each slot of an upload lives: one object per (upload, slot) at its provider. */
+function placementsOf(uploadId: string, providers: readonly { id: string; config: { bucket: string; endpoint: string } }[]): Placement[] {
+  return providers.map((p, slot) =>
+    create(PlacementSchema, { slot, providerId: p.id, bucket: p.config.bucket, key: slotKey(uploadId, slot), endpoint: p.config.endpoint }),
+  );
+}
+
 function hexOf(digest: { algorithm: string; hex: string } | undefined, what: string): string | undefined {
   if (!digest) return undefined;
   if (digest.algorithm !== "sha256") throw new InvalidArgumentError(`${what}: only sha256 digests are accepted, got ${digest.algorithm}`);
@@ -235,15 +242,7 @@ export class Uploads {
       checkStatementSize(this.worstCaseStatementBytes(spec, uploadId, providers), maxStatementBytes(this.o.ledgerEntryBytes));
       multipart = await this.initiateAll(uploadId, providers);
     }
-    const placements = providers.map((p, slot) =>
-      create(PlacementSchema, {
-        slot,
-        providerId: p.id,
-        bucket: p.config.bucket,
-        key: slotKey(uploadId, slot),
-        endpoint: p.config.endpoint,
-      }),
-    );
+    const placements = placementsOf(uploadId, providers);
     const stripesPerGroup = Math.max(1, Math.ceil(this.o.partBytes / shardSize));
     await this.o.db
       .insertInto("uploads")
@@ -296,15 +295,7 @@ export class Uploads {
       shardSize: spec.shardSize,
       stripes: maxSize,
       shardRoot: new Uint8Array(32).fill(0xff),
-      placements: providers.map((p, slot) =>
-        create(PlacementSchema, {
-          slot,
-          providerId: p.id,
-          bucket: p.config.bucket,
-          key: slotKey(uploadId, slot),
-          endpoint: p.config.endpoint,
-        }),
-      ),
+      placements: placementsOf(uploadId, providers),
       mediaType: spec.mediaType || "application/octet-stream",
       name: spec.name,
       license: spec.license,
