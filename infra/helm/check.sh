@@ -85,19 +85,25 @@ for f in "$chart"/ci/*-values.yaml; do
   cases+=("${name%-values.yaml}")
 done
 
+# Value files of a case: its own (none for default), then ci/golden-pins.yaml, which pins
+# what the chart would otherwise generate at random (passwords, key seeds).
 values_for() {
   if [[ "$1" == default ]]; then
     echo "$chart/ci/golden-pins.yaml"
   else
-    echo "$chart/ci/$1-values.yaml"
+    echo "$chart/ci/$1-values.yaml $chart/ci/golden-pins.yaml"
   fi
+}
+values_args() {
+  local f
+  for f in $(values_for "$1"); do printf -- '-f\n%s\n' "$f"; done
 }
 
 section "helm lint --strict ($helm_version)"
 for c in "${cases[@]}"; do
   # The default case is linted with the chart's own values only (random passwords and all).
   lint_values=()
-  [[ "$c" == default ]] || lint_values=(-f "$(values_for "$c")")
+  [[ "$c" == default ]] || lint_values=(-f "$chart/ci/$c-values.yaml")
   if out="$("$helm" lint --strict "$chart" "${lint_values[@]}" --kube-version "$kube_version" 2>&1)"; then
     echo "ok   $c"
   else
@@ -111,8 +117,9 @@ mkdir -p "$golden_dir"
 updated=0
 for c in "${cases[@]}"; do
   values="$(values_for "$c")"
+  mapfile -t vargs < <(values_args "$c")
   golden="$golden_dir/$c.yaml"
-  if ! rendered="$("$helm" template "$release" "$chart" --namespace "$namespace" --kube-version "$kube_version" -f "$values" 2>&1)"; then
+  if ! rendered="$("$helm" template "$release" "$chart" --namespace "$namespace" --kube-version "$kube_version" "${vargs[@]}" 2>&1)"; then
     echo "$rendered"
     fail "helm template ($c)"
     continue

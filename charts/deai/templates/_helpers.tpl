@@ -82,10 +82,10 @@ explicit false/0 overrides, hence the hand-rolled merge. Returns YAML; use with 
 {{- end }}
 {{- end }}
 
-{{/* Kubernetes would need terminationGracePeriodSeconds > the drain deadline plus the kit's 2 s force-exit margin. */}}
+{{/* terminationGracePeriodSeconds: preStop sleep + drain delay + drain deadline (SHUTDOWN_TIMEOUT_MS) + the kit's 2 s force-exit margin, rounded up, + 3 s. (dict "preStopSeconds" … "drainMs" … "shutdownMs" …) */}}
 {{- define "deai.gracePeriodSeconds" -}}
-{{- $ms := int . }}
-{{- add (div (add $ms 999) 1000) 5 }}
+{{- $ms := add (int .shutdownMs) (int .drainMs) }}
+{{- add (int .preStopSeconds) (div (add $ms 999) 1000) 5 }}
 {{- end }}
 
 {{/* Dependencies: in-cluster addresses or the external ones, failing early when neither is set. */}}
@@ -224,6 +224,26 @@ the migrate initContainer and the service container.
 {{- end }}
 - name: SHUTDOWN_TIMEOUT_MS
   value: {{ .shutdownMs | quote }}
+{{- /* After SIGTERM /readyz fails and the port stays open this long, then in-flight work drains. */}}
+- name: SHUTDOWN_DRAIN_MS
+  value: {{ .drainMs | quote }}
+- name: METRICS_ENABLED
+  value: {{ $v.metrics.enabled | quote }}
+{{- /* Kubernetes resource attributes of every span and metric (downward API). */}}
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.pod.name=$(K8S_POD_NAME),k8s.namespace.name=$(K8S_NAMESPACE_NAME),k8s.node.name=$(K8S_NODE_NAME),k8s.deployment.name=%s,service.namespace=%s" (include "deai.componentName" (dict "root" .root "component" .name)) (include "deai.fullname" .root) | quote }}
 {{- /* Signed requests name the authority they are for (RFC 9421 @authority); a service
 accepts only its own names: the Service's short, namespaced and cluster-local names, plus
 the component's publicAuthorities (ingress hosts). */}}
@@ -243,7 +263,35 @@ the component's publicAuthorities (ingress hosts). */}}
 - name: TRAINER_POD_TEMPLATE
   value: {{ include "deai.trainerPodTemplate" .root | quote }}
 {{- end }}
+{{- if eq .name "ledger" }}
+{{- $keySecret := include "deai.ledgerKeySecretName" .root }}
+{{- /* The log key: from components.ledger.signingKey.existingSecret or generated once (templates/keys.yaml). */}}
+- name: LEDGER_ORIGIN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $keySecret }}
+      key: LEDGER_ORIGIN
+- name: LEDGER_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $keySecret }}
+      key: LEDGER_SIGNING_KEY
+- name: LEDGER_CHECKPOINT_INTERVAL_MS
+  value: {{ .c.checkpointIntervalMs | int | quote }}
+- name: LEDGER_WITNESS_KEYS
+  value: {{ .c.witness.keys | default list | join "," | quote }}
+- name: LEDGER_WITNESS_QUORUM
+  value: {{ .c.witness.quorum | int | quote }}
+{{- end }}
 {{- if eq .name "ingestion" }}
+{{- /* Receipts are checked offline against the log's verifier key before a dataset is recorded. */}}
+{{- if $v.components.ledger.enabled }}
+- name: INGESTION_LEDGER_LOG_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "deai.ledgerKeySecretName" .root }}
+      key: LEDGER_VERIFIER_KEY
+{{- end }}
 {{- /* Manifests are anchored in this release's ledger. */}}
 - name: INGESTION_LEDGER_URL
   value: {{ printf "http://%s:%v" (include "deai.componentName" (dict "root" .root "component" "ledger")) $v.components.ledger.port | quote }}
@@ -255,13 +303,17 @@ the component's publicAuthorities (ingress hosts). */}}
       name: {{ .name }}
       key: {{ .key | default "providers.json" }}
 {{- end }}
-{{- with .c.serviceKeySecret }}
+{{- /* The service's actor key, shared by every replica: given, or generated once (templates/keys.yaml). */}}
 - name: INGESTION_SERVICE_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ .name }}
-      key: {{ .key | default "seed" }}
-{{- end }}
+      {{- if .c.serviceKeySecret.name }}
+      name: {{ .c.serviceKeySecret.name }}
+      key: {{ .c.serviceKeySecret.key | default "seed" }}
+      {{- else }}
+      name: {{ include "deai.serviceKeysSecretName" .root }}
+      key: INGESTION_SERVICE_KEY
+      {{- end }}
 {{- end }}
 {{- range $k, $val := .c.env }}
 - name: {{ $k }}
@@ -281,5 +333,155 @@ the component's publicAuthorities (ingress hosts). */}}
 {{- with $t.runtimeClassName }}{{ $_ := set $out "runtimeClassName" . }}{{ end }}
 {{- with $t.priorityClassName }}{{ $_ := set $out "priorityClassName" . }}{{ end }}
 {{- with $t.serviceAccountName }}{{ $_ := set $out "serviceAccountName" . }}{{ end }}
+{{- $res := deepCopy ($t.resources | default dict) }}
+{{- if gt (int $t.gpu.count) 0 }}
+{{- /* Extended resources: the limit is what counts (requests default to it and must equal it). */}}
+{{- $limits := get $res "limits" | default dict }}
+{{- $_ := set $limits $t.gpu.resourceName ($t.gpu.count | int | toString) }}
+{{- $_ := set $res "limits" $limits }}
+{{- $requests := get $res "requests" | default dict }}
+{{- $_ := set $requests $t.gpu.resourceName ($t.gpu.count | int | toString) }}
+{{- $_ := set $res "requests" $requests }}
+{{- end }}
+{{- with $res }}{{ $_ := set $out "resources" . }}{{ end }}
+{{- with $t.affinity }}{{ $_ := set $out "affinity" . }}{{ end }}
 {{- toJson $out }}
+{{- end }}
+
+{{/*
+A C2SP signed-note Ed25519 key pair from a 32-byte seed (raw bytes), as the ledger's
+`main.js keygen` prints it: (dict "name" <origin> "seed" <32 bytes>) -> YAML
+{signerKey: PRIVATE+KEY+<name>+<id>+<b64(0x01 ‖ seed)>, verifierKey: <name>+<id>+<b64(0x01 ‖ pub)>}.
+Sprig has no Ed25519 public-key function, so the public key is read from a self-signed
+certificate over the key: its SubjectPublicKeyInfo is the fixed 12-byte Ed25519 prefix
+followed by the 32-byte key. The key id is the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ pub).
+The ledger re-checks the id when it parses the key (parseSignerKey), and the chart-environment
+test (infra/helm/test) proves the pair signs and verifies.
+*/}}
+{{- define "deai.noteKeyFromSeed" -}}
+{{- $pkcs8 := printf "\x30\x2e\x02\x01\x00\x30\x05\x06\x03\x2b\x65\x70\x04\x22\x04\x20%s" .seed | b64enc }}
+{{- $pem := printf "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" $pkcs8 }}
+{{- $cert := genSelfSignedCertWithKey "deai-note-key" nil nil 1 $pem }}
+{{- $der := regexReplaceAll "-----[A-Z ]+-----|\\s" $cert.Cert "" | b64dec }}
+{{- $parts := splitList "\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00" $der }}
+{{- if ne (len $parts) 2 }}{{ fail "deai.noteKeyFromSeed: cannot find the Ed25519 public key in the certificate" }}{{ end }}
+{{- $pub := substr 0 32 (index $parts 1) }}
+{{- $id := printf "%s\n\x01%s" .name $pub | sha256sum | trunc 8 }}
+signerKey: {{ printf "PRIVATE+KEY+%s+%s+%s" .name $id (printf "\x01%s" .seed | b64enc) | quote }}
+verifierKey: {{ printf "%s+%s+%s" .name $id (printf "\x01%s" $pub | b64enc) | quote }}
+{{- end }}
+
+{{/* A new random Ed25519 seed (32 raw bytes), from sprig's genPrivateKey (PKCS#8: 16-byte prefix ‖ seed). */}}
+{{- define "deai.randomEd25519Seed" -}}
+{{- regexReplaceAll "-----[A-Z ]+-----|\\s" (genPrivateKey "ed25519") "" | b64dec | substr 16 48 }}
+{{- end }}
+
+{{/* The ledger's origin (its checkpoints' first line and the key name). */}}
+{{- define "deai.ledgerOrigin" -}}
+{{- .Values.components.ledger.origin | default (printf "%s.%s.deai.local/log" (include "deai.fullname" .) .Release.Namespace) }}
+{{- end }}
+
+{{/* Secret holding LEDGER_ORIGIN, LEDGER_SIGNING_KEY, LEDGER_VERIFIER_KEY. */}}
+{{- define "deai.ledgerKeySecretName" -}}
+{{- .Values.components.ledger.signingKey.existingSecret | default (printf "%s-ledger-key" (include "deai.fullname" .)) }}
+{{- end }}
+
+{{/* Secret holding INGESTION_SERVICE_KEY (generated) unless serviceKeySecret names one. */}}
+{{- define "deai.serviceKeysSecretName" -}}
+{{- printf "%s-service-keys" (include "deai.fullname" .) }}
+{{- end }}
+
+{{/* Port of a URL: explicit, else 443 for https, else the given default. */}}
+{{- define "deai.urlPort" -}}
+{{- $u := urlParse .url }}
+{{- $hostPort := splitList ":" $u.host }}
+{{- if gt (len $hostPort) 1 }}{{ last $hostPort }}{{ else if eq $u.scheme "https" }}443{{ else if eq $u.scheme "tls" }}4222{{ else }}{{ .default }}{{ end }}
+{{- end }}
+
+{{/* Egress to DNS (networkPolicy.dns.to, port 53 UDP and TCP). */}}
+{{- define "deai.networkPolicyDnsEgress" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.dns.to | nindent 4 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+
+{{/*
+Egress rule to one dependency: the bundled pods by label, or (external) the peers in
+networkPolicy.externalEgressTo (default: anywhere) on the dependency's port.
+(dict "root" $ "bundled" <bool> "component" "postgresql" "port" 5432)
+*/}}
+{{- define "deai.networkPolicyDependencyEgress" -}}
+{{- if .bundled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "deai.selectorLabels" (dict "root" .root "component" .component) | nindent 10 }}
+  ports:
+    - port: {{ .port }}
+      protocol: TCP
+{{- else }}
+- ports:
+    - port: {{ .port }}
+      protocol: TCP
+  {{- with .root.Values.networkPolicy.externalEgressTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Egress of one component: DNS, Postgres, NATS, S3 (MinIO or external), the ledger (every
+service may call it), the OTLP collector when config.otlpEndpoint is set, the storage
+providers (ingestion), the Kubernetes API (trainer-operator), then networkPolicy.extraEgress.
+(dict "root" $ "name" "ingestion")
+*/}}
+{{- define "deai.networkPolicyEgress" -}}
+{{- $v := .root.Values }}
+{{- include "deai.networkPolicyDnsEgress" .root }}
+{{- if $v.postgresql.enabled }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" true "component" "postgresql" "port" 5432) }}
+{{- else }}
+{{- $url := $v.externalPostgresql.url | default "postgres://x:5432/" | replace "postgresql://" "postgres://" }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" false "port" (include "deai.urlPort" (dict "url" $url "default" 5432) | int)) }}
+{{- end }}
+{{- if $v.nats.enabled }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" true "component" "nats" "port" 4222) }}
+{{- else }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" false "port" (include "deai.urlPort" (dict "url" $v.externalNats.url "default" 4222) | int)) }}
+{{- end }}
+{{- if $v.minio.enabled }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" true "component" "minio" "port" 9000) }}
+{{- else }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" false "port" (include "deai.urlPort" (dict "url" $v.externalS3.endpoint "default" 80) | int)) }}
+{{- end }}
+{{- if and $v.components.ledger.enabled (ne .name "ledger") }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" true "component" "ledger" "port" ($v.components.ledger.port | int)) }}
+{{- end }}
+{{- with $v.config.otlpEndpoint }}
+- ports:
+    - port: {{ include "deai.urlPort" (dict "url" . "default" 4318) | int }}
+      protocol: TCP
+  {{- with $v.networkPolicy.otlpCollectorTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- if eq .name "ingestion" }}
+{{- with $v.networkPolicy.storageProvidersEgress }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- if eq .name "trainer-operator" }}
+{{- with $v.networkPolicy.kubernetesApiEgress }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- with $v.networkPolicy.extraEgress }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
