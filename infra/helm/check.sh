@@ -6,7 +6,10 @@
 #      against them (infra/helm/check-k8s-yaml.py; needs python3 + PyYAML, else
 #      helm only checks that they parse);
 #   3. `helm lint --strict` of charts/deai for every case below;
-#   4. `helm template` of every case equals its golden file charts/deai/golden/<case>.yaml.
+#   4. `helm template` of every case equals its golden file charts/deai/golden/<case>.yaml;
+#   5. every object each case renders (CRDs included) validates against the Kubernetes
+#      schemas (infra/helm/validate-manifests.mjs: kubernetes-models, the prometheus-operator
+#      models for ServiceMonitor, the chart's CRDs for their kinds).
 #
 # Cases: `default` (the chart's values, plus ci/golden-pins.yaml which pins the
 # passwords Helm would otherwise generate at random) and one per
@@ -141,6 +144,18 @@ for c in "${cases[@]}"; do
     echo "ok   $c"
   fi
 done
+
+section "schema validation of every rendered object (kubernetes-models; CRDs included)"
+for c in "${cases[@]}"; do
+  mapfile -t vargs < <(values_args "$c")
+  if ! rendered="$("$helm" template "$release" "$chart" --namespace "$namespace" --kube-version "$kube_version" --include-crds "${vargs[@]}" 2>&1)"; then
+    echo "$rendered"
+    fail "helm template --include-crds ($c)"
+  elif ! node infra/helm/validate-manifests.mjs "$c" <<<"$rendered"; then
+    fail "schema validation ($c)"
+  fi
+done
+if ! node infra/helm/validate-manifests.mjs examples "${examples[@]}"; then fail "schema validation (k8s/examples)"; fi
 
 # A golden file whose case is gone would otherwise rot unnoticed.
 for g in "$golden_dir"/*.yaml; do
