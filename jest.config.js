@@ -24,7 +24,7 @@ export default {
     "^@deai/([a-z-]+)$": "<rootDir>/packages/$1/src/index.ts",
     "^(\\.{1,2}/.*)\\.js$": "$1",
   },
-  testMatch: ["<rootDir>/{packages,services,tools}/*/{src,test}/**/*.test.ts"],
+  testMatch: ["<rootDir>/{packages,services,tools}/*/{src,test}/**/*.test.ts", "<rootDir>/infra/helm/test/**/*.test.ts"],
   testPathIgnorePatterns: ["/node_modules/", "/dist/"],
   maxWorkers: 2,
   testTimeout: 30000,

@@ -302,6 +302,14 @@ the component's publicAuthorities (ingress hosts). */}}
     secretKeyRef:
       name: {{ .name }}
       key: {{ .key | default "providers.json" }}
+{{- else }}
+{{- if include "deai.bundledProviders" .root }}
+- name: INGESTION_PROVIDERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: INGESTION_PROVIDERS
+{{- end }}
 {{- end }}
 {{- /* The service's actor key, shared by every replica: given, or generated once (templates/keys.yaml). */}}
 - name: INGESTION_SERVICE_KEY
@@ -484,4 +492,10 @@ providers (ingestion), the Kubernetes API (trainer-operator), then networkPolicy
 {{- with $v.networkPolicy.extraEgress }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* "true" when ingestion gets components.ingestion.bundledProviders entries on the bundled MinIO (else ""). */}}
+{{- define "deai.bundledProviders" -}}
+{{- $i := .Values.components.ingestion }}
+{{- if and $i.enabled .Values.minio.enabled (not .Values.secrets.existingSecret) (not $i.providersSecret.name) (gt (int $i.bundledProviders) 0) }}true{{ end }}
 {{- end }}
