@@ -29,6 +29,7 @@ build: deps ## Build every workspace
 
 typecheck: deps ## tsc --noEmit over sources and tests
 	npx turbo run typecheck
+	npx tsc -p infra/helm/tsconfig.json
 
 buf-lint: deps ## buf lint proto/
 	npx buf lint proto

@@ -174,7 +174,9 @@ function rewrite(
     const providers = JSON.parse(env.INGESTION_PROVIDERS ?? "[]") as Record<string, unknown>[];
     set(
       "INGESTION_PROVIDERS",
-      JSON.stringify(providers.map((p) => ({ ...p, endpoint: local.s3.endpoint, accessKey: local.s3.accessKey, secretKey: local.s3.secretKey }))),
+      JSON.stringify(
+        providers.map((p) => ({ ...p, endpoint: local.s3.endpoint, accessKey: local.s3.accessKey, secretKey: local.s3.secretKey })),
+      ),
     );
     set("INGESTION_LEDGER_URL", local.ledgerUrl!);
   }
@@ -248,7 +250,9 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
   it("renders one Deployment per service, each with the downward-API resource attributes", () => {
     expect([...envs.keys()].sort()).toEqual(["da-sampler", "ingestion", "ledger", "marketplace", "slashing", "trainer-operator"]);
     for (const [name, { main }] of envs) {
-      expect(main.OTEL_RESOURCE_ATTRIBUTES).toContain(`k8s.pod.name=${RELEASE}-${name}-0,k8s.namespace.name=${NAMESPACE},k8s.node.name=node-0`);
+      expect(main.OTEL_RESOURCE_ATTRIBUTES).toContain(
+        `k8s.pod.name=${RELEASE}-${name}-0,k8s.namespace.name=${NAMESPACE},k8s.node.name=node-0`,
+      );
       expect(main.SHUTDOWN_DRAIN_MS).toBe("5000");
       expect(main.METRICS_ENABLED).toBe("true");
     }
@@ -257,14 +261,19 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
     expect(envs.get("ingestion")!.main.INGESTION_SERVICE_KEY).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(envs.get("ingestion")!.main.INGESTION_LEDGER_LOG_KEY).toBe(secrets.get(`${RELEASE}-ledger-key`)!.LEDGER_VERIFIER_KEY);
     // Trainer workers get GPUs.
-    const template = JSON.parse(envs.get("trainer-operator")!.main.TRAINER_POD_TEMPLATE!) as { resources: { limits: Record<string, string> } };
+    const template = JSON.parse(envs.get("trainer-operator")!.main.TRAINER_POD_TEMPLATE!) as {
+      resources: { limits: Record<string, string> };
+    };
     expect(template.resources.limits["nvidia.com/gpu"]).toBe("1");
   });
 
   it("ledger: migrates, becomes ready, and an append gets a receipt signed by the chart's log key", async () => {
     const spec = envs.get("ledger")!;
     const local = { db, natsPrefix, s3 };
-    if (spec.migrate) await run(process.execPath, [`${root}${spec.command[1]}`, "migrate"], { env: { PATH: process.env.PATH ?? "", ...rewrite("ledger", spec.migrate, local) } });
+    if (spec.migrate)
+      await run(process.execPath, [`${root}${spec.command[1]}`, "migrate"], {
+        env: { PATH: process.env.PATH ?? "", ...rewrite("ledger", spec.migrate, local) },
+      });
     const env = rewrite("ledger", spec.main, local);
     const p = await spawnService(`${root}${spec.command[1]}`, env, { timeoutMs: 90_000 });
     procs.set("ledger", p);
@@ -290,7 +299,10 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
     const ledger = procs.get("ledger");
     if (!ledger) throw new Error("the ledger did not start");
     const local = { db, natsPrefix, s3, ledgerUrl: `http://127.0.0.1:${ledger.port}` };
-    if (spec.migrate) await run(process.execPath, [`${root}${spec.command[1]}`, "migrate"], { env: { PATH: process.env.PATH ?? "", ...rewrite("ingestion", spec.migrate, local) } });
+    if (spec.migrate)
+      await run(process.execPath, [`${root}${spec.command[1]}`, "migrate"], {
+        env: { PATH: process.env.PATH ?? "", ...rewrite("ingestion", spec.migrate, local) },
+      });
     const p = await spawnService(`${root}${spec.command[1]}`, rewrite("ingestion", spec.main, local), { timeoutMs: 90_000 });
     procs.set("ingestion", p);
     const base = `http://127.0.0.1:${p.port}`;
@@ -312,7 +324,10 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
       others.map(async (name) => {
         const spec = envs.get(name)!;
         const local = { db, natsPrefix, s3 };
-        if (spec.migrate) await run(process.execPath, [`${root}${spec.command[1]}`, "migrate"], { env: { PATH: process.env.PATH ?? "", ...rewrite(name, spec.migrate, local) } });
+        if (spec.migrate)
+          await run(process.execPath, [`${root}${spec.command[1]}`, "migrate"], {
+            env: { PATH: process.env.PATH ?? "", ...rewrite(name, spec.migrate, local) },
+          });
         const p = await spawnService(`${root}${spec.command[1]}`, rewrite(name, spec.main, local), { timeoutMs: 90_000 });
         procs.set(name, p);
         await waitReady(`http://127.0.0.1:${p.port}`, p);
