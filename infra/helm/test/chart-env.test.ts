@@ -10,6 +10,7 @@
 // Rewritten, and nothing else (see REWRITES): the addresses of what a cluster would provide
 // and this machine provides elsewhere.
 import { execFile } from "node:child_process";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { promisify } from "node:util";
 
 import { generateActorKey } from "@deai/kit";
@@ -151,7 +152,9 @@ function containerEnv(
  *   PUBLIC_AUTHORITY      -> gains 127.0.0.1:<port>: clients here reach the service under that
  *                            name, not its Service names (which stay accepted)
  *
- * HOST, PORT, every key, origin, witness and timing setting are used as rendered.
+ * HOST, PORT, every key, origin, witness and timing setting are used as rendered (except
+ * PORT of the second ledger replica of the HA case: a second pod has its own IP, a second
+ * process here needs its own port).
  */
 function rewrite(
   name: string,
@@ -183,6 +186,15 @@ function rewrite(
   return out;
 }
 
+/** A TCP port free right now on 127.0.0.1. */
+async function freePort(): Promise<number> {
+  const srv = createNetServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
 async function waitReady(base: string, proc: ServiceProcess, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
@@ -211,7 +223,17 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
   const natsPrefix = uniqueNatsPrefix(`chart${label}`);
   const procs = new Map<string, ServiceProcess>();
   let objects: K8sObject[];
-  let envs: Map<string, { main: Record<string, string>; migrate?: Record<string, string>; command: string[] }>;
+  let envs: Map<
+    string,
+    {
+      main: Record<string, string>;
+      migrate?: Record<string, string>;
+      command: string[];
+      replicas: number;
+      graceSeconds: number;
+      preStopSeconds: number;
+    }
+  >;
   let secrets: Map<string, Record<string, string>>;
 
   beforeAll(async () => {
@@ -221,12 +243,23 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
     envs = new Map();
     for (const d of objects.filter((o) => o.kind === "Deployment")) {
       const component = d.metadata.name.slice(`${RELEASE}-`.length);
-      const pod = (d.spec!.template as { spec: { containers: Container[]; initContainers?: Container[] } }).spec;
+      const pod = (
+        d.spec!.template as {
+          spec: {
+            containers: (Container & { lifecycle?: { preStop?: { sleep?: { seconds: number } } } })[];
+            initContainers?: Container[];
+            terminationGracePeriodSeconds: number;
+          };
+        }
+      ).spec;
       const podRef = { name: `${d.metadata.name}-0`, node: "node-0" };
       const main = pod.containers.find((c) => c.name === component)!;
       const migrate = pod.initContainers?.find((c) => c.name === "migrate");
       envs.set(component, {
         command: main.command,
+        replicas: d.spec!.replicas as number,
+        graceSeconds: pod.terminationGracePeriodSeconds,
+        preStopSeconds: main.lifecycle?.preStop?.sleep?.seconds ?? 0,
         main: containerEnv(main, podRef, secrets, configMaps),
         ...(migrate ? { migrate: containerEnv(migrate, podRef, secrets, configMaps) } : {}),
       });
@@ -318,6 +351,27 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
     expect(() => openCheckpoint(done.receipt.checkpoint as string, { log: parseVerifierKey(keys.LEDGER_VERIFIER_KEY!) })).not.toThrow();
   }, 180_000);
 
+  it("every ledger replica signs with the one log key (a second replica on another local port)", async () => {
+    const spec = envs.get("ledger")!;
+    if (spec.replicas < 2) return; // the default values run one replica
+    // A second pod would have its own IP; here it needs its own port (and accepts that name).
+    const port = await freePort();
+    const env = rewrite("ledger", { ...spec.main, PORT: String(port) }, { db, natsPrefix, s3 });
+    const p = await spawnService(`${root}${spec.command[1]}`, env, { timeoutMs: 90_000 });
+    procs.set("ledger-1", p);
+    const base = `http://127.0.0.1:${p.port}`;
+    await waitReady(base, p);
+    const author = generateActorKey();
+    const e = envelope(statement([sha256Hex(`chart-${label}-replica`)], "https://deai.dev/test/v1", {}), [author]);
+    // Signed for the address used here (the rendered names stay accepted).
+    const res = await signedFetch(`${base}/v1/ledger/entries`, author, { body: JSON.stringify({ envelope: e, waitForIntegration: true }) });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { integrated: boolean; receipt: { checkpoint: string } };
+    expect(body.integrated).toBe(true);
+    const keys = secrets.get(`${RELEASE}-ledger-key`)!;
+    expect(() => openCheckpoint(body.receipt.checkpoint, { log: parseVerifierKey(keys.LEDGER_VERIFIER_KEY!) })).not.toThrow();
+  }, 180_000);
+
   it("the other services migrate and become ready with exactly the chart's environment", async () => {
     const others = [...envs.keys()].filter((n) => n !== "ledger" && n !== "ingestion");
     await Promise.all(
@@ -335,4 +389,20 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
     );
     expect(others.every((n) => procs.has(n))).toBe(true);
   }, 180_000);
+
+  it("on SIGTERM every service exits 0 within terminationGracePeriodSeconds minus its preStop delay", async () => {
+    const results = await Promise.all(
+      [...procs].map(async ([name, p]) => {
+        const spec = envs.get(name.replace(/-\d+$/, ""))!;
+        const budgetMs = (spec.graceSeconds - spec.preStopSeconds) * 1000;
+        const started = Date.now();
+        p.kill("SIGTERM");
+        const code = await Promise.race([p.exited, new Promise<string>((r) => setTimeout(() => r("timeout"), budgetMs))]);
+        return { name, code, ms: Date.now() - started, budgetMs };
+      }),
+    );
+    expect(results.length).toBeGreaterThanOrEqual(6);
+    for (const r of results) expect({ name: r.name, code: r.code }).toEqual({ name: r.name, code: 0 });
+    for (const r of results) expect(r.ms).toBeLessThan(r.budgetMs);
+  }, 120_000);
 });
