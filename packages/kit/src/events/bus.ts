@@ -213,7 +213,8 @@ export class EventBus {
     const stored = carrier ? propagation.extract(ROOT_CONTEXT, carrier) : undefined;
     const parent = stored && trace.getSpanContext(stored) ? stored : active;
     const relayRun = stored && parent === stored ? trace.getSpanContext(active) : undefined;
-    if (carrier) for (const [k, v] of Object.entries(carrier)) if (k !== "traceparent" && k !== "tracestate") h.set(k, v);
+    // The stored context goes on as it is; with a propagator registered, the producer span's replaces it below.
+    if (carrier) for (const [k, v] of Object.entries(carrier)) h.set(k, v);
     const destination = this.subject(subject);
     const span = tracer().startSpan(
       `publish ${destination}`,
