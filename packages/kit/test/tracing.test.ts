@@ -200,14 +200,25 @@ describe("semantic conventions of server spans", () => {
     });
     expect(unsigned.status).toBe(401);
     const span = serverSpan(refused.traceId);
-    expect(span?.attributes).toMatchObject({ "rpc.system": "connect_rpc", "rpc.grpc.status_code": 16, "rpc.connect_rpc.error_code": "unauthenticated" });
+    expect(span?.attributes).toMatchObject({
+      "rpc.system": "connect_rpc",
+      "rpc.grpc.status_code": 16,
+      "rpc.connect_rpc.error_code": "unauthenticated",
+    });
     expect(span?.status.code).toBe(SpanStatusCode.UNSET);
     const grpcCall = traceparent();
     const client = new grpc.Client(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
     try {
-      await grpcUnary(client, "/deai.system.v1.SystemService/GetInfo", GetInfoRequestSchema, GetInfoResponseSchema, create(GetInfoRequestSchema), {
-        traceparent: grpcCall.header,
-      });
+      await grpcUnary(
+        client,
+        "/deai.system.v1.SystemService/GetInfo",
+        GetInfoRequestSchema,
+        GetInfoResponseSchema,
+        create(GetInfoRequestSchema),
+        {
+          traceparent: grpcCall.header,
+        },
+      );
     } finally {
       client.close();
     }

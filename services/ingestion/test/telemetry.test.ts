@@ -73,11 +73,12 @@ afterAll(async () => {
 async function send(method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<{ status: number; json: Json }> {
   const bytes = raw ?? (body === undefined ? new Uint8Array() : Buffer.from(JSON.stringify(body)));
   const headers = new Headers({ "content-type": raw ? "application/octet-stream" : "application/json" });
-  if (method !== "GET") for (const [k, v] of Object.entries(signRequest({ key: owner, method, url: base + path, body: bytes }))) headers.set(k, v);
+  if (method !== "GET")
+    for (const [k, v] of Object.entries(signRequest({ key: owner, method, url: base + path, body: bytes }))) headers.set(k, v);
   injectContext(headers);
   const res = await fetch(base + path, { method, headers, ...(method === "GET" ? {} : { body: bytes }) });
   const text = await res.text();
-  return { status: res.status, json: text ? (JSON.parse(text) as Json) : undefined };
+  return { status: res.status, json: text ? JSON.parse(text) : undefined };
 }
 
 /** One series' value in a Prometheus text exposition (labels given must all match); 0 when absent. */
@@ -100,15 +101,26 @@ const scrape = async (port: number): Promise<string> => {
 };
 
 it("serves /metrics with the names of METRICS.md, and the request metrics move", async () => {
-  const rpc = { rpc_system: "http_json", rpc_service: "deai.ledger.v1.LedgerService", rpc_method: "GetLatestCheckpoint", rpc_grpc_status_code: "0" };
+  const rpc = {
+    rpc_system: "http_json",
+    rpc_service: "deai.ledger.v1.LedgerService",
+    rpc_method: "GetLatestCheckpoint",
+    rpc_grpc_status_code: "0",
+  };
   const before = await scrape(ledger.port);
   for (let i = 0; i < 3; i++) expect((await fetch(`http://127.0.0.1:${ledger.port}/v1/ledger/checkpoint`)).status).toBe(200);
   // An unknown entry: a 4xx counts under its own status code.
   expect((await fetch(`http://127.0.0.1:${ledger.port}/v1/ledger/entries/999999`)).status).toBe(404);
   const after = await scrape(ledger.port);
-  expect(sample(after, "rpc_server_call_duration_seconds_count", rpc) - sample(before, "rpc_server_call_duration_seconds_count", rpc)).toBe(3);
-  expect(sample(after, "rpc_server_call_duration_seconds_sum", rpc)).toBeGreaterThan(sample(before, "rpc_server_call_duration_seconds_sum", rpc));
-  expect(sample(after, "rpc_server_call_duration_seconds_bucket", { ...rpc, le: "+Inf" })).toBe(sample(after, "rpc_server_call_duration_seconds_count", rpc));
+  expect(sample(after, "rpc_server_call_duration_seconds_count", rpc) - sample(before, "rpc_server_call_duration_seconds_count", rpc)).toBe(
+    3,
+  );
+  expect(sample(after, "rpc_server_call_duration_seconds_sum", rpc)).toBeGreaterThan(
+    sample(before, "rpc_server_call_duration_seconds_sum", rpc),
+  );
+  expect(sample(after, "rpc_server_call_duration_seconds_bucket", { ...rpc, le: "+Inf" })).toBe(
+    sample(after, "rpc_server_call_duration_seconds_count", rpc),
+  );
   expect(sample(after, "rpc_server_call_duration_seconds_count", { rpc_method: "GetEntry", rpc_grpc_status_code: "5" })).toBe(
     sample(before, "rpc_server_call_duration_seconds_count", { rpc_method: "GetEntry", rpc_grpc_status_code: "5" }) + 1,
   );
@@ -128,7 +140,9 @@ it("serves /metrics with the names of METRICS.md, and the request metrics move",
     "deai_ledger_checkpoint_age_seconds",
   ])
     expect(after).toMatch(new RegExp(`^${name}[{ ]`, "m"));
-  expect(sample(after, "db_client_connection_count", { db_client_connection_state: "idle", db_client_connection_pool_name: "ledger" })).toBeGreaterThanOrEqual(0);
+  expect(
+    sample(after, "db_client_connection_count", { db_client_connection_state: "idle", db_client_connection_pool_name: "ledger" }),
+  ).toBeGreaterThanOrEqual(0);
   expect(after).toContain('k8s_pod_name="ledger-0"');
   expect(sample(after, "deai_ledger_checkpoint_age_seconds")).toBeGreaterThanOrEqual(0);
 }, 60_000);
@@ -153,7 +167,12 @@ it("traces a dataset upload as one trace: client, ingestion, ledger, Postgres, S
   root.end();
   expect(done.upload.state).toBe("UPLOAD_STATE_COMPLETED");
   const ingestionMetrics = await scrape(ingestion.port);
-  expect(sample(ingestionMetrics, "http_server_request_duration_seconds_count", { http_route: "/v1/uploads/{upload_id}/data/{offset}", http_response_status_code: "200" })).toBe(1);
+  expect(
+    sample(ingestionMetrics, "http_server_request_duration_seconds_count", {
+      http_route: "/v1/uploads/{upload_id}/data/{offset}",
+      http_response_status_code: "200",
+    }),
+  ).toBe(1);
   // Stopping the services flushes their span exporters (the outbox relays what is queued first).
   expect(await stopService(ingestion)).toBe(0);
   expect(await stopService(ledger)).toBe(0);
@@ -193,7 +212,11 @@ it("traces a dataset upload as one trace: client, ingestion, ledger, Postgres, S
   expect(dataPut!.attributes["http.response.status_code"]).toBe(200);
   // ingestion → ledger: a client span, the ledger's server span its child.
   const append = ing.find((s) => s.kind === 3 && s.attributes["rpc.method"] === "Append");
-  expect(append?.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.service": "deai.ledger.v1.LedgerService", "rpc.grpc.status_code": 0 });
+  expect(append?.attributes).toMatchObject({
+    "rpc.system": "grpc",
+    "rpc.service": "deai.ledger.v1.LedgerService",
+    "rpc.grpc.status_code": 0,
+  });
   const served = led.find((s) => s.kind === 2 && s.parentSpanId === append!.spanId);
   expect(served?.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.method": "Append", "rpc.grpc.status_code": 0 });
   // Postgres, in both services, under their requests.
@@ -208,7 +231,9 @@ it("traces a dataset upload as one trace: client, ingestion, ledger, Postgres, S
   }
   // S3: the shard writes.
   const s3 = ing.filter((s) => s.attributes["rpc.system"] === "aws-api");
-  expect(s3.map((s) => s.attributes["rpc.method"])).toEqual(expect.arrayContaining(["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"]));
+  expect(s3.map((s) => s.attributes["rpc.method"])).toEqual(
+    expect.arrayContaining(["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"]),
+  );
   for (const s of s3) expect(s).toMatchObject({ kind: 3, statusCode: 0 });
   // NATS: the outboxed dataset event, published by the relay within the request's trace.
   const produced = ing.filter((s) => s.kind === 4 && s.attributes["messaging.system"] === "nats");

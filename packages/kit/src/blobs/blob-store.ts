@@ -5,7 +5,7 @@ import type { Readable } from "node:stream";
 
 import { Client } from "minio";
 
-import { tracedS3Transport, type S3Transport } from "./s3-telemetry.js";
+import { tracedS3Transport } from "./s3-telemetry.js";
 
 export interface BlobStoreOptions {
   endpoint: string;
@@ -32,7 +32,7 @@ export function s3Client(opts: Omit<BlobStoreOptions, "bucket">, extra: Partial<
     region: opts.region,
     pathStyle: true,
     ...rest,
-    transport: tracedS3Transport((transport as S3Transport | undefined) ?? (useSSL ? https : http)),
+    transport: tracedS3Transport(transport ?? (useSSL ? https : http)),
   });
 }
 

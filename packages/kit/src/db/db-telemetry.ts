@@ -132,4 +132,3 @@ export function observePool(pool: pg.Pool, name: string): () => void {
   }
   return () => void pools.delete(pool);
 }
-

@@ -39,12 +39,13 @@ export class PrometheusReader extends MetricReader {
       resource: resourceMetrics.resource,
       scopeMetrics: resourceMetrics.scopeMetrics.map((sm) => ({
         ...sm,
-        metrics: sm.metrics.map(
-          (m): MetricData => ({ ...m, descriptor: { ...m.descriptor, name: prometheusName(m.descriptor.name, m.descriptor.unit) } }),
-        ),
+        metrics: sm.metrics.map((m): MetricData => ({
+          ...m,
+          descriptor: { ...m.descriptor, name: prometheusName(m.descriptor.name, m.descriptor.unit) },
+        })),
       })),
     };
-    const text = this.serializer.serialize(renamed as Parameters<PrometheusSerializer["serialize"]>[0]);
+    const text = this.serializer.serialize(renamed);
     return errors.length > 0 ? `${text}\n# ${errors.length} callback(s) failed during this collection\n` : text;
   }
 }

@@ -313,20 +313,20 @@ class Loop implements ScheduledLoop {
       });
     else
       await tracer().startActiveSpan(
-      `schedule ${this.name}`,
-      { root: true, attributes: { ...attrs, "deai.schedule.trigger": trigger, "deai.schedule.holder": this.s.holder } },
-      async (span) => {
-        try {
-          await run();
-        } catch (e) {
-          error = e;
-          span.recordException(e as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
-        } finally {
-          span.end();
-        }
-      },
-    );
+        `schedule ${this.name}`,
+        { root: true, attributes: { ...attrs, "deai.schedule.trigger": trigger, "deai.schedule.holder": this.s.holder } },
+        async (span) => {
+          try {
+            await run();
+          } catch (e) {
+            error = e;
+            span.recordException(e as Error);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
+          } finally {
+            span.end();
+          }
+        },
+      );
     this.runAbort = undefined;
     const finishedAtMs = this.s.clock.nowMs();
     this.runs++;

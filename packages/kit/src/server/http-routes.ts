@@ -53,7 +53,8 @@ export async function tracedHttpRoute(
         span.setAttribute("http.response.status_code", status);
         const cut = !res.writableFinished;
         if (cut) span.setAttribute("error.type", "response_incomplete");
-        if (status >= 500 || cut) span.setStatus({ code: SpanStatusCode.ERROR, message: cut ? "the response was cut before its end" : undefined });
+        if (status >= 500 || cut)
+          span.setStatus({ code: SpanStatusCode.ERROR, message: cut ? "the response was cut before its end" : undefined });
         span.end();
         serverMetrics().http.record(secondsSince(started), {
           "http.request.method": method,

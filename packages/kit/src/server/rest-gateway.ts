@@ -75,7 +75,13 @@ export class RestGateway {
           `${route.verb} ${route.template}`,
           {
             kind: SpanKind.SERVER,
-            attributes: { "http.request.method": route.verb, "http.route": route.template, "url.path": url.pathname, "url.scheme": "http", ...rpc },
+            attributes: {
+              "http.request.method": route.verb,
+              "http.route": route.template,
+              "url.path": url.pathname,
+              "url.scheme": "http",
+              ...rpc,
+            },
           },
           parent,
         )

@@ -100,7 +100,9 @@ export async function tilesOfLevel(db: Kysely<LedgerDb>, level: number): Promise
 }
 
 /** What the log's gauges read: the integrated size, the oldest entry past it, the newest checkpoint. */
-export async function logProgress(db: Kysely<LedgerDb>): Promise<{ size: number; oldestPending: Date | undefined; latestCheckpoint: Date | undefined }> {
+export async function logProgress(
+  db: Kysely<LedgerDb>,
+): Promise<{ size: number; oldestPending: Date | undefined; latestCheckpoint: Date | undefined }> {
   const r = await sql<{ size: bigint; oldest_pending: Date | null; latest_checkpoint: Date | null }>`
     select s.size,
       (select e.sequenced_at from entries e where e.idx >= s.size order by e.idx limit 1) as oldest_pending,
