@@ -163,6 +163,11 @@ it("traces a dataset upload as one trace: client, ingestion, ledger, Postgres, S
     const anchored = await send("POST", `/v1/uploads/${uploadId}/complete`, { manifestEnvelope: envelope });
     expect(anchored.status).toBe(200);
     done = anchored.json;
+    // The streamed read route, in the same trace.
+    const headers = new Headers();
+    injectContext(headers);
+    const content = await fetch(`${base}/v1/datasets/${done.datasetId as string}/content`, { headers });
+    expect(Buffer.from(await content.arrayBuffer()).equals(data)).toBe(true);
   });
   root.end();
   expect(done.upload.state).toBe("UPLOAD_STATE_COMPLETED");
@@ -240,6 +245,17 @@ it("traces a dataset upload as one trace: client, ingestion, ledger, Postgres, S
   expect(produced.length).toBeGreaterThan(0);
   expect(produced.some((s) => String(s.attributes["messaging.destination.name"]).endsWith("deai.dataset.ingested"))).toBe(true);
   for (const s of produced) expect(parent(s)).toBeDefined();
+  const read = ing.find((s) => s.attributes["http.route"] === "/v1/datasets/{dataset_id}/content");
+  expect(read).toMatchObject({ kind: 2, name: "GET /v1/datasets/{dataset_id}/content", statusCode: 0 });
+  expect(read!.attributes["http.response.status_code"]).toBe(200);
+  expect(s3.some((s) => s.attributes["rpc.method"] === "GetObject" && parent(s) !== undefined)).toBe(true);
+  // The ledger's scheduled checkpoints: each publish continues the integrator run that signed it.
+  const checkpointEvents = receiver.spans.filter(
+    (s) => s.kind === 4 && String(s.attributes["messaging.destination.name"]).endsWith("deai.ledger.checkpoint_published"),
+  );
+  expect(checkpointEvents.length).toBeGreaterThan(0);
+  for (const e of checkpointEvents)
+    expect(receiver.spans.find((p) => p.spanId === e.parentSpanId)?.name).toBe("schedule ledger.integrator");
   // Health checks never appear.
   expect(receiver.spans.filter((s) => /healthz|readyz|metrics|grpc\.health/.test(s.name))).toEqual([]);
 }, 120_000);
