@@ -4,19 +4,73 @@
  * the same rule and signature scheme the server enforces.
  */
 import { toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
-import { createClient, type Client, type Interceptor, type StreamRequest } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type StreamRequest } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { context, propagation } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, context, propagation, trace } from "@opentelemetry/api";
 
 import { defaultIsSigned } from "./server/auth.js";
 import { authorityOf, signRequest, streamDigest } from "./signing/http-signature.js";
 import type { ActorKey } from "./signing/keys.js";
+import { tracer } from "./telemetry.js";
 
-/** Injects traceparent/tracestate into outgoing metadata. */
+/**
+ * A CLIENT span per call (`{service}/{method}`, `rpc.system=grpc`, `rpc.service`, `rpc.method`,
+ * `rpc.grpc.status_code`, `server.address`/`server.port`) whose context is injected into the
+ * outgoing metadata (traceparent, tracestate), so the server's span is its child. Any status
+ * but OK is an error of a client span. A streamed response's span lasts until the stream ends.
+ */
 export function traceInjector(): Interceptor {
   return (next) => async (req) => {
-    propagation.inject(context.active(), req.header, { set: (h: Headers, k: string, v: string) => h.set(k, v) });
-    return next(req);
+    const url = new URL(req.url);
+    const span = tracer().startSpan(`${req.service.typeName}/${req.method.name}`, {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        "rpc.system": "grpc",
+        "rpc.service": req.service.typeName,
+        "rpc.method": req.method.name,
+        "server.address": url.hostname,
+        "server.port": Number(url.port || (url.protocol === "https:" ? 443 : 80)),
+      },
+    });
+    let ended = false;
+    const end = (e?: unknown): void => {
+      if (ended) return;
+      ended = true;
+      const ce = e === undefined ? undefined : ConnectError.from(e);
+      span.setAttribute("rpc.grpc.status_code", ce?.code ?? 0);
+      if (ce) span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
+      span.end();
+    };
+    const ctx = trace.setSpan(context.active(), span);
+    propagation.inject(ctx, req.header, { set: (h: Headers, k: string, v: string) => h.set(k, v) });
+    try {
+      const res = await context.with(ctx, () => next(req));
+      if (!res.stream) {
+        end();
+        return res;
+      }
+      const message = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let finished = false;
+          try {
+            yield* message;
+            finished = true;
+            end();
+          } catch (e) {
+            finished = true;
+            end(e);
+            throw e;
+          } finally {
+            if (!finished) end(new ConnectError("the stream was cancelled", Code.Canceled));
+          }
+        })(),
+      };
+    } catch (e) {
+      end(e);
+      throw e;
+    }
   };
 }
 

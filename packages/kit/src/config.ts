@@ -132,7 +132,12 @@ export const serviceConfigSchema = {
   S3_ACCESS_KEY: env.string({ default: "S3RVER" }),
   S3_SECRET_KEY: env.string({ default: "S3RVER" }),
   S3_REGION: env.string({ default: "us-east-1" }),
+  /** OTLP/HTTP collector (e.g. http://otel-collector:4318): traces and metrics are exported there when set. */
   OTEL_EXPORTER_OTLP_ENDPOINT: env.optionalString(),
+  /** Period of the OTLP metric export, in milliseconds (the OpenTelemetry variable). */
+  OTEL_METRIC_EXPORT_INTERVAL: env.int({ default: 15_000, min: 100 }),
+  /** Serve /metrics (Prometheus text) on the service's HTTP port. */
+  METRICS_ENABLED: env.bool({ default: true }),
   SHUTDOWN_TIMEOUT_MS: env.int({ default: 10_000, min: 100 }),
   /** Signed requests older (or further in the future) than this are refused. */
   SIGNATURE_MAX_AGE_S: env.int({ default: 300, min: 1 }),

@@ -45,6 +45,8 @@ export interface App {
   readonly bindings: readonly ServiceBinding[];
   /** Plain HTTP routes outside the contracts (tlog-tiles, downloads); return true when handled. */
   readonly http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
+  /** Path templates of the `http` routes, for their spans' `http.route` and metrics (see ServerOptions.httpRoutes). */
+  readonly httpRoutes?: readonly string[];
   /** Extra readiness checks of the app. */
   readonly readiness?: () => Promise<Record<string, string>>;
   /** Called after the server drained and consumers stopped, before connections close. */
@@ -148,6 +150,8 @@ export async function startService<DB>(
       limits: serverLimits(config),
       readiness,
       ...(app.http ? { http: app.http } : {}),
+      ...(app.httpRoutes ? { httpRoutes: app.httpRoutes } : {}),
+      metrics: config.METRICS_ENABLED,
       title: `DeAI OS ${def.name}`,
       version: def.version,
     });
@@ -216,7 +220,13 @@ export async function runMain<DB>(
     return;
   }
   if (argv.length > 0) throw new Error(`unknown command ${argv.join(" ")}; usage: main.js [migrate]`);
-  const telemetry = startTelemetry({ service: def.name, version: def.version, otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+  const telemetry = startTelemetry({
+    service: def.name,
+    version: def.version,
+    otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    prometheus: config.METRICS_ENABLED,
+    metricExportIntervalMs: config.OTEL_METRIC_EXPORT_INTERVAL,
+  });
   const running = await startService(def, config, { logger, telemetry });
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalCount++ > 0) {

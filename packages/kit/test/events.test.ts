@@ -167,6 +167,11 @@ it("dead-letters after N failed tries with the original subject, error and trace
   await new Promise((r) => setTimeout(r, 300));
   expect(tries).toEqual([1, 2, 3]);
   expect(await counter("deai.events.dead_lettered", "events-poison")).toBe(1);
+  // Tries 2 and 3 were redeliveries; the consumer's lag is observed (nothing left to deliver).
+  const byDurable = async (name: string) =>
+    (await metricPoints(name)).filter((p) => p.attributes.durable === "events-poison").map((p) => p.value as number);
+  expect(await byDurable("deai.events.consumer.redeliveries")).toEqual([2]);
+  expect(await byDurable("deai.events.consumer.lag")).toEqual([0]);
   expect(await counter("deai.events.handler_failures", "events-poison")).toBe(3);
 });
 

@@ -4,7 +4,7 @@ import { Writable } from "node:stream";
 
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { context, trace } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
 import { GetInfoRequestSchema, GetInfoResponseSchema, WhoAmIRequestSchema } from "@deai/contracts/deai/system/v1/system_pb";
 import {
@@ -148,9 +148,93 @@ it("a kit service client signs calls and carries the caller's trace to the serve
   const res = await context.with(trace.setSpan(context.active(), caller), () => client.whoAmI({ note: "s2s" }));
   caller.end();
   expect(res).toMatchObject({ actor: key.id, note: "s2s" });
-  const server = spansOf(caller.spanContext().traceId).find((s) => s.name === "deai.system.v1.SystemService/WhoAmI");
-  expect(server && parentOf(server)).toBe(caller.spanContext().spanId);
+  const spans = spansOf(caller.spanContext().traceId).filter((s) => s.name === "deai.system.v1.SystemService/WhoAmI");
+  const clientSpan = spans.find((s) => s.kind === SpanKind.CLIENT);
+  const server = spans.find((s) => s.kind === SpanKind.SERVER);
+  // caller → client span (traceparent injected) → server span.
+  expect(clientSpan && parentOf(clientSpan)).toBe(caller.spanContext().spanId);
+  expect(server && parentOf(server)).toBe(clientSpan?.spanContext().spanId);
+  expect(clientSpan?.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.method": "WhoAmI", "rpc.grpc.status_code": 0 });
   // Unsigned, the same call is refused.
   const anonymous = serviceClient(SystemService, { baseUrl: `http://127.0.0.1:${svc.port}` });
   await expect(anonymous.whoAmI({ note: "x" })).rejects.toThrow(/not signed/);
+});
+
+describe("semantic conventions of server spans", () => {
+  const serverSpan = (traceId: string) => spansOf(traceId).find((s) => s.kind === SpanKind.SERVER);
+
+  it("REST: an HTTP span with http.route, and a 4xx is not an error of the server span", async () => {
+    const ok = traceparent();
+    expect((await fetch(`http://127.0.0.1:${svc.port}/v1/system/info`, { headers: { traceparent: ok.header } })).status).toBe(200);
+    expect(serverSpan(ok.traceId)?.attributes).toMatchObject({
+      "http.request.method": "GET",
+      "http.route": "/v1/system/info",
+      "http.response.status_code": 200,
+      "rpc.system": "http_json",
+      "rpc.service": "deai.system.v1.SystemService",
+      "rpc.method": "GetInfo",
+      "rpc.grpc.status_code": 0,
+    });
+    const bad = traceparent();
+    const res = await fetch(`http://127.0.0.1:${svc.port}/v1/system/info?nope=1`, { headers: { traceparent: bad.header } });
+    expect(res.status).toBe(400);
+    const span = serverSpan(bad.traceId);
+    expect(span?.attributes).toMatchObject({ "http.response.status_code": 400, "rpc.grpc.status_code": 3 });
+    expect(span?.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  it("Connect calls say connect_rpc, gRPC calls grpc; the status code is always set", async () => {
+    const tp = traceparent();
+    const res = await fetch(`http://127.0.0.1:${svc.port}/deai.system.v1.SystemService/GetInfo`, {
+      method: "POST",
+      headers: { "content-type": "application/json", traceparent: tp.header },
+      body: "{}",
+    });
+    expect(res.status).toBe(200);
+    expect(serverSpan(tp.traceId)?.attributes).toMatchObject({ "rpc.system": "connect_rpc", "rpc.grpc.status_code": 0 });
+    const refused = traceparent();
+    const unsigned = await fetch(`http://127.0.0.1:${svc.port}/deai.system.v1.SystemService/WhoAmI`, {
+      method: "POST",
+      headers: { "content-type": "application/json", traceparent: refused.header },
+      body: "{}",
+    });
+    expect(unsigned.status).toBe(401);
+    const span = serverSpan(refused.traceId);
+    expect(span?.attributes).toMatchObject({
+      "rpc.system": "connect_rpc",
+      "rpc.grpc.status_code": 16,
+      "rpc.connect_rpc.error_code": "unauthenticated",
+    });
+    expect(span?.status.code).toBe(SpanStatusCode.UNSET);
+    const grpcCall = traceparent();
+    const client = new grpc.Client(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure());
+    try {
+      await grpcUnary(
+        client,
+        "/deai.system.v1.SystemService/GetInfo",
+        GetInfoRequestSchema,
+        GetInfoResponseSchema,
+        create(GetInfoRequestSchema),
+        {
+          traceparent: grpcCall.header,
+        },
+      );
+    } finally {
+      client.close();
+    }
+    expect(serverSpan(grpcCall.traceId)?.attributes).toMatchObject({ "rpc.system": "grpc", "rpc.grpc.status_code": 0 });
+  });
+
+  it("does not trace health checks", async () => {
+    const tp = traceparent();
+    await fetch(`http://127.0.0.1:${svc.port}/healthz`, { headers: { traceparent: tp.header } });
+    await fetch(`http://127.0.0.1:${svc.port}/readyz`, { headers: { traceparent: tp.header } });
+    const health = await fetch(`http://127.0.0.1:${svc.port}/grpc.health.v1.Health/Check`, {
+      method: "POST",
+      headers: { "content-type": "application/json", traceparent: tp.header },
+      body: "{}",
+    });
+    expect(health.status).toBe(200);
+    expect(spansOf(tp.traceId)).toEqual([]);
+  });
 });

@@ -101,6 +101,13 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           maxAgeS: config.SIGNATURE_MAX_AGE_S,
           logger,
         }),
+        // The templates of those routes, for their spans and metrics (http.route).
+        httpRoutes: [
+          "/v1/uploads/{upload_id}/data/{offset}",
+          "/v1/datasets/{dataset_id}/content",
+          "/v1/datasets/{dataset_id}/leaves",
+          "/v1/datasets/{dataset_id}/reader-manifest",
+        ],
         stop: async () => {
           uploads.closeSessions();
         },

@@ -6,6 +6,7 @@ import { base64Decode, ed25519Verifier, parseSignerKey, ED25519_TYPE, type NoteS
 import { AppendBatcher } from "./app/append-batcher.js";
 import { Cosignatures, parseWitnessKeys } from "./app/cosignatures.js";
 import { Integrator } from "./app/integrator.js";
+import { observeLog } from "./app/ledger-metrics.js";
 import { Ledger } from "./app/ledger.js";
 import { SignatureVerifier } from "./app/signature-verifier.js";
 import type { LedgerConfig } from "./config.js";
@@ -86,10 +87,14 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         waitDefaultMs: config.LEDGER_APPEND_WAIT_MS,
         waitMaxMs: config.LEDGER_APPEND_WAIT_MAX_MS,
       });
+      const unobserve = observeLog(db, clock);
+      const tiles = config.LEDGER_TILES_PREFIX;
       return {
         bindings: [ledgerService(ledger)],
         http: tilesHandler(db, config.LEDGER_TILES_PREFIX, cosignatures),
+        httpRoutes: [`${tiles}/checkpoint`, `${tiles}/log-checkpoint`, `${tiles}/tile/entries/{N=**}`, `${tiles}/tile/{L}/{N=**}`],
         stop: async () => {
+          unobserve();
           await batcher.drain();
           await integrator.stop();
           await verifier.close();

@@ -1,7 +1,11 @@
 /** S3-compatible object storage through the minio client (MinIO in clusters, an in-process server in tests). */
+import http from "node:http";
+import https from "node:https";
 import type { Readable } from "node:stream";
 
 import { Client } from "minio";
+
+import { tracedS3Transport } from "./s3-telemetry.js";
 
 export interface BlobStoreOptions {
   endpoint: string;
@@ -11,10 +15,14 @@ export interface BlobStoreOptions {
   region: string;
 }
 
-/** A minio client for an S3-compatible endpoint URL (path-style addressing, TLS from the scheme). */
+/**
+ * A minio client for an S3-compatible endpoint URL (path-style addressing, TLS from the
+ * scheme), whose every request is an S3 client span (s3-telemetry.ts).
+ */
 export function s3Client(opts: Omit<BlobStoreOptions, "bucket">, extra: Partial<ConstructorParameters<typeof Client>[0]> = {}): Client {
   const u = new URL(opts.endpoint);
   const useSSL = u.protocol === "https:";
+  const { transport, ...rest } = extra;
   return new Client({
     endPoint: u.hostname,
     port: u.port ? Number(u.port) : useSSL ? 443 : 80,
@@ -23,7 +31,8 @@ export function s3Client(opts: Omit<BlobStoreOptions, "bucket">, extra: Partial<
     secretKey: opts.secretKey,
     region: opts.region,
     pathStyle: true,
-    ...extra,
+    ...rest,
+    transport: tracedS3Transport(transport ?? (useSSL ? https : http)),
   });
 }
 

@@ -1,6 +1,7 @@
-import { Kysely, Migrator, PostgresDialect, sql, type Migration, type MigrationProvider } from "kysely";
+import { Kysely, Migrator, sql, type Migration, type MigrationProvider } from "kysely";
 import pg from "pg";
 
+import { observePool, TracedPostgresDialect } from "./db-telemetry.js";
 import type { NonceStore } from "../signing/http-signature.js";
 import { systemClock, type Clock } from "../time/clock.js";
 
@@ -34,12 +35,13 @@ export function openDatabase<DB>(opts: { url: string; schema: string; poolSize?:
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<DB>({ dialect: new TracedPostgresDialect({ pool }, opts.schema) });
+  const unobserve = observePool(pool, opts.schema);
   return {
     db,
     schema: opts.schema,
     pool,
-    close: () => db.destroy(),
+    close: () => (unobserve(), db.destroy()),
   };
 }
 

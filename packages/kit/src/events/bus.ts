@@ -2,17 +2,31 @@
  * NATS JetStream, typed with protobuf. Subjects are `deai.<domain>.<event>`, one stream per
  * domain (`DEAI_<DOMAIN>` over `deai.<domain>.>`), both optionally prefixed (tests, tenants).
  *
- * - `publish` sends a protobuf payload with a dedupe id (`Nats-Msg-Id`) and the W3C trace
- *   context in headers, and waits for the stream's ack.
+ * - `publish` sends a protobuf payload with a dedupe id (`Nats-Msg-Id`) in a PRODUCER span
+ *   `publish <subject>` whose W3C trace context travels in the headers, and waits for the
+ *   stream's ack. The outbox relay passes the context stored with the row, so the event
+ *   belongs to the trace of the request that queued it (linked to the relay run).
  * - `consume` runs a durable pull consumer with explicit acks; the handler runs inside a
- *   span continued from the publisher's trace. A handler error naks with backoff; after
+ *   CONSUMER span `process <subject>`, the publisher's child. Metrics: redeliveries and the
+ *   consumer's lag (JetStream num_pending), by durable. A handler error naks with backoff; after
  *   `maxDeliveries` failed tries (and at once for an undecodable payload, which would never
  *   succeed) the message is copied to a dead-letter subject and terminated, so nothing is
  *   lost and nothing blocks the consumer forever.
  * - `consumeOnce` (consumer.ts) is the template services use: `consume` plus the inbox, so
  *   a redelivered message has no second effect.
  */
-import { context, metrics, propagation, SpanKind, SpanStatusCode, trace, type Counter } from "@opentelemetry/api";
+import {
+  context,
+  metrics,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Counter,
+  type ObservableGauge,
+  type ObservableResult,
+} from "@opentelemetry/api";
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import {
   AckPolicy,
@@ -89,14 +103,27 @@ export function deadLetterSubject(durable: string): string {
 
 const defaultBackoff = (n: number): number => Math.min(60_000, 1000 * 4 ** Math.max(0, n - 1));
 
-let eventInstruments: { failures: Counter; deadLettered: Counter } | undefined;
+interface EventInstruments {
+  failures: Counter;
+  deadLettered: Counter;
+  redeliveries: Counter;
+  lag: ObservableGauge;
+}
+let eventInstruments: EventInstruments | undefined;
 /** Created on first use, so a meter provider registered at startup (or by a test) is the one used. */
-function eventMetrics(): { failures: Counter; deadLettered: Counter } {
+function eventMetrics(): EventInstruments {
   if (!eventInstruments) {
     const meter = metrics.getMeter("@deai/kit");
     eventInstruments = {
       failures: meter.createCounter("deai.events.handler_failures", { description: "Event deliveries whose handler threw" }),
       deadLettered: meter.createCounter("deai.events.dead_lettered", { description: "Events moved to a dead-letter subject" }),
+      redeliveries: meter.createCounter("deai.events.consumer.redeliveries", {
+        description: "Deliveries of an event after its first (a handler failed, or its ack was late)",
+      }),
+      lag: meter.createObservableGauge("deai.events.consumer.lag", {
+        description: "Messages of the stream not yet delivered to the durable consumer (JetStream num_pending)",
+        unit: "{message}",
+      }),
     };
   }
   return eventInstruments;
@@ -115,7 +142,7 @@ export function streamName(prefix: string, domain: string): string {
 }
 
 export class EventBus {
-  private readonly running = new Set<{ messages: ConsumerMessages; done: Promise<void> }>();
+  private readonly running = new Set<{ messages: ConsumerMessages; done: Promise<void>; unobserve: () => void }>();
   private inflight = 0;
   private idle: (() => void)[] = [];
   private isConnected = true;
@@ -180,10 +207,43 @@ export class EventBus {
     const h = natsHeaders();
     h.set("content-type", "application/protobuf");
     h.set("deai-type", typeName);
+    // An outboxed event continues the trace of the transaction that queued it (its stored
+    // carrier), linked to the relay run that sends it; a direct publish, the active trace.
+    const active = context.active();
+    const stored = carrier ? propagation.extract(ROOT_CONTEXT, carrier) : undefined;
+    const parent = stored && trace.getSpanContext(stored) ? stored : active;
+    const relayRun = stored && parent === stored ? trace.getSpanContext(active) : undefined;
+    // The stored context goes on as it is; with a propagator registered, the producer span's replaces it below.
     if (carrier) for (const [k, v] of Object.entries(carrier)) h.set(k, v);
-    else propagation.inject(context.active(), h, hdrSetter);
-    const ack = await this.js.publish(this.subject(subject), payload, { msgID: eventId, headers: h });
-    return { duplicate: ack.duplicate, seq: ack.seq };
+    const destination = this.subject(subject);
+    const span = tracer().startSpan(
+      `publish ${destination}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.destination.name": destination,
+          "messaging.operation.type": "send",
+          "messaging.operation.name": "publish",
+          "messaging.message.id": eventId,
+          "messaging.message.body.size": payload.length,
+        },
+        ...(relayRun && trace.isSpanContextValid(relayRun) ? { links: [{ context: relayRun }] } : {}),
+      },
+      parent,
+    );
+    propagation.inject(trace.setSpan(parent, span), h, hdrSetter);
+    try {
+      const ack = await this.js.publish(destination, payload, { msgID: eventId, headers: h });
+      span.setAttribute("messaging.nats.duplicate", ack.duplicate);
+      return { duplicate: ack.duplicate, seq: ack.seq };
+    } catch (e) {
+      span.recordException(e as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
+      throw e;
+    } finally {
+      span.end();
+    }
   }
 
   /** Starts a durable consumer; runs until `drain()`. */
@@ -210,7 +270,13 @@ export class EventBus {
     }
     const consumer = await this.js.consumers.get(stream, o.durable);
     const messages = await consumer.consume({ max_messages: 64 });
-    const entry = { messages, done: Promise.resolve() };
+    const lag = async (r: ObservableResult): Promise<void> => {
+      // An unreachable server leaves the point out of this collection; it is not a failure of it.
+      const info = await this.jsm.consumers.info(stream, o.durable).catch(() => undefined);
+      if (info) r.observe(info.num_pending, { durable: o.durable });
+    };
+    eventMetrics().lag.addCallback(lag);
+    const entry = { messages, done: Promise.resolve(), unobserve: () => eventMetrics().lag.removeCallback(lag) };
     entry.done = (async () => {
       for await (const m of messages) await this.handle(m, o);
     })().catch((e: unknown) => this.opts.logger.error({ err: e, durable: o.durable }, "consumer stopped"));
@@ -219,12 +285,25 @@ export class EventBus {
 
   private async handle<D extends DescMessage>(m: JsMsg, o: ConsumeOptions<D>): Promise<void> {
     this.inflight++;
-    const parent = m.headers ? propagation.extract(context.active(), m.headers, hdrGetter) : context.active();
+    const parent = m.headers ? propagation.extract(ROOT_CONTEXT, m.headers, hdrGetter) : ROOT_CONTEXT;
+    const deliveries = m.info.deliveryCount;
     const span = tracer().startSpan(
-      `consume ${o.subject}`,
-      { kind: SpanKind.CONSUMER, attributes: { "messaging.system": "nats", "messaging.destination.name": m.subject } },
+      `process ${m.subject}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.destination.name": m.subject,
+          "messaging.operation.type": "process",
+          "messaging.operation.name": "process",
+          "messaging.consumer.group.name": o.durable,
+          "messaging.message.id": m.headers?.get("Nats-Msg-Id") || `${m.info.stream}:${m.seq}`,
+          "messaging.nats.delivery_count": deliveries,
+        },
+      },
       parent,
     );
+    if (deliveries > 1) eventMetrics().redeliveries.add(1, { durable: o.durable });
     try {
       await context.with(trace.setSpan(parent, span), async () => {
         let event: MessageShape<D>;
@@ -301,7 +380,10 @@ export class EventBus {
 
   /** Stops fetching and waits for the handlers in flight; unacked messages are redelivered later. */
   async stopConsumers(): Promise<void> {
-    for (const r of this.running) await r.messages.close().catch(() => undefined);
+    for (const r of this.running) {
+      r.unobserve();
+      await r.messages.close().catch(() => undefined);
+    }
     if (this.inflight > 0) await new Promise<void>((r) => this.idle.push(r));
     await Promise.all([...this.running].map((r) => r.done));
     this.running.clear();

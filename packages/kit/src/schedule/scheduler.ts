@@ -20,7 +20,7 @@
  * A run that may last longer than a lease must watch `signal`: the lease is renewed while
  * it runs, but if renewal fails another replica takes over after the expiry.
  */
-import { metrics, SpanStatusCode, type Attributes, type Counter, type Histogram } from "@opentelemetry/api";
+import { context, metrics, ROOT_CONTEXT, SpanStatusCode, type Attributes, type Counter, type Histogram } from "@opentelemetry/api";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { sql, type Kysely } from "kysely";
@@ -52,6 +52,13 @@ export interface LoopOptions {
   readonly persist?: boolean;
   /** Run once as soon as the loop starts, whatever the persisted cadence says. @default false */
   readonly runOnStart?: boolean;
+  /**
+   * Each run in a span `schedule <name>` of its own (a root, with its database calls as
+   * children). A high-frequency loop that mostly finds nothing to do (the outbox relay) turns
+   * it off; what it does still gets spans where it has a parent (a relayed event's producer
+   * span continues the trace that queued it). @default true
+   */
+  readonly traced?: boolean;
   readonly run: (ctx: RunContext) => Promise<void>;
 }
 
@@ -299,21 +306,27 @@ class Loop implements ScheduledLoop {
     const startedAt = new Date(startedAtMs);
     const attrs: Attributes = { "deai.schedule.loop": this.name };
     let error: unknown;
-    await tracer().startActiveSpan(
-      `schedule ${this.name}`,
-      { root: true, attributes: { ...attrs, "deai.schedule.trigger": trigger, "deai.schedule.holder": this.s.holder } },
-      async (span) => {
-        try {
-          await this.o.run({ loop: this.name, startedAt, trigger, signal: abort.signal });
-        } catch (e) {
-          error = e;
-          span.recordException(e as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
-        } finally {
-          span.end();
-        }
-      },
-    );
+    const run = (): Promise<void> => this.o.run({ loop: this.name, startedAt, trigger, signal: abort.signal });
+    if (this.o.traced === false)
+      await context.with(ROOT_CONTEXT, run).catch((e: unknown) => {
+        error = e;
+      });
+    else
+      await tracer().startActiveSpan(
+        `schedule ${this.name}`,
+        { root: true, attributes: { ...attrs, "deai.schedule.trigger": trigger, "deai.schedule.holder": this.s.holder } },
+        async (span) => {
+          try {
+            await run();
+          } catch (e) {
+            error = e;
+            span.recordException(e as Error);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: (e as Error).message });
+          } finally {
+            span.end();
+          }
+        },
+      );
     this.runAbort = undefined;
     const finishedAtMs = this.s.clock.nowMs();
     this.runs++;

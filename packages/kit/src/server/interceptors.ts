@@ -1,9 +1,10 @@
 import { toBinary, type DescMessage } from "@bufbuild/protobuf";
-import type { Interceptor, StreamRequest } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type StreamRequest } from "@connectrpc/connect";
 import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
 import { InvalidArgumentError, UnauthenticatedError } from "../errors.js";
-import { isServerFault, toConnectError } from "./error-mapping.js";
+import { codeName, isServerFault, toConnectError } from "./error-mapping.js";
+import { isServerSpanError, rpcSystemOf, secondsSince, serverMetrics, UNTRACED_SERVICES } from "./rpc-telemetry.js";
 import type { Logger } from "../logger.js";
 import { extractContext, tracer } from "../telemetry.js";
 import { StreamDigest } from "../signing/http-signature.js";
@@ -15,13 +16,19 @@ type AnyMessage = Parameters<typeof toBinary>[1];
 
 /** Wraps an async iterable: errors thrown while iterating it go through `map` first; `done` runs once at the end. */
 async function* mapped<T>(it: AsyncIterable<T>, map: (e: unknown) => unknown, done?: (e?: unknown) => void): AsyncGenerator<T> {
+  let finished = false;
   try {
     yield* it;
+    finished = true;
     done?.();
   } catch (e) {
     const m = map(e);
+    finished = true;
     done?.(m);
     throw m;
+  } finally {
+    // The reader stopped early (the caller went away): the stream ends as cancelled.
+    if (!finished) done?.(new ConnectError("the stream was cancelled", Code.Canceled));
   }
 }
 
@@ -30,25 +37,33 @@ function withMessages(req: StreamRequest, message: AsyncIterable<unknown>): Stre
   return { ...req, message } as StreamRequest;
 }
 
-/** Server span per call, parented on the caller's W3C traceparent (gRPC metadata or HTTP header); a stream's span lasts until it ends. */
+/**
+ * Server span and `rpc.server.call.duration` per call, parented on the caller's W3C
+ * traceparent (gRPC metadata or HTTP header); a stream's span lasts until it ends. Conventions:
+ * rpc-telemetry.ts. Health checks are not traced.
+ */
 export function tracingInterceptor(): Interceptor {
   return (next) => async (req) => {
+    if (UNTRACED_SERVICES.has(req.service.typeName)) return next(req);
+    const started = performance.now();
     const parent = extractContext(req.header);
-    const span = tracer().startSpan(
-      `${req.service.typeName}/${req.method.name}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name },
-      },
-      parent,
-    );
+    const attributes = {
+      "rpc.system": rpcSystemOf(req.header.get("content-type")),
+      "rpc.service": req.service.typeName,
+      "rpc.method": req.method.name,
+    };
+    const span = tracer().startSpan(`${req.service.typeName}/${req.method.name}`, { kind: SpanKind.SERVER, attributes }, parent);
+    let ended = false;
     const end = (e?: unknown): void => {
-      if (e !== undefined) {
-        const ce = toConnectError(e);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
-        span.setAttribute("rpc.grpc.status_code", ce.code);
-      }
+      if (ended) return;
+      ended = true;
+      const ce = e === undefined ? undefined : toConnectError(e);
+      const code = ce?.code ?? 0;
+      span.setAttribute("rpc.grpc.status_code", code);
+      if (ce && attributes["rpc.system"] === "connect_rpc") span.setAttribute("rpc.connect_rpc.error_code", codeName(ce.code));
+      if (ce && isServerSpanError(ce.code)) span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
       span.end();
+      serverMetrics().rpc.record(secondsSince(started), { ...attributes, "rpc.grpc.status_code": code });
     };
     try {
       const res = await context.with(trace.setSpan(parent, span), () => next(req));

@@ -9,10 +9,11 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, fromJson, isMessage, toJson, type DescField, type DescMethod, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ScalarType } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
-import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
+import { INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
 import { DomainError, InvalidArgumentError } from "../errors.js";
 import { codeName, httpStatus, isServerFault, toConnectError } from "./error-mapping.js";
+import { secondsSince, serverMetrics, UNTRACED_SERVICES } from "./rpc-telemetry.js";
 import type { Logger } from "../logger.js";
 import { extractContext, tracer } from "../telemetry.js";
 import { actorKey, authenticate, requestAuthority, type SigningPolicy } from "./auth.js";
@@ -65,15 +66,32 @@ export class RestGateway {
       return true;
     }
     const { route, impl, groups } = match;
+    const traced = !UNTRACED_SERVICES.has(route.method.parent.typeName);
+    const started = performance.now();
     const parent = extractContext(headersOf(req));
-    const span = tracer().startSpan(
-      `${route.verb} ${route.template}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "http.request.method": route.verb, "url.path": url.pathname, "rpc.system": "rest", "rpc.method": route.method.name },
-      },
-      parent,
-    );
+    const rpc = { "rpc.system": "http_json", "rpc.service": route.method.parent.typeName, "rpc.method": route.method.name };
+    const span = traced
+      ? tracer().startSpan(
+          `${route.verb} ${route.template}`,
+          {
+            kind: SpanKind.SERVER,
+            attributes: {
+              "http.request.method": route.verb,
+              "http.route": route.template,
+              "url.path": url.pathname,
+              "url.scheme": "http",
+              ...rpc,
+            },
+          },
+          parent,
+        )
+      : trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+    const finish = (status: number, code: Code): void => {
+      span.setAttribute("http.response.status_code", status);
+      span.setAttribute("rpc.grpc.status_code", code);
+      span.end();
+      if (traced) serverMetrics().rpc.record(secondsSince(started), { ...rpc, "rpc.grpc.status_code": code });
+    };
     await context.with(trace.setSpan(parent, span), async () => {
       try {
         const body = route.verb === "GET" || route.verb === "DELETE" ? new Uint8Array() : await readBody(req, this.opts.maxBodyBytes);
@@ -107,16 +125,15 @@ export class RestGateway {
         const json = JSON.stringify(toJson(route.method.output, response, { alwaysEmitImplicit: true }));
         res.writeHead(200, { "content-type": "application/json" });
         res.end(json);
-        span.setAttribute("http.response.status_code", 200);
+        finish(200, 0 as Code);
       } catch (e) {
         const ce = toConnectError(e);
         if (isServerFault(ce.code)) this.opts.logger.error({ err: ce.cause ?? e, method: route.method.name }, "internal error");
-        span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
-        span.setAttribute("http.response.status_code", httpStatus(ce.code));
-        const status = ce.cause instanceof PayloadTooLarge ? 413 : undefined;
+        const status = ce.cause instanceof PayloadTooLarge ? 413 : httpStatus(ce.code);
+        // Only the server's faults are errors of a server span; 4xx are the caller's.
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: ce.rawMessage });
         sendError(res, ce, status);
-      } finally {
-        span.end();
+        finish(status, ce.code);
       }
     });
     return true;

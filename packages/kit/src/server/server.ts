@@ -20,6 +20,8 @@ import { authorityKey, requestAuthority, type SigningPolicy } from "./auth.js";
 import { ConnectionGuard, resolveLimits, type Connection, type ConnectionLimits } from "./connections.js";
 import { errorInterceptor, signingInterceptor, stringCheckInterceptor, tracingInterceptor } from "./interceptors.js";
 import { rpcHandler } from "./rpc-handler.js";
+import { templatePattern, tracedHttpRoute } from "./http-routes.js";
+import { prometheusText } from "../telemetry.js";
 import { restRoutes } from "./http-rules.js";
 import { openApiDocument } from "./openapi.js";
 import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
@@ -78,6 +80,14 @@ export interface ServerOptions {
   /** Plain HTTP routes outside the contracts (e.g. C2SP tlog-tiles); return true when handled. */
   http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
   /**
+   * Path templates of the `http` routes (`/v1/uploads/{upload_id}/data/{offset}`, `{name=**}`
+   * for several segments): a request that matches one is traced as `{method} {template}` with
+   * `http.route`, and counted in `http.server.request.duration`.
+   */
+  httpRoutes?: readonly string[];
+  /** Serve `/metrics` (Prometheus text of this process's meter provider). @default true */
+  metrics?: boolean;
+  /**
    * Largest request body (REST) or message (gRPC) accepted.
    * @default 4 MiB
    */
@@ -106,9 +116,11 @@ export class Server {
   private idleWaiters: (() => void)[] = [];
   private draining = false;
   readonly gateway: RestGateway;
+  private readonly httpTemplates: readonly { template: string; pattern: RegExp }[];
 
   constructor(private readonly opts: ServerOptions) {
     const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
+    this.httpTemplates = (opts.httpRoutes ?? []).map((template) => ({ template, pattern: templatePattern(template) }));
     const health = bind(Health, {
       check: async () => ({
         status: (await this.isReady()) ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
@@ -254,7 +266,20 @@ export class Server {
       res.end(openapi);
       return;
     }
-    if (this.opts.http && (await this.opts.http(req, res))) return;
+    if (req.method === "GET" && path === "/metrics" && this.opts.metrics !== false) {
+      const text = await prometheusText();
+      if (text === undefined) sendError(res, new ConnectError("metrics are not enabled in this process", 5));
+      else {
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+        res.end(text);
+      }
+      return;
+    }
+    if (this.opts.http) {
+      const template = this.httpTemplates.find((t) => t.pattern.test(path))?.template;
+      const handled = template ? await tracedHttpRoute(req, res, path, template, this.opts.http) : await this.opts.http(req, res);
+      if (handled) return;
+    }
     if (await this.gateway.handle(req, res)) return;
     connect(req, res);
   }

@@ -98,3 +98,20 @@ export async function tilesOfLevel(db: Kysely<LedgerDb>, level: number): Promise
   const rows = await db.selectFrom("tiles").select(["idx", "hashes"]).where("level", "=", level).orderBy("idx").execute();
   return rows.map((r) => ({ idx: fromInt8(r.idx), hashes: r.hashes }));
 }
+
+/** What the log's gauges read: the integrated size, the oldest entry past it, the newest checkpoint. */
+export async function logProgress(
+  db: Kysely<LedgerDb>,
+): Promise<{ size: number; oldestPending: Date | undefined; latestCheckpoint: Date | undefined }> {
+  const r = await sql<{ size: bigint; oldest_pending: Date | null; latest_checkpoint: Date | null }>`
+    select s.size,
+      (select e.sequenced_at from entries e where e.idx >= s.size order by e.idx limit 1) as oldest_pending,
+      (select max(c.published_at) from checkpoints c) as latest_checkpoint
+    from tree_state s where s.id = 1`.execute(db);
+  const row = r.rows[0];
+  return {
+    size: row ? fromInt8(row.size) : 0,
+    oldestPending: row?.oldest_pending ?? undefined,
+    latestCheckpoint: row?.latest_checkpoint ?? undefined,
+  };
+}
