@@ -134,6 +134,12 @@ export const serviceConfigSchema = {
   S3_REGION: env.string({ default: "us-east-1" }),
   OTEL_EXPORTER_OTLP_ENDPOINT: env.optionalString(),
   SHUTDOWN_TIMEOUT_MS: env.int({ default: 10_000, min: 100 }),
+  /**
+   * On SIGTERM, how long the service stays up but not ready (/readyz 503, gRPC health
+   * NOT_SERVING) before it stops accepting, so endpoints and load balancers drop it first.
+   * The chart's terminationGracePeriodSeconds must exceed preStop + this + SHUTDOWN_TIMEOUT_MS.
+   */
+  SHUTDOWN_DRAIN_MS: env.int({ default: 5_000, min: 0 }),
   /** Signed requests older (or further in the future) than this are refused. */
   SIGNATURE_MAX_AGE_S: env.int({ default: 300, min: 1 }),
   /**

@@ -66,8 +66,11 @@ export interface RunningService<DB> {
   readonly port: number;
   readonly deps: ServiceDeps<DB>;
   readonly server: Server;
-  /** Graceful stop; resolves true when everything finished before the deadline. */
-  stop(): Promise<boolean>;
+  /**
+   * Graceful stop; resolves true when everything finished before the deadline. With
+   * `drainMs`, the service first stays up but not ready for that long (what SIGTERM does).
+   */
+  stop(opts?: { drainMs?: number }): Promise<boolean>;
 }
 
 /** The server's connection limits from config; unset (0) values keep the kit's defaults. */
@@ -154,8 +157,15 @@ export async function startService<DB>(
     const port = await server.listen();
     logger.info({ port, host: config.HOST }, "listening (gRPC, Connect, REST on one port)");
     let stopping: Promise<boolean> | undefined;
-    const stop = (): Promise<boolean> =>
+    const stop = (stopOpts: { drainMs?: number } = {}): Promise<boolean> =>
       (stopping ??= (async () => {
+        const drainMs = stopOpts.drainMs ?? 0;
+        if (drainMs > 0) {
+          server.beginDrain();
+          logger.info({ drainMs }, "not ready; still serving while endpoints drain");
+          // Wall time: this waits for load balancers, not for anything a test clock drives.
+          await systemClock.sleep(drainMs);
+        }
         // Wall time on purpose: the deadline races the orchestrator's kill timer, not a test's clock.
         const deadline = systemClock.nowMs() + config.SHUTDOWN_TIMEOUT_MS;
         logger.info({ inFlight: server.inFlight }, "draining");
@@ -227,9 +237,9 @@ export async function runMain<DB>(
     const force = setTimeout(() => {
       logger.error("shutdown deadline passed: exiting");
       process.exit(1);
-    }, config.SHUTDOWN_TIMEOUT_MS + 2_000);
+    }, config.SHUTDOWN_DRAIN_MS + config.SHUTDOWN_TIMEOUT_MS + 2_000);
     force.unref();
-    running.stop().then(
+    running.stop({ drainMs: config.SHUTDOWN_DRAIN_MS }).then(
       (drained) => process.exit(drained ? 0 : 1),
       (e: unknown) => {
         logger.error({ err: e }, "shutdown failed");

@@ -59,7 +59,9 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
     create: async ({ db, bus, outbox, logger, scheduler, clock }) => {
       await bus.ensureStream(LEDGER_STREAM);
       if (!signer)
-        logger.warn("LEDGER_SIGNING_KEY is not set: this replica sequences appends and serves reads, but never signs checkpoints");
+        logger.warn(
+          "LEDGER_SIGNING_KEY is not set: this replica cannot sign checkpoints, so it reports not ready (appends would never get a receipt)",
+        );
       const integrator = new Integrator({
         db,
         origin: config.LEDGER_ORIGIN,
@@ -89,6 +91,8 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
       return {
         bindings: [ledgerService(ledger)],
         http: tilesHandler(db, config.LEDGER_TILES_PREFIX, cosignatures),
+        // Ready means able to serve: a ledger that cannot sign checkpoints leaves every append without a receipt.
+        readiness: async () => ({ signer: signer ? "ok" : "LEDGER_SIGNING_KEY is not set: this replica cannot sign checkpoints" }),
         stop: async () => {
           await batcher.drain();
           await integrator.stop();

@@ -1,7 +1,8 @@
 /**
  * One server, one port: gRPC (HTTP/2, stock grpc-js clients), Connect and gRPC-Web, and
  * REST/JSON over HTTP/1.1 or HTTP/2 (curl) from the same contracts, with OpenAPI at
- * /openapi.json, liveness at /healthz, readiness at /readyz and grpc.health.v1.
+ * /openapi.json, liveness at /healthz, readiness at /readyz and grpc.health.v1 (one answer,
+ * health.ts), and gRPC server reflection (reflection.ts).
  *
  * Cleartext HTTP/2 (h2c) and HTTP/1.1 share the port: the first bytes of a connection
  * tell them apart (an HTTP/2 client opens with the "PRI * HTTP/2.0" preface).
@@ -13,17 +14,19 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 
 import { ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 
-import { Health, HealthCheckResponse_ServingStatus } from "@deai/contracts/grpc/health/v1/health_pb";
+import { Health } from "@deai/contracts/grpc/health/v1/health_pb";
 
 import type { Logger } from "../logger.js";
 import { authorityKey, requestAuthority, type SigningPolicy } from "./auth.js";
 import { ConnectionGuard, resolveLimits, type Connection, type ConnectionLimits } from "./connections.js";
 import { errorInterceptor, signingInterceptor, stringCheckInterceptor, tracingInterceptor } from "./interceptors.js";
+import { HealthState, type Readiness } from "./health.js";
+import { reflectionBindings } from "./reflection.js";
 import { rpcHandler } from "./rpc-handler.js";
 import { restRoutes } from "./http-rules.js";
 import { openApiDocument } from "./openapi.js";
 import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
-import { bind, type ServiceBinding } from "./service-binding.js";
+import type { ServiceBinding } from "./service-binding.js";
 
 /** A duplex over `socket` that first yields `head`: bytes already read while sniffing the protocol. */
 function replaying(socket: Socket, head: Buffer): Duplex {
@@ -58,11 +61,7 @@ function replaying(socket: Socket, head: Buffer): Duplex {
   return d;
 }
 
-export interface Readiness {
-  ready: boolean;
-  /** Per dependency: "ok" or what is wrong. */
-  checks: Record<string, string>;
-}
+export type { Readiness } from "./health.js";
 
 export interface ServerOptions {
   host: string;
@@ -106,15 +105,17 @@ export class Server {
   private idleWaiters: (() => void)[] = [];
   private draining = false;
   readonly gateway: RestGateway;
+  /** Readiness, grpc.health.v1 and its Watch streams. */
+  readonly health: HealthState;
 
   constructor(private readonly opts: ServerOptions) {
     const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
-    const health = bind(Health, {
-      check: async () => ({
-        status: (await this.isReady()) ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
-      }),
+    const reflection = reflectionBindings([...opts.bindings.map((b) => b.service), Health]);
+    this.health = new HealthState({
+      services: [...opts.bindings, ...reflection].map((b) => b.service.typeName),
+      readiness: opts.readiness,
     });
-    const bindings = [...opts.bindings, health];
+    const bindings = [...opts.bindings, this.health.binding(), ...reflection];
     for (const b of opts.bindings) {
       for (const m of b.service.methods) {
         if (m.methodKind === "unary" && !this.hasRestRule(b, m.name)) {
@@ -244,7 +245,7 @@ export class Server {
       return;
     }
     if (req.method === "GET" && path === "/readyz") {
-      const r = this.draining ? { ready: false, checks: { server: "draining" } } : await this.opts.readiness();
+      const r = await this.health.readiness();
       res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: r.ready ? "ready" : "not ready", checks: r.checks }));
       return;
@@ -274,10 +275,6 @@ export class Server {
     return this.loopback;
   }
 
-  private async isReady(): Promise<boolean> {
-    return !this.draining && (await this.opts.readiness()).ready;
-  }
-
   /** Starts listening; resolves with the bound port. */
   async listen(): Promise<number> {
     await new Promise<void>((resolve, reject) => {
@@ -297,11 +294,22 @@ export class Server {
   }
 
   /**
+   * First step of a graceful stop: not ready from now on (/readyz 503, grpc.health.v1
+   * NOT_SERVING, sent to every Watch stream) while everything else is still served, so load
+   * balancers take this replica out before its port closes.
+   */
+  beginDrain(): void {
+    this.health.setDraining();
+  }
+
+  /**
    * Graceful stop: refuse new connections, let in-flight calls finish (HTTP/2 GOAWAY,
    * HTTP/1.1 `Connection: close`), then close. Resolves true when everything drained
    * before `deadline`; false when the remaining connections had to be destroyed.
    */
   async drain(deadline: number): Promise<boolean> {
+    this.health.setDraining();
+    this.health.close();
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.net.close(() => resolve()));
     for (const s of this.sessions) s.close();
