@@ -18,6 +18,7 @@ import { createLogger, type Logger } from "./logger.js";
 import { requireActor } from "./server/auth.js";
 import type { NodeRequest, NodeResponse } from "./server/rest-gateway.js";
 import type { ConnectionLimits } from "./server/connections.js";
+import type { HttpRouteDoc } from "./server/openapi.js";
 import { Server, type Readiness } from "./server/server.js";
 import { bind, type ServiceBinding } from "./server/service-binding.js";
 import { Scheduler } from "./schedule/scheduler.js";
@@ -45,6 +46,8 @@ export interface App {
   readonly bindings: readonly ServiceBinding[];
   /** Plain HTTP routes outside the contracts (tlog-tiles, downloads); return true when handled. */
   readonly http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
+  /** OpenAPI operations of the `http` routes. */
+  readonly httpDocs?: readonly HttpRouteDoc[];
   /** Extra readiness checks of the app. */
   readonly readiness?: () => Promise<Record<string, string>>;
   /** Called after the server drained and consumers stopped, before connections close. */
@@ -151,6 +154,7 @@ export async function startService<DB>(
       limits: serverLimits(config),
       readiness,
       ...(app.http ? { http: app.http } : {}),
+      ...(app.httpDocs ? { httpDocs: app.httpDocs } : {}),
       title: `DeAI OS ${def.name}`,
       version: def.version,
     });
@@ -234,10 +238,13 @@ export async function runMain<DB>(
       process.exit(1);
     }
     logger.info({ signal }, "shutting down");
-    const force = setTimeout(() => {
-      logger.error("shutdown deadline passed: exiting");
-      process.exit(1);
-    }, config.SHUTDOWN_DRAIN_MS + config.SHUTDOWN_TIMEOUT_MS + 2_000);
+    const force = setTimeout(
+      () => {
+        logger.error("shutdown deadline passed: exiting");
+        process.exit(1);
+      },
+      config.SHUTDOWN_DRAIN_MS + config.SHUTDOWN_TIMEOUT_MS + 2_000,
+    );
     force.unref();
     running.stop({ drainMs: config.SHUTDOWN_DRAIN_MS }).then(
       (drained) => process.exit(drained ? 0 : 1),

@@ -31,6 +31,7 @@ import { ServerReflectionRequestSchema, ServerReflectionResponseSchema } from "@
 import { generateActorKey, restRoutes, signRequest } from "@deai/kit";
 
 import { createTestEnv, type TestEnv } from "./env.js";
+import { openApiProblems } from "./openapi-check.js";
 import { spawnService, type ServiceProcess } from "./process.js";
 
 const run = promisify(execFile);
@@ -238,6 +239,9 @@ export function describeServiceProcess(opts: {
       const routes = restRoutes(opts.service);
       expect(routes.length).toBeGreaterThan(0);
       for (const r of routes) expect(doc.paths[r.template]).toBeDefined();
+      // Valid under @readme/openapi-parser and Redocly's recommended rules (what `redocly lint` runs).
+      expect(await openApiProblems(doc)).toEqual([]);
+      for (const p of ["/healthz", "/readyz", "/openapi.json"]) expect(doc.paths[p]).toBeDefined();
     });
 
     it("ran its migrations into its own schema, and `migrate` is idempotent", async () => {
@@ -321,6 +325,8 @@ export function describeServiceProcess(opts: {
       expect(await watch.ended).toBe(true);
       expect(await svc.exited).toBe(0);
       expect(svc.logs).toEqual(expect.arrayContaining([expect.objectContaining({ msg: "stopped", drained: true })]));
+      // Every plain HTTP route it answered during these tests is in /openapi.json (the server logs those that are not).
+      expect(svc.logs.filter((l) => String((l as { msg?: unknown }).msg).includes("does not document"))).toEqual([]);
     });
   });
 }

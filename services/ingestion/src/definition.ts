@@ -11,6 +11,7 @@ import { Uploads, type LedgerAnchor } from "./app/uploads.js";
 import { nativeCodec } from "./coding/reed-solomon.js";
 import type { IngestionConfig } from "./config.js";
 import { ingestionService } from "./grpc/ingestion-service.js";
+import { ingestionRouteDocs } from "./http/route-docs.js";
 import { ingestionRoutes } from "./http/routes.js";
 import { ProviderRegistry, WeightedPlacement } from "@deai/kit";
 import { migrations } from "./store/migrations.js";
@@ -102,6 +103,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           maxAgeS: config.SIGNATURE_MAX_AGE_S,
           logger,
         }),
+        httpDocs: ingestionRouteDocs,
         readiness: ingestionReadiness({
           registry,
           minProviders: config.INGESTION_READY_MIN_PROVIDERS,

@@ -11,6 +11,7 @@ import { SignatureVerifier } from "./app/signature-verifier.js";
 import type { LedgerConfig } from "./config.js";
 import { LEDGER_STREAM } from "./events/checkpoint-published.js";
 import { ledgerService } from "./grpc/ledger-service.js";
+import { tilesRouteDocs } from "./http/route-docs.js";
 import { tilesHandler } from "./http/tiles.js";
 import { migrations } from "./store/migrations.js";
 import type { LedgerDb } from "./store/tables.js";
@@ -91,6 +92,7 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
       return {
         bindings: [ledgerService(ledger)],
         http: tilesHandler(db, config.LEDGER_TILES_PREFIX, cosignatures),
+        httpDocs: tilesRouteDocs(config.LEDGER_TILES_PREFIX),
         // Ready means able to serve: a ledger that cannot sign checkpoints leaves every append without a receipt.
         readiness: async () => ({ signer: signer ? "ok" : "LEDGER_SIGNING_KEY is not set: this replica cannot sign checkpoints" }),
         stop: async () => {

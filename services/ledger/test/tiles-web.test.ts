@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
 
 import { generateActorKey, startService, type RunningService } from "@deai/kit";
-import { createTestEnv, signedFetch, type TestEnv } from "@deai/testkit";
+import { createTestEnv, openApiProblems, signedFetch, type TestEnv } from "@deai/testkit";
 import { decodeEntryBundle, generateNoteKey } from "@deai/proofs";
 
 import { loadLedgerConfig } from "../src/config.js";
@@ -156,5 +156,16 @@ describe("CORS", () => {
     });
     expect(r.status).toBe(200);
     expect(r.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
+
+describe("OpenAPI", () => {
+  it("documents every HTTP route the ledger served in this file, and passes both validators", async () => {
+    expect((await fetch(`${base}/log-checkpoint`)).status).toBe(200);
+    expect([...svc.server.undocumented]).toEqual([]);
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    for (const p of ["/checkpoint", "/log-checkpoint", "/tile/{level}/{index}", "/tile/entries/{index}", "/healthz", "/readyz"])
+      expect(doc.paths[p]).toBeDefined();
+    expect(await openApiProblems(doc)).toEqual([]);
   });
 });

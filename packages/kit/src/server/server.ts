@@ -24,7 +24,7 @@ import { HealthState, type Readiness } from "./health.js";
 import { reflectionBindings } from "./reflection.js";
 import { rpcHandler } from "./rpc-handler.js";
 import { restRoutes } from "./http-rules.js";
-import { openApiDocument } from "./openapi.js";
+import { documents, openApiDocument, type HttpRouteDoc } from "./openapi.js";
 import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
 import type { ServiceBinding } from "./service-binding.js";
 
@@ -76,6 +76,8 @@ export interface ServerOptions {
   version: string;
   /** Plain HTTP routes outside the contracts (e.g. C2SP tlog-tiles); return true when handled. */
   http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
+  /** OpenAPI operations of the `http` routes (every route it serves must be here; a test checks). */
+  httpDocs?: readonly HttpRouteDoc[];
   /**
    * Largest request body (REST) or message (gRPC) accepted.
    * @default 4 MiB
@@ -107,6 +109,10 @@ export class Server {
   readonly gateway: RestGateway;
   /** Readiness, grpc.health.v1 and its Watch streams. */
   readonly health: HealthState;
+  /** The OpenAPI document served at /openapi.json. */
+  readonly document: Record<string, unknown>;
+  /** App HTTP requests answered (not 404/405) that no documented route covers; the OpenAPI tests require none. */
+  readonly undocumented = new Set<string>();
 
   constructor(private readonly opts: ServerOptions) {
     const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
@@ -127,7 +133,13 @@ export class Server {
     }
     const signing: SigningPolicy = { ...opts.signing, authorities: () => this.authorities };
     this.gateway = new RestGateway(bindings, { signing, logger: opts.logger, maxBodyBytes });
-    const openapi = JSON.stringify(openApiDocument({ title: opts.title, version: opts.version, routes: this.gateway.allRoutes }));
+    this.document = openApiDocument({
+      title: opts.title,
+      version: opts.version,
+      routes: this.gateway.allRoutes,
+      http: opts.httpDocs ?? [],
+    });
+    const openapi = JSON.stringify(this.document);
     for (const b of bindings) for (const m of b.service.methods) this.rpcPaths.add(`/${b.service.typeName}/${m.name}`);
     const connect = rpcHandler({
       routes: (router: ConnectRouter) => {
@@ -255,7 +267,19 @@ export class Server {
       res.end(openapi);
       return;
     }
-    if (this.opts.http && (await this.opts.http(req, res))) return;
+    if (this.opts.http && (await this.opts.http(req, res))) {
+      // The route table is what the app answers; one it answers without documenting is a defect the OpenAPI test reports.
+      const answered = res.statusCode !== 404 && res.statusCode !== 405;
+      const documented =
+        (this.opts.httpDocs ?? []).some((d) => documents(d, req.method ?? "", path)) ||
+        // CORS preflights of contract routes (documented there)
+        (req.method === "OPTIONS" && this.gateway.allRoutes.some((r) => r.pattern.test(path)));
+      if (answered && !documented) {
+        this.undocumented.add(`${req.method} ${path}`);
+        this.opts.logger.warn({ method: req.method, path }, "served an HTTP route that /openapi.json does not document");
+      }
+      return;
+    }
     if (await this.gateway.handle(req, res)) return;
     connect(req, res);
   }
