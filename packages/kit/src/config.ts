@@ -139,6 +139,12 @@ export const serviceConfigSchema = {
   /** Serve /metrics (Prometheus text) on the service's HTTP port. */
   METRICS_ENABLED: env.bool({ default: true }),
   SHUTDOWN_TIMEOUT_MS: env.int({ default: 10_000, min: 100 }),
+  /**
+   * On SIGTERM, how long the service stays up but not ready (/readyz 503, gRPC health
+   * NOT_SERVING) before it stops accepting, so endpoints and load balancers drop it first.
+   * The chart's terminationGracePeriodSeconds must exceed preStop + this + SHUTDOWN_TIMEOUT_MS.
+   */
+  SHUTDOWN_DRAIN_MS: env.int({ default: 5_000, min: 0 }),
   /** Signed requests older (or further in the future) than this are refused. */
   SIGNATURE_MAX_AGE_S: env.int({ default: 300, min: 1 }),
   /**

@@ -18,6 +18,7 @@ import { createLogger, type Logger } from "./logger.js";
 import { requireActor } from "./server/auth.js";
 import type { NodeRequest, NodeResponse } from "./server/rest-gateway.js";
 import type { ConnectionLimits } from "./server/connections.js";
+import type { HttpRouteDoc } from "./server/openapi.js";
 import { Server, type Readiness } from "./server/server.js";
 import { bind, type ServiceBinding } from "./server/service-binding.js";
 import { Scheduler } from "./schedule/scheduler.js";
@@ -45,8 +46,8 @@ export interface App {
   readonly bindings: readonly ServiceBinding[];
   /** Plain HTTP routes outside the contracts (tlog-tiles, downloads); return true when handled. */
   readonly http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
-  /** Path templates of the `http` routes, for their spans' `http.route` and metrics (see ServerOptions.httpRoutes). */
-  readonly httpRoutes?: readonly string[];
+  /** OpenAPI operations of the `http` routes. */
+  readonly httpDocs?: readonly HttpRouteDoc[];
   /** Extra readiness checks of the app. */
   readonly readiness?: () => Promise<Record<string, string>>;
   /** Called after the server drained and consumers stopped, before connections close. */
@@ -68,8 +69,11 @@ export interface RunningService<DB> {
   readonly port: number;
   readonly deps: ServiceDeps<DB>;
   readonly server: Server;
-  /** Graceful stop; resolves true when everything finished before the deadline. */
-  stop(): Promise<boolean>;
+  /**
+   * Graceful stop; resolves true when everything finished before the deadline. With
+   * `drainMs`, the service first stays up but not ready for that long (what SIGTERM does).
+   */
+  stop(opts?: { drainMs?: number }): Promise<boolean>;
 }
 
 /** The server's connection limits from config; unset (0) values keep the kit's defaults. */
@@ -150,7 +154,7 @@ export async function startService<DB>(
       limits: serverLimits(config),
       readiness,
       ...(app.http ? { http: app.http } : {}),
-      ...(app.httpRoutes ? { httpRoutes: app.httpRoutes } : {}),
+      ...(app.httpDocs ? { httpDocs: app.httpDocs } : {}),
       metrics: config.METRICS_ENABLED,
       title: `DeAI OS ${def.name}`,
       version: def.version,
@@ -158,8 +162,15 @@ export async function startService<DB>(
     const port = await server.listen();
     logger.info({ port, host: config.HOST }, "listening (gRPC, Connect, REST on one port)");
     let stopping: Promise<boolean> | undefined;
-    const stop = (): Promise<boolean> =>
+    const stop = (stopOpts: { drainMs?: number } = {}): Promise<boolean> =>
       (stopping ??= (async () => {
+        const drainMs = stopOpts.drainMs ?? 0;
+        if (drainMs > 0) {
+          server.beginDrain();
+          logger.info({ drainMs }, "not ready; still serving while endpoints drain");
+          // Wall time: this waits for load balancers, not for anything a test clock drives.
+          await systemClock.sleep(drainMs);
+        }
         // Wall time on purpose: the deadline races the orchestrator's kill timer, not a test's clock.
         const deadline = systemClock.nowMs() + config.SHUTDOWN_TIMEOUT_MS;
         logger.info({ inFlight: server.inFlight }, "draining");
@@ -234,12 +245,15 @@ export async function runMain<DB>(
       process.exit(1);
     }
     logger.info({ signal }, "shutting down");
-    const force = setTimeout(() => {
-      logger.error("shutdown deadline passed: exiting");
-      process.exit(1);
-    }, config.SHUTDOWN_TIMEOUT_MS + 2_000);
+    const force = setTimeout(
+      () => {
+        logger.error("shutdown deadline passed: exiting");
+        process.exit(1);
+      },
+      config.SHUTDOWN_DRAIN_MS + config.SHUTDOWN_TIMEOUT_MS + 2_000,
+    );
     force.unref();
-    running.stop().then(
+    running.stop({ drainMs: config.SHUTDOWN_DRAIN_MS }).then(
       (drained) => process.exit(drained ? 0 : 1),
       (e: unknown) => {
         logger.error({ err: e }, "shutdown failed");

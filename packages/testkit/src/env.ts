@@ -34,6 +34,7 @@ export async function createTestEnv(label: string): Promise<TestEnv> {
     S3_SECRET_KEY: s3.secretKey,
     S3_REGION: s3.region,
     SHUTDOWN_TIMEOUT_MS: "10000",
+    SHUTDOWN_DRAIN_MS: "0",
     ...overrides,
   });
   return {

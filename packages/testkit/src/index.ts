@@ -13,3 +13,4 @@ export * from "./abuse/transports.js";
 export * from "./abuse/valid-traffic.js";
 export * from "./abuse/server-limits.js";
 export * from "./otlp.js";
+export * from "./openapi-check.js";

@@ -44,6 +44,14 @@ export const configSchema = {
   INGESTION_PROVIDER_READ_TIMEOUT_MS: env.int({ default: 10_000, min: 10 }),
   /** A streamed part PUT that takes no bytes (or gives no answer after its last byte) for this long fails. */
   INGESTION_PROVIDER_PART_IDLE_MS: env.int({ default: 30_000, min: 10 }),
+  /**
+   * Readiness needs at least this many configured storage providers answering their probe.
+   * 1: a replica that reaches no provider can neither take nor serve data. Raise it to k + m
+   * (12 by default) to stop taking traffic when a default-geometry upload could not be placed;
+   * but every replica shares the providers, so that turns a provider outage into an ingestion
+   * outage, reads included (they need only k).
+   */
+  INGESTION_READY_MIN_PROVIDERS: env.int({ default: 1, min: 0 }),
   /** Deadline of a liveness probe. */
   INGESTION_PROVIDER_PROBE_TIMEOUT_MS: env.int({ default: 2_000, min: 10 }),
   /** A probe result is reused this long (one probe in flight per provider). */

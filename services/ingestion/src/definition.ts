@@ -6,10 +6,12 @@ import { parseVerifierKey } from "@deai/proofs";
 
 import { Datasets } from "./app/datasets.js";
 import { MemoryBudget } from "./app/memory-budget.js";
+import { ingestionReadiness } from "./app/readiness.js";
 import { Uploads, type LedgerAnchor } from "./app/uploads.js";
 import { nativeCodec } from "./coding/reed-solomon.js";
 import type { IngestionConfig } from "./config.js";
 import { ingestionService } from "./grpc/ingestion-service.js";
+import { ingestionRouteDocs } from "./http/route-docs.js";
 import { ingestionRoutes } from "./http/routes.js";
 import { ProviderRegistry, WeightedPlacement } from "@deai/kit";
 import { migrations } from "./store/migrations.js";
@@ -50,7 +52,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           probeTtlMs: config.INGESTION_PROVIDER_PROBE_TTL_MS,
         },
       });
-      // Reads of existing datasets need no configured providers, so this is a warning, not unreadiness.
+      // Readiness says so too (app/readiness.ts).
       if (registry.all.length === 0) logger.warn("INGESTION_PROVIDERS is empty: uploads are refused until providers are configured");
       for (const p of registry.all) {
         await p.ensureBucket().catch((e: unknown) => logger.warn({ err: e, provider: p.id }, "storage provider unreachable at start"));
@@ -101,13 +103,15 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           maxAgeS: config.SIGNATURE_MAX_AGE_S,
           logger,
         }),
-        // The templates of those routes, for their spans and metrics (http.route).
-        httpRoutes: [
-          "/v1/uploads/{upload_id}/data/{offset}",
-          "/v1/datasets/{dataset_id}/content",
-          "/v1/datasets/{dataset_id}/leaves",
-          "/v1/datasets/{dataset_id}/reader-manifest",
-        ],
+        httpDocs: ingestionRouteDocs,
+        readiness: ingestionReadiness({
+          registry,
+          minProviders: config.INGESTION_READY_MIN_PROVIDERS,
+          ledgerUrl: config.INGESTION_LEDGER_URL,
+          probeTimeoutMs: config.INGESTION_PROVIDER_PROBE_TIMEOUT_MS,
+          probeTtlMs: config.INGESTION_PROVIDER_PROBE_TTL_MS,
+          clock,
+        }),
         stop: async () => {
           uploads.closeSessions();
         },

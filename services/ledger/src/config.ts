@@ -8,7 +8,8 @@ export const configSchema = {
   LEDGER_ORIGIN: env.string({ default: "ledger.deai.dev/log" }),
   /**
    * The log's note signer key (`PRIVATE+KEY+<origin>+<id>+<key>`, from `main.js keygen`).
-   * Unset: this replica sequences appends and serves reads but never signs checkpoints.
+   * Unset: this replica never signs checkpoints, so it reports not ready (/readyz 503, gRPC
+   * health NOT_SERVING) although it still answers what reaches it.
    */
   LEDGER_SIGNING_KEY: env.optionalString(),
   /** How often new entries are integrated and a checkpoint signed. */

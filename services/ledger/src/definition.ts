@@ -12,6 +12,7 @@ import { SignatureVerifier } from "./app/signature-verifier.js";
 import type { LedgerConfig } from "./config.js";
 import { LEDGER_STREAM } from "./events/checkpoint-published.js";
 import { ledgerService } from "./grpc/ledger-service.js";
+import { tilesRouteDocs } from "./http/route-docs.js";
 import { tilesHandler } from "./http/tiles.js";
 import { migrations } from "./store/migrations.js";
 import type { LedgerDb } from "./store/tables.js";
@@ -60,7 +61,9 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
     create: async ({ db, bus, outbox, logger, scheduler, clock }) => {
       await bus.ensureStream(LEDGER_STREAM);
       if (!signer)
-        logger.warn("LEDGER_SIGNING_KEY is not set: this replica sequences appends and serves reads, but never signs checkpoints");
+        logger.warn(
+          "LEDGER_SIGNING_KEY is not set: this replica cannot sign checkpoints, so it reports not ready (appends would never get a receipt)",
+        );
       const integrator = new Integrator({
         db,
         origin: config.LEDGER_ORIGIN,
@@ -88,11 +91,12 @@ export function ledgerDefinition(config: LedgerConfig): ServiceDefinition<Ledger
         waitMaxMs: config.LEDGER_APPEND_WAIT_MAX_MS,
       });
       const unobserve = observeLog(db, clock);
-      const tiles = config.LEDGER_TILES_PREFIX;
       return {
         bindings: [ledgerService(ledger)],
         http: tilesHandler(db, config.LEDGER_TILES_PREFIX, cosignatures),
-        httpRoutes: [`${tiles}/checkpoint`, `${tiles}/log-checkpoint`, `${tiles}/tile/entries/{N=**}`, `${tiles}/tile/{L}/{N=**}`],
+        httpDocs: tilesRouteDocs(config.LEDGER_TILES_PREFIX),
+        // Ready means able to serve: a ledger that cannot sign checkpoints leaves every append without a receipt.
+        readiness: async () => ({ signer: signer ? "ok" : "LEDGER_SIGNING_KEY is not set: this replica cannot sign checkpoints" }),
         stop: async () => {
           unobserve();
           await batcher.drain();

@@ -27,15 +27,15 @@ export interface SigningPolicy {
 /**
  * Default rule, derived from the contracts: a unary method is signed when any of its REST
  * bindings uses a verb other than GET; client and bidi streams (uploads) are signed; server
- * streams (downloads) and unannotated unary methods (grpc.health.v1) are open. The server
- * refuses to start with an unannotated unary method of a deai.* service, so no mutation
- * slips through unsigned.
+ * streams (downloads) and the standard gRPC services (grpc.health.v1, grpc.reflection: read-only,
+ * and their clients cannot sign) are open. The server refuses to start with an unannotated
+ * unary method of a deai.* service, so no mutation slips through unsigned.
  */
 export function defaultIsSigned(method: DescMethod): boolean {
   let signed = signedCache.get(method);
   if (signed === undefined) {
     signed =
-      method.methodKind === "server_streaming"
+      method.methodKind === "server_streaming" || method.parent.typeName.startsWith("grpc.")
         ? false
         : method.methodKind !== "unary"
           ? true

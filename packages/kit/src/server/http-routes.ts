@@ -10,15 +10,6 @@ import { extractContext, tracer } from "../telemetry.js";
 import { headersOf, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
 import { secondsSince, serverMetrics } from "./rpc-telemetry.js";
 
-/** A path template as a regular expression: `{name}` is one segment, `{name=**}` one or more. */
-export function templatePattern(template: string): RegExp {
-  const parts = template.split(/(\{[^}]+\})/).map((p) => {
-    if (!p.startsWith("{")) return p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    return p.endsWith("=**}") ? ".+" : "[^/]+";
-  });
-  return new RegExp(`^${parts.join("")}$`);
-}
-
 /** Runs `handler` for a request that matched `template`, inside its server span. */
 export async function tracedHttpRoute(
   req: NodeRequest,

@@ -1,7 +1,8 @@
 /**
  * One server, one port: gRPC (HTTP/2, stock grpc-js clients), Connect and gRPC-Web, and
  * REST/JSON over HTTP/1.1 or HTTP/2 (curl) from the same contracts, with OpenAPI at
- * /openapi.json, liveness at /healthz, readiness at /readyz and grpc.health.v1.
+ * /openapi.json, liveness at /healthz, readiness at /readyz and grpc.health.v1 (one answer,
+ * health.ts), and gRPC server reflection (reflection.ts).
  *
  * Cleartext HTTP/2 (h2c) and HTTP/1.1 share the port: the first bytes of a connection
  * tell them apart (an HTTP/2 client opens with the "PRI * HTTP/2.0" preface).
@@ -13,19 +14,21 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 
 import { ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
 
-import { Health, HealthCheckResponse_ServingStatus } from "@deai/contracts/grpc/health/v1/health_pb";
+import { Health } from "@deai/contracts/grpc/health/v1/health_pb";
 
 import type { Logger } from "../logger.js";
 import { authorityKey, requestAuthority, type SigningPolicy } from "./auth.js";
 import { ConnectionGuard, resolveLimits, type Connection, type ConnectionLimits } from "./connections.js";
 import { errorInterceptor, signingInterceptor, stringCheckInterceptor, tracingInterceptor } from "./interceptors.js";
+import { HealthState, type Readiness } from "./health.js";
+import { reflectionBindings } from "./reflection.js";
 import { rpcHandler } from "./rpc-handler.js";
-import { templatePattern, tracedHttpRoute } from "./http-routes.js";
+import { tracedHttpRoute } from "./http-routes.js";
 import { prometheusText } from "../telemetry.js";
 import { restRoutes } from "./http-rules.js";
-import { openApiDocument } from "./openapi.js";
+import { documents, openApiDocument, type HttpRouteDoc } from "./openapi.js";
 import { RestGateway, sendError, type NodeRequest, type NodeResponse } from "./rest-gateway.js";
-import { bind, type ServiceBinding } from "./service-binding.js";
+import type { ServiceBinding } from "./service-binding.js";
 
 /** A duplex over `socket` that first yields `head`: bytes already read while sniffing the protocol. */
 function replaying(socket: Socket, head: Buffer): Duplex {
@@ -60,11 +63,7 @@ function replaying(socket: Socket, head: Buffer): Duplex {
   return d;
 }
 
-export interface Readiness {
-  ready: boolean;
-  /** Per dependency: "ok" or what is wrong. */
-  checks: Record<string, string>;
-}
+export type { Readiness } from "./health.js";
 
 export interface ServerOptions {
   host: string;
@@ -80,11 +79,11 @@ export interface ServerOptions {
   /** Plain HTTP routes outside the contracts (e.g. C2SP tlog-tiles); return true when handled. */
   http?: (req: NodeRequest, res: NodeResponse) => Promise<boolean>;
   /**
-   * Path templates of the `http` routes (`/v1/uploads/{upload_id}/data/{offset}`, `{name=**}`
-   * for several segments): a request that matches one is traced as `{method} {template}` with
-   * `http.route`, and counted in `http.server.request.duration`.
+   * OpenAPI operations of the `http` routes (every route it serves must be here; a test checks).
+   * A request one covers is traced as `{method} {path}` with `http.route` = its path template,
+   * and counted in `http.server.request.duration`.
    */
-  httpRoutes?: readonly string[];
+  httpDocs?: readonly HttpRouteDoc[];
   /** Serve `/metrics` (Prometheus text of this process's meter provider). @default true */
   metrics?: boolean;
   /**
@@ -116,17 +115,21 @@ export class Server {
   private idleWaiters: (() => void)[] = [];
   private draining = false;
   readonly gateway: RestGateway;
-  private readonly httpTemplates: readonly { template: string; pattern: RegExp }[];
+  /** Readiness, grpc.health.v1 and its Watch streams. */
+  readonly health: HealthState;
+  /** The OpenAPI document served at /openapi.json. */
+  readonly document: Record<string, unknown>;
+  /** App HTTP requests answered (not 404/405) that no documented route covers; the OpenAPI tests require none. */
+  readonly undocumented = new Set<string>();
 
   constructor(private readonly opts: ServerOptions) {
     const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
-    this.httpTemplates = (opts.httpRoutes ?? []).map((template) => ({ template, pattern: templatePattern(template) }));
-    const health = bind(Health, {
-      check: async () => ({
-        status: (await this.isReady()) ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
-      }),
+    const reflection = reflectionBindings([...opts.bindings.map((b) => b.service), Health]);
+    this.health = new HealthState({
+      services: [...opts.bindings, ...reflection].map((b) => b.service.typeName),
+      readiness: opts.readiness,
     });
-    const bindings = [...opts.bindings, health];
+    const bindings = [...opts.bindings, this.health.binding(), ...reflection];
     for (const b of opts.bindings) {
       for (const m of b.service.methods) {
         if (m.methodKind === "unary" && !this.hasRestRule(b, m.name)) {
@@ -138,7 +141,13 @@ export class Server {
     }
     const signing: SigningPolicy = { ...opts.signing, authorities: () => this.authorities };
     this.gateway = new RestGateway(bindings, { signing, logger: opts.logger, maxBodyBytes });
-    const openapi = JSON.stringify(openApiDocument({ title: opts.title, version: opts.version, routes: this.gateway.allRoutes }));
+    this.document = openApiDocument({
+      title: opts.title,
+      version: opts.version,
+      routes: this.gateway.allRoutes,
+      http: opts.httpDocs ?? [],
+    });
+    const openapi = JSON.stringify(this.document);
     for (const b of bindings) for (const m of b.service.methods) this.rpcPaths.add(`/${b.service.typeName}/${m.name}`);
     const connect = rpcHandler({
       routes: (router: ConnectRouter) => {
@@ -256,7 +265,7 @@ export class Server {
       return;
     }
     if (req.method === "GET" && path === "/readyz") {
-      const r = this.draining ? { ready: false, checks: { server: "draining" } } : await this.opts.readiness();
+      const r = await this.health.readiness();
       res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" });
       res.end(JSON.stringify({ status: r.ready ? "ready" : "not ready", checks: r.checks }));
       return;
@@ -276,9 +285,20 @@ export class Server {
       return;
     }
     if (this.opts.http) {
-      const template = this.httpTemplates.find((t) => t.pattern.test(path))?.template;
-      const handled = template ? await tracedHttpRoute(req, res, path, template, this.opts.http) : await this.opts.http(req, res);
-      if (handled) return;
+      // The documented route is also the span's http.route; one answered without documentation is a
+      // defect the OpenAPI test reports.
+      const doc = (this.opts.httpDocs ?? []).find((d) => documents(d, req.method ?? "", path));
+      const handled = doc ? await tracedHttpRoute(req, res, path, doc.path, this.opts.http) : await this.opts.http(req, res);
+      if (handled) {
+        const answered = res.statusCode !== 404 && res.statusCode !== 405;
+        // CORS preflights of contract routes are documented there.
+        const preflight = req.method === "OPTIONS" && this.gateway.allRoutes.some((r) => r.pattern.test(path));
+        if (answered && !doc && !preflight) {
+          this.undocumented.add(`${req.method} ${path}`);
+          this.opts.logger.warn({ method: req.method, path }, "served an HTTP route that /openapi.json does not document");
+        }
+        return;
+      }
     }
     if (await this.gateway.handle(req, res)) return;
     connect(req, res);
@@ -297,10 +317,6 @@ export class Server {
     if (this.opts.authorities && this.opts.authorities.length > 0) return this.opts.authorities.map((a) => a.toLowerCase());
     this.loopback ??= [`127.0.0.1:${this.port}`, `localhost:${this.port}`, `[::1]:${this.port}`];
     return this.loopback;
-  }
-
-  private async isReady(): Promise<boolean> {
-    return !this.draining && (await this.opts.readiness()).ready;
   }
 
   /** Starts listening; resolves with the bound port. */
@@ -322,11 +338,22 @@ export class Server {
   }
 
   /**
+   * First step of a graceful stop: not ready from now on (/readyz 503, grpc.health.v1
+   * NOT_SERVING, sent to every Watch stream) while everything else is still served, so load
+   * balancers take this replica out before its port closes.
+   */
+  beginDrain(): void {
+    this.health.setDraining();
+  }
+
+  /**
    * Graceful stop: refuse new connections, let in-flight calls finish (HTTP/2 GOAWAY,
    * HTTP/1.1 `Connection: close`), then close. Resolves true when everything drained
    * before `deadline`; false when the remaining connections had to be destroyed.
    */
   async drain(deadline: number): Promise<boolean> {
+    this.health.setDraining();
+    this.health.close();
     this.draining = true;
     const closed = new Promise<void>((resolve) => this.net.close(() => resolve()));
     for (const s of this.sessions) s.close();

@@ -1,6 +1,8 @@
 // C2SP tlog-tiles read paths: `<prefix>/checkpoint`, `<prefix>/tile/<L>/<N>[.p/<W>]` and
 // `<prefix>/tile/entries/<N>[.p/<W>]`, served from the same tables as the API. Everything
-// but the checkpoint is immutable once it exists, so caches may keep it forever.
+// but the checkpoint is immutable once it exists, so caches may keep it forever. Every read
+// carries CORS, an ETag (If-None-Match → 304) and, for entry bundles, gzip on request
+// (web-reads.ts); the REST reads of the API (GET /v1/ledger/...) get the same CORS.
 import type { Kysely } from "kysely";
 
 import type { NodeRequest, NodeResponse } from "@deai/kit";
@@ -9,6 +11,7 @@ import { encodeEntryBundle, HASH_SIZE, parseTilePath, ProofError, TILE_WIDTH, ti
 import { leavesFrom } from "../store/entries.js";
 import type { LedgerDb } from "../store/tables.js";
 import { latestCheckpoint, readTiles, type CheckpointRow } from "../store/tree.js";
+import { CORS_READ, sendPreflight, sendRead } from "./web-reads.js";
 
 const IMMUTABLE = "public, max-age=31536000, immutable";
 // A partial tile at a given width never changes either, but it is superseded as the tree grows.
@@ -22,8 +25,11 @@ function send(res: NodeResponse, status: number, body: string | Uint8Array, head
 }
 
 function notFound(res: NodeResponse, why: string, head: boolean): void {
-  send(res, 404, why + "\n", { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" }, head);
+  send(res, 404, why + "\n", { ...CORS_READ, "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" }, head);
 }
+
+/** The API's public reads (REST GETs under /v1/ledger/): CORS like the tiles; its writes are POSTs and get none. */
+const API_READS = "/v1/ledger/";
 
 /**
  * The tlog-tiles handler for the kit's App.http hook; `prefix` is "" or "/something".
@@ -37,12 +43,25 @@ export function tilesHandler(
 ): (req: NodeRequest, res: NodeResponse) => Promise<boolean> {
   return async (req, res) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    if (path.startsWith(API_READS)) {
+      if (req.method === "OPTIONS") {
+        sendPreflight(res);
+        return true;
+      }
+      // The gateway answers; the header set here goes out with its answer.
+      if (req.method === "GET" || req.method === "HEAD") for (const [k, v] of Object.entries(CORS_READ)) res.setHeader(k, v);
+      return false;
+    }
     if (!path.startsWith(prefix + "/")) return false;
     const rest = path.slice(prefix.length + 1);
     if (rest !== "checkpoint" && rest !== "log-checkpoint" && !rest.startsWith("tile/")) return false;
     const head = req.method === "HEAD";
+    if (req.method === "OPTIONS") {
+      sendPreflight(res);
+      return true;
+    }
     if (req.method !== "GET" && !head) {
-      send(res, 405, "method not allowed\n", { allow: "GET, HEAD", "content-type": "text/plain; charset=utf-8" }, false);
+      send(res, 405, "method not allowed\n", { allow: "GET, HEAD, OPTIONS", "content-type": "text/plain; charset=utf-8" }, false);
       return true;
     }
     const cp = await latestCheckpoint(db);
@@ -50,7 +69,18 @@ export function tilesHandler(
       const served = rest === "checkpoint" ? (await published.published())?.row : cp;
       if (!served)
         notFound(res, rest === "checkpoint" && cp ? "no checkpoint has reached the witness quorum yet" : "no checkpoint yet", head);
-      else send(res, 200, served.note, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" }, head);
+      // no-cache: a client revalidates each time, and an unchanged checkpoint costs a 304.
+      else
+        sendRead(
+          req,
+          res,
+          Buffer.from(served.note),
+          { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" },
+          {
+            compressible: false,
+            head,
+          },
+        );
       return true;
     }
     let tp: TilePath;
@@ -77,19 +107,25 @@ export function tilesHandler(
     if (tp.kind === "entries") {
       const rows = await leavesFrom(db, tp.index * TILE_WIDTH, tp.width);
       if (rows.length !== tp.width) throw new Error(`entries of bundle ${tp.index} are missing`);
-      send(
+      sendRead(
+        req,
         res,
-        200,
         encodeEntryBundle(rows.map((r) => r.leaf)),
         { "content-type": "application/octet-stream", "cache-control": cache },
-        head,
+        { compressible: true, head },
       );
       return true;
     }
     const stored = (await readTiles(db, [{ level: tp.level, index: tp.index }])).get(`${tp.level}/${tp.index}`);
     if (stored === undefined || stored.length < tp.width * HASH_SIZE)
       throw new Error(`tile ${tp.level}/${tp.index} is behind the tree state`);
-    send(res, 200, stored.subarray(0, tp.width * HASH_SIZE), { "content-type": "application/octet-stream", "cache-control": cache }, head);
+    sendRead(
+      req,
+      res,
+      stored.subarray(0, tp.width * HASH_SIZE),
+      { "content-type": "application/octet-stream", "cache-control": cache },
+      { compressible: false, head },
+    );
     return true;
   };
 }
