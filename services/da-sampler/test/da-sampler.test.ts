@@ -1,6 +1,8 @@
 // DA sampling end to end: a real ledger, a real ingestion upload over 6 in-process S3
 // providers, one in-process sampler process running two identities (a1, a2) and one spawned
 // sampler process (c) cut off from every provider. Quorum 2 of 3.
+import { spawnSync } from "node:child_process";
+
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
@@ -191,4 +193,29 @@ it("refuses forged, unknown and duplicate votes precisely, with no state change"
   await bus.close();
   await new Promise((r) => setTimeout(r, 1500));
   expect(await snapshot()).toEqual(before);
+}, 60_000);
+
+it("deai da reputation recomputes every provider's score from the ledger's public entries, and the service agrees", async () => {
+  const ds = await parts.catalog.get(datasetId);
+  const cli = new URL("../../../tools/cli/dist/main.js", import.meta.url).pathname;
+  const samplers = all.flatMap((s) => ["--sampler", s.id]);
+  for (const provider of [ds.placements[1]!.providerId, ds.placements[0]!.providerId]) {
+    const doc = await eventually<Json>(async () => {
+      const r = spawnSync(
+        process.execPath,
+        [cli, "--json", "--server", base, "da", "reputation", provider, "--ledger", d.h.ledgerUrl, ...samplers, "--compare"],
+        {
+          encoding: "utf8",
+        },
+      );
+      const out = JSON.parse(r.stdout.trim().split("\n").length > 1 ? r.stdout.slice(r.stdout.lastIndexOf("\n{")) : r.stdout);
+      return r.status === 0 ? out : undefined;
+    }, 20_000);
+    expect(doc.agrees).toBe(true);
+    expect(doc.reputation.attestations).toBeGreaterThan(0);
+    expect(doc.refused).toEqual([]);
+  }
+  // The provider that lost its slot scores below one that kept it.
+  const rep = async (p: string) => (await get(`${base}/v1/da/providers/${p}/availability`)).json.reputation.mean as number;
+  expect(await rep(ds.placements[1]!.providerId)).toBeLessThan(await rep(ds.placements[0]!.providerId));
 }, 60_000);
