@@ -1,7 +1,7 @@
 // DA sampling end to end: a real ledger, a real ingestion upload over 6 in-process S3
 // providers, one in-process sampler process running two identities (a1, a2) and one spawned
 // sampler process (c) cut off from every provider. Quorum 2 of 3.
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -39,6 +39,14 @@ let cut: ServiceProcess;
 let datasetId: string;
 
 type Json = ReturnType<typeof JSON.parse>;
+
+function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 15_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 async function eventually<T>(f: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
   const until = Date.now() + ms;
@@ -201,15 +209,22 @@ it("deai da reputation recomputes every provider's score from the ledger's publi
   const samplers = all.flatMap((s) => ["--sampler", s.id]);
   for (const provider of [ds.placements[1]!.providerId, ds.placements[0]!.providerId]) {
     const doc = await eventually<Json>(async () => {
-      const r = spawnSync(
-        process.execPath,
-        [cli, "--json", "--server", base, "da", "reputation", provider, "--ledger", d.h.ledgerUrl, ...samplers, "--compare"],
-        {
-          encoding: "utf8",
-        },
-      );
-      const out = JSON.parse(r.stdout.trim().split("\n").length > 1 ? r.stdout.slice(r.stdout.lastIndexOf("\n{")) : r.stdout);
-      return r.status === 0 ? out : undefined;
+      // Asynchronously: the sampler under test runs in this process and must answer --compare.
+      const r = await run(process.execPath, [
+        cli,
+        "--json",
+        "--server",
+        base,
+        "da",
+        "reputation",
+        provider,
+        "--ledger",
+        d.h.ledgerUrl,
+        ...samplers,
+        "--compare",
+      ]);
+      if (r.code !== 0) console.warn(r.code, r.stderr.slice(0, 2000));
+      return r.code === 0 ? (JSON.parse(r.stdout) as Json) : undefined;
     }, 20_000);
     expect(doc.agrees).toBe(true);
     expect(doc.reputation.attestations).toBeGreaterThan(0);
