@@ -224,7 +224,7 @@ it("deai da reputation recomputes every provider's score from the ledger's publi
         "--compare",
       ]);
       if (r.code !== 0) console.warn(r.code, r.stderr.slice(0, 2000));
-      return r.code === 0 ? (JSON.parse(r.stdout) as Json) : undefined;
+      return r.code === 0 ? JSON.parse(r.stdout) : undefined;
     }, 20_000);
     expect(doc.agrees).toBe(true);
     expect(doc.reputation.attestations).toBeGreaterThan(0);
