@@ -2,6 +2,7 @@
 import { runMain } from "@deai/kit";
 
 import { loadDaSamplerConfig } from "./config.js";
-import { daSampler } from "./definition.js";
+import { daSamplerDefinition } from "./definition.js";
 
-await runMain(daSampler, loadDaSamplerConfig());
+const config = loadDaSamplerConfig();
+await runMain(daSamplerDefinition(config), config);

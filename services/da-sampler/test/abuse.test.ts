@@ -1,5 +1,6 @@
-// The kit's abuse suite against the da-sampler contract. No handler is built yet: UNIMPLEMENTED
-// is the honest answer to valid-looking input, but hostile input must be refused before it.
+// The kit's abuse suite against the da-sampler contract: hostile input is refused with a precise
+// 4xx before any handler runs, and valid-looking input for unknown datasets, providers and
+// attestations gets NOT_FOUND / INVALID_ARGUMENT, never a 5xx.
 import { DaSamplerService } from "@deai/contracts/deai/da/v1/da_pb";
 import { runAbuseSuite, spawnAbuseTarget } from "@deai/testkit";
 
@@ -7,5 +8,4 @@ runAbuseSuite({
   name: "da-sampler",
   services: [DaSamplerService],
   start: () => spawnAbuseTarget({ name: "da-sampler", mainJs: new URL("../dist/main.js", import.meta.url).pathname }),
-  unimplemented: (method) => method.parent === DaSamplerService,
 });

@@ -4,6 +4,7 @@
 import { parseArgs } from "node:util";
 
 import { CheckFailed, UsageError, type Context } from "./cli.js";
+import { da } from "./commands/da.js";
 import { dataset } from "./commands/dataset.js";
 import { keygen } from "./commands/keygen.js";
 import { ledger } from "./commands/ledger.js";
@@ -39,8 +40,18 @@ const USAGE = `usage: deai [--server URL] [--json] <command>
                                            trusting no service: signature, statement, receipt, size,
                                            contentDigest, shardRoot recomputed from the file
 
+  da status [--provider ID]                policy in force; a provider's availability, reputation and slots
+  da sample <DATASET_ID> --key FILE [--slot N] [--stripe N ...] [--samples N]
+                                           signed on-demand challenge; a failure starts the quorum re-check
+  da attestations [--provider ID] [--dataset ID] [--evidence] [--sampler ID ... [--quorum 2]]
+                                           list attestations; with --sampler each is verified offline
+  da reputation <PROVIDER> --ledger URL --sampler ID ... [--quorum 2] [--lambda 0.999] [--log-key KEY] [--compare]
+                                           Beta reputation recomputed from the ledger's public entries (checked
+                                           against its checkpoint); --compare fails unless the service agrees
+
   --server URL   service URL (default: ledger $DEAI_LEDGER_URL or http://127.0.0.1:7101;
-                 dataset commands $DEAI_INGESTION_URL or http://127.0.0.1:7102)
+                 dataset commands $DEAI_INGESTION_URL or http://127.0.0.1:7102;
+                 da commands $DEAI_DA_URL or http://127.0.0.1:7103)
   --json         one JSON document on stdout, for scripts
 exit status: 0 ok, 1 failed (verification, server or file error), 2 usage error`;
 
@@ -82,6 +93,16 @@ const OPTIONS = {
   dataset: { type: "string" },
   envelope: { type: "string" },
   retries: { type: "string" },
+  provider: { type: "string" },
+  slot: { type: "string" },
+  stripe: { type: "string", multiple: true },
+  samples: { type: "string" },
+  evidence: { type: "boolean" },
+  sampler: { type: "string", multiple: true },
+  quorum: { type: "string" },
+  lambda: { type: "string" },
+  ledger: { type: "string" },
+  compare: { type: "boolean" },
 } as const;
 
 /** The dataset commands' options: there `--receipt` names a receipt file (ledger get's is a flag). */
@@ -118,6 +139,10 @@ const ALLOWED: Record<string, readonly (keyof typeof DATASET_OPTIONS)[]> = {
   "dataset download": ["out", "range", "retries"],
   "dataset show": ["log-key", "receipt-out", "envelope-out"],
   "dataset verify": ["dataset", "envelope", "receipt", "log-key", "witness-key", "witnesses-required"],
+  "da status": ["provider"],
+  "da sample": ["key", "slot", "stripe", "samples"],
+  "da attestations": ["provider", "dataset", "evidence", "sampler", "quorum"],
+  "da reputation": ["ledger", "sampler", "quorum", "lambda", "log-key", "compare"],
 };
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -137,7 +162,7 @@ async function main(argv: readonly string[]): Promise<number> {
       return values.help ? 0 : 2;
     }
     const [command, ...rest] = positionals;
-    const name = command === "ledger" || command === "dataset" ? `${command} ${rest[0] ?? ""}` : command!;
+    const name = command === "ledger" || command === "dataset" || command === "da" ? `${command} ${rest[0] ?? ""}` : command!;
     const allowed = ALLOWED[name];
     if (allowed === undefined) throw new UsageError(`unknown command ${JSON.stringify(name.trim())}`);
     for (const k of Object.keys(values)) {
@@ -146,7 +171,9 @@ async function main(argv: readonly string[]): Promise<number> {
     const defaultServer =
       command === "dataset"
         ? (process.env.DEAI_INGESTION_URL ?? "http://127.0.0.1:7102")
-        : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
+        : command === "da"
+          ? (process.env.DEAI_DA_URL ?? "http://127.0.0.1:7103")
+          : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
     const ctx: Context = {
       server: values.server ?? defaultServer,
       json,
@@ -159,6 +186,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (command === "keygen") await keygen(ctx);
     else if (command === "ledger") await ledger(ctx);
     else if (command === "dataset") await dataset(ctx);
+    else if (command === "da") await da(ctx);
     else await verify(ctx);
     return 0;
   } catch (e) {
