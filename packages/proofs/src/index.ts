@@ -147,3 +147,38 @@ export {
   type Statement,
 } from "./in-toto.js";
 export { PredicateTypes, isPlatformPredicateType, type PredicateType } from "./predicates.js";
+export {
+  checkSamplingPolicy,
+  challengeKey,
+  challengeStripes,
+  confidenceOf,
+  logRoundMiss,
+  missProbability,
+  missingShards,
+  planSlot,
+  roundOf,
+  samplesForTarget,
+  type ChallengeInput,
+  type ChallengeSeed,
+  type SamplingPolicyParams,
+  type SlotPlan,
+} from "./sampling.js";
+export {
+  DEFAULT_REPUTATION,
+  applyOutcomes,
+  attestationId,
+  computeReputation,
+  parseSamplingAttestation,
+  samplingAttestationPayload,
+  samplingAttestationStatement,
+  verifySamplingAttestation,
+  type AttestedPolicy,
+  type AttestedRound,
+  type RecheckTrigger,
+  type Reputation,
+  type ReputationParams,
+  type SampleOutcomeName,
+  type SamplingAttestationPredicate,
+  type SamplingAttestationStatement,
+  type VerifiedSamplingAttestation,
+} from "./sampling-attestation.js";

@@ -47,10 +47,18 @@ export const PredicateTypes = {
    */
   usageReport: "https://deai.dev/usage-report/v1",
   /**
-   * Sampling attestation (da-sampler). Subject: the dataset's shardRoot. Predicate: provider,
-   * slot, the seed (checkpoint) the challenged stripes derive from, stripes challenged,
-   * outcome per stripe (ok, missing, invalid leaf), the confidence target, the quorum of
-   * sampler identities that re-checked a failure. Signed by every sampler of the quorum.
+   * Sampling attestation (da-sampler; fields, checks and the reputation computed from it in
+   * sampling-attestation.ts). Subjects: the dataset's shardRoot and its contentDigest (sha256).
+   * Predicate: kind (`rounds` | `recheck`), datasetId, contentDigest, shardRoot, provider, slot,
+   * stripes, the policy (missingFraction, epsilon, windowMs, roundIntervalMs, samplers,
+   * auditBudget, deadlineMs, quorumThreshold), verdict (available | unavailable), the confidence
+   * reached, samplesOk, samplesFailed, issuedAt. `rounds` (one sampler's rounds, compact): the
+   * sampler and per round its number, the checkpoint (size, root) the challenged stripes derive
+   * from (sampling.ts: anyone recomputes them), the stripe count and the failures (stripe,
+   * outcome: missing, invalid, timeout, late, error); signed by that sampler. `recheck`: the
+   * trigger (sampler, round, checkpoint, stripe, outcome, time) and the stripes re-read; every
+   * sampler that reached the verdict signs the same bytes, and an `unavailable` one with
+   * quorumThreshold distinct known samplers' signatures is the evidence slashing takes.
    */
   samplingAttestation: "https://deai.dev/sampling-attestation/v1",
   /**
