@@ -24,7 +24,12 @@ export type EvidenceJson =
   | { readonly kind: "unavailability"; readonly attestation: DsseEnvelopeJson }
   | { readonly kind: "equivocation"; readonly first: DsseEnvelopeJson; readonly second: DsseEnvelopeJson }
   | { readonly kind: "lease-breach"; readonly leaseId: string; readonly attestations: readonly DsseEnvelopeJson[] }
-  | { readonly kind: "invalid-contribution"; readonly jobId: string; readonly contribution: DsseEnvelopeJson; readonly spotCheck: DsseEnvelopeJson };
+  | {
+      readonly kind: "invalid-contribution";
+      readonly jobId: string;
+      readonly contribution: DsseEnvelopeJson;
+      readonly spotCheck: DsseEnvelopeJson;
+    };
 
 export function evidenceToJson(e: EvidenceInput): EvidenceJson {
   switch (e.kind) {
@@ -111,7 +116,9 @@ export function inputsFromJson(j: Jsonified<PenaltyInputs>): PenaltyInputs {
 
 /** The statement bytes of a slash record (subject: the evidence id). */
 export function slashRecordPayload(p: SlashRecordPredicate): Uint8Array {
-  return statementBytes(statementOf(PredicateTypes.slashRecord, [{ name: `evidence/${p.evidenceId}`, digest: { sha256: p.evidenceId } }], p));
+  return statementBytes(
+    statementOf(PredicateTypes.slashRecord, [{ name: `evidence/${p.evidenceId}`, digest: { sha256: p.evidenceId } }], p),
+  );
 }
 
 /** The veto statement a council member signs (predicate veto/v1). */
@@ -123,7 +130,8 @@ export function vetoPayload(v: { slashId: string; evidenceId: string; member: st
 export function verifyVeto(e: DsseEnvelope, expect: { slashId: string; evidenceId: string }): { member: string; reason: string } {
   const v = dsseVerify(e, { expectedPayloadType: IN_TOTO_PAYLOAD_TYPE });
   const st = parseStatementFrame(e.payload);
-  if (st.predicateType !== PredicateTypes.veto) throw new ProofError("invalid-argument", `veto predicateType must be ${PredicateTypes.veto}`);
+  if (st.predicateType !== PredicateTypes.veto)
+    throw new ProofError("invalid-argument", `veto predicateType must be ${PredicateTypes.veto}`);
   const p = st.predicate ?? {};
   if (p.slashId !== expect.slashId || p.evidenceId !== expect.evidenceId)
     throw new ProofError("invalid-argument", "the veto statement names another slash");
@@ -160,7 +168,8 @@ export function verifySlashRecord(envelope: DsseEnvelope, opts: { serviceKey?: s
     throw new ProofError("invalid-argument", `predicateType must be ${PredicateTypes.slashRecord}`);
   const p = st.predicate as unknown as SlashRecordPredicate;
   const ev = verifyEvidence(evidenceFromJson(p.evidence), p.trust);
-  if (ev.evidenceId !== p.evidenceId) throw new ProofError("invalid-argument", `evidence id is ${ev.evidenceId}, the record says ${p.evidenceId}`);
+  if (ev.evidenceId !== p.evidenceId)
+    throw new ProofError("invalid-argument", `evidence id is ${ev.evidenceId}, the record says ${p.evidenceId}`);
   if (ev.provider !== p.provider || ev.kind !== p.kind)
     throw new ProofError("invalid-argument", "the evidence accuses another provider or is of another kind");
   if (new Date(ev.infractionAtMs).toISOString() !== new Date(p.infractionAt).toISOString())

@@ -48,7 +48,12 @@ export type EvidenceInput =
   | { readonly kind: "unavailability"; readonly attestation: DsseEnvelope }
   | { readonly kind: "equivocation"; readonly first: DsseEnvelope; readonly second: DsseEnvelope }
   | { readonly kind: "lease-breach"; readonly leaseId: string; readonly attestations: readonly DsseEnvelope[] }
-  | { readonly kind: "invalid-contribution"; readonly jobId: string; readonly contribution: DsseEnvelope; readonly spotCheck: DsseEnvelope };
+  | {
+      readonly kind: "invalid-contribution";
+      readonly jobId: string;
+      readonly contribution: DsseEnvelope;
+      readonly spotCheck: DsseEnvelope;
+    };
 
 /** Whom a verifier trusts beyond the accused's own key. */
 export interface EvidenceTrust {
@@ -223,7 +228,11 @@ function verifyEquivocation(first: DsseEnvelope, second: DsseEnvelope): Omit<Ver
   return { kind: "equivocation", provider, infractionAtMs: at, summary: `two different ${a.predicateType} statements for ${ka}` };
 }
 
-function verifyLeaseBreach(leaseId: string, attestations: readonly DsseEnvelope[], trust: EvidenceTrust): Omit<VerifiedEvidence, "evidenceId"> {
+function verifyLeaseBreach(
+  leaseId: string,
+  attestations: readonly DsseEnvelope[],
+  trust: EvidenceTrust,
+): Omit<VerifiedEvidence, "evidenceId"> {
   if (attestations.length !== 1) fail("lease breach evidence carries exactly one attestation (operator-signed, countersigned)");
   const env = attestations[0]!;
   const st = statementOfEnvelope(env, "attestation");
@@ -325,7 +334,14 @@ export function leaseBreachPayload(p: {
 }
 
 /** The statement bytes of a worker's training contribution. */
-export function contributionPayload(p: { jobId: string; round: number; group: number; provider: string; updateDigest: string; issuedAt: string }): Uint8Array {
+export function contributionPayload(p: {
+  jobId: string;
+  round: number;
+  group: number;
+  provider: string;
+  updateDigest: string;
+  issuedAt: string;
+}): Uint8Array {
   return utf8Encode(
     JSON.stringify({
       _type: "https://in-toto.io/Statement/v1",

@@ -102,7 +102,8 @@ export function checkPenaltyParams(p: PenaltyParams): void {
   bps(p.repairShareBps, "repairShareBps");
   if (p.reporterRewardBps + p.repairShareBps > BPS)
     throw new ProofError("invalid-argument", "reporterRewardBps + repairShareBps must not exceed 10000");
-  if (!(p.maxEscalation >= 1) || !Number.isSafeInteger(p.maxEscalation)) throw new ProofError("invalid-argument", "maxEscalation must be an integer ≥ 1");
+  if (!(p.maxEscalation >= 1) || !Number.isSafeInteger(p.maxEscalation))
+    throw new ProofError("invalid-argument", "maxEscalation must be an integer ≥ 1");
   if (!(p.correlationFactor >= 0) || !Number.isSafeInteger(p.correlationFactor))
     throw new ProofError("invalid-argument", "correlationFactor must be an integer ≥ 0");
 }
@@ -126,7 +127,8 @@ export function livenessGuard(p: PenaltyParams, i: PenaltyInputs): string | unde
  * for jailMs × 2^min(prior, maxJailDoublings). The liveness guard turns the fraction to 0.
  */
 export function computePenalty(p: PenaltyParams, i: PenaltyInputs): Penalty {
-  if (i.stakeAtInfraction < 0n || i.totalStake < 0n || i.correlatedStake < 0n) throw new ProofError("invalid-argument", "stakes must be ≥ 0");
+  if (i.stakeAtInfraction < 0n || i.totalStake < 0n || i.correlatedStake < 0n)
+    throw new ProofError("invalid-argument", "stakes must be ≥ 0");
   const baseBps = p.baseBps[i.kind];
   const live = isLivenessKind(i.kind);
   const escalation = live ? Math.min(1 + i.priorLivenessFaults, p.maxEscalation) : 1;

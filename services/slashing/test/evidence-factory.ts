@@ -69,7 +69,15 @@ export function unavailability(w: World, provider: string, atMs: number, opts: {
   const trigger = w.samplers[0]!;
   const stripes = 50;
   const round = Math.floor(atMs / 60_000);
-  const stripe = challengeStripes({ seed: { checkpointSize: 8, checkpointRoot }, samplerId: trigger.keyid, shardRoot, slot: 2, round, stripes, samples: 3 })[0]!;
+  const stripe = challengeStripes({
+    seed: { checkpointSize: 8, checkpointRoot },
+    samplerId: trigger.keyid,
+    shardRoot,
+    slot: 2,
+    round,
+    stripes,
+    samples: 3,
+  })[0]!;
   const p: SamplingAttestationPredicate = {
     kind: "recheck",
     datasetId: `ds-${opts.variant ?? 0}`,
@@ -93,10 +101,22 @@ export function unavailability(w: World, provider: string, atMs: number, opts: {
     samplesOk: 0,
     samplesFailed: 1,
     issuedAt: iso(atMs),
-    trigger: { sampler: trigger.keyid, round, checkpointSize: 8, checkpointRoot: hexEncode(checkpointRoot), samples: 3, stripe, outcome: "missing", sampledAt: iso(atMs) },
+    trigger: {
+      sampler: trigger.keyid,
+      round,
+      checkpointSize: 8,
+      checkpointRoot: hexEncode(checkpointRoot),
+      samples: 3,
+      stripe,
+      outcome: "missing",
+      sampledAt: iso(atMs),
+    },
     recheckedStripes: [stripe],
   };
-  return { kind: "unavailability", attestation: sign(samplingAttestationPayload(JSON.parse(JSON.stringify(p))), w.samplers.slice(0, opts.signers ?? 3)) };
+  return {
+    kind: "unavailability",
+    attestation: sign(samplingAttestationPayload(JSON.parse(JSON.stringify(p))), w.samplers.slice(0, opts.signers ?? 3)),
+  };
 }
 
 /** Two different usage reports for one lease epoch, both signed by the provider. */
@@ -128,7 +148,14 @@ export function leaseBreach(w: World, provider: string, atMs: number, leaseId = 
 }
 
 export function invalidContribution(w: World, provider: Signer, atMs: number, round = 1): EvidenceInput {
-  const c = contributionPayload({ jobId: "job-1", round, group: 0, provider: provider.keyid, updateDigest: "11".repeat(32), issuedAt: iso(atMs) });
+  const c = contributionPayload({
+    jobId: "job-1",
+    round,
+    group: 0,
+    provider: provider.keyid,
+    updateDigest: "11".repeat(32),
+    issuedAt: iso(atMs),
+  });
   const s = spotCheckPayload({
     jobId: "job-1",
     round,
@@ -161,7 +188,7 @@ export function forge(e: EvidenceInput, how: "flip" | "stranger"): EvidenceInput
   const spoil = (env: DsseEnvelope): DsseEnvelope => {
     if (how === "stranger") return sign(env.payload, [newSigner()]);
     const sig = new Uint8Array(env.signatures[0]!.sig);
-    sig[7] ^= 1;
+    sig[7] = sig[7]! ^ 1;
     return { ...env, signatures: [{ keyid: env.signatures[0]!.keyid, sig }, ...env.signatures.slice(1)] };
   };
   switch (e.kind) {

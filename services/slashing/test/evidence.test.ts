@@ -1,33 +1,42 @@
 // Every evidence verifier on real signed statements: valid evidence of each kind verifies and
 // names its provider; forgeries and malformed variants are refused with a precise reason.
-import {
-  dsseSign,
-  evidenceId,
-  IN_TOTO_PAYLOAD_TYPE,
-  verifyEvidence,
-  type EvidenceInput,
-} from "@deai/proofs";
+import { dsseSign, evidenceId, IN_TOTO_PAYLOAD_TYPE, verifyEvidence, type EvidenceInput } from "@deai/proofs";
 
-import { equivocation, evidenceOf, forge, invalidContribution, leaseBreach, newSigner, newWorld, unavailability } from "./evidence-factory.js";
+import {
+  equivocation,
+  evidenceOf,
+  forge,
+  invalidContribution,
+  leaseBreach,
+  newSigner,
+  newWorld,
+  unavailability,
+} from "./evidence-factory.js";
 
 const w = newWorld();
 const p = newSigner();
 const at = Date.parse("2026-03-01T10:00:00Z");
 
 describe("evidence verifiers", () => {
-  it.each(["unavailability", "equivocation", "lease-breach", "invalid-contribution"] as const)("%s: verifies and names the provider and time", (kind) => {
-    const e = evidenceOf(w, kind, p, at);
-    const v = verifyEvidence(e, w.trust);
-    expect(v.provider).toBe(p.keyid);
-    expect(v.kind).toBe(kind);
-    expect(Math.abs(v.infractionAtMs - at)).toBeLessThanOrEqual(1000);
-    expect(v.evidenceId).toMatch(/^[0-9a-f]{64}$/);
-  });
-  it.each(["unavailability", "equivocation", "lease-breach", "invalid-contribution"] as const)("%s: a forged signature is refused", (kind) => {
-    const e = evidenceOf(w, kind, p, at);
-    expect(() => verifyEvidence(forge(e, "flip"), w.trust)).toThrow(/does not verify/);
-    expect(() => verifyEvidence(forge(e, "stranger"), w.trust)).toThrow();
-  });
+  it.each(["unavailability", "equivocation", "lease-breach", "invalid-contribution"] as const)(
+    "%s: verifies and names the provider and time",
+    (kind) => {
+      const e = evidenceOf(w, kind, p, at);
+      const v = verifyEvidence(e, w.trust);
+      expect(v.provider).toBe(p.keyid);
+      expect(v.kind).toBe(kind);
+      expect(Math.abs(v.infractionAtMs - at)).toBeLessThanOrEqual(1000);
+      expect(v.evidenceId).toMatch(/^[0-9a-f]{64}$/);
+    },
+  );
+  it.each(["unavailability", "equivocation", "lease-breach", "invalid-contribution"] as const)(
+    "%s: a forged signature is refused",
+    (kind) => {
+      const e = evidenceOf(w, kind, p, at);
+      expect(() => verifyEvidence(forge(e, "flip"), w.trust)).toThrow(/does not verify/);
+      expect(() => verifyEvidence(forge(e, "stranger"), w.trust)).toThrow();
+    },
+  );
   it("unavailability: below the quorum, a stranger sampler, a stripe not due", () => {
     expect(() => verifyEvidence(unavailability(w, p.keyid, at, { signers: 1 }), w.trust)).toThrow(/needs 2 distinct sampler signatures/);
     const other = newWorld();

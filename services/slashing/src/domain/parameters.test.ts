@@ -31,15 +31,17 @@ describe("timing rule", () => {
     expect(checkSlashingParams(params)).toBe(params);
     const short = { ...params, unbondingDelayMs: DEFAULT_TIMING.evidenceMaxAgeMs + DEFAULT_TIMING.vetoWindowMs };
     expect(() => checkSlashingParams(short)).toThrow(/timing rule broken: unbonding delay .* < evidence max age/);
-    expect(checkSlashingParams({ ...short, unbondingDelayMs: short.unbondingDelayMs + DEFAULT_TIMING.samplerDetectionWindowMs })).toBeTruthy();
+    expect(
+      checkSlashingParams({ ...short, unbondingDelayMs: short.unbondingDelayMs + DEFAULT_TIMING.samplerDetectionWindowMs }),
+    ).toBeTruthy();
   });
   it("refuses a veto threshold outside the council", () => {
     expect(() => checkSlashingParams({ ...params, vetoThreshold: 4 })).toThrow(/veto threshold 4 must be in 1..3/);
   });
   it("refuses shares that exceed the amount", () => {
-    expect(() => checkSlashingParams({ ...params, penalty: { ...DEFAULT_PENALTY_PARAMS, reporterRewardBps: 9000, repairShareBps: 2000 } })).toThrow(
-      /must not exceed 10000/,
-    );
+    expect(() =>
+      checkSlashingParams({ ...params, penalty: { ...DEFAULT_PENALTY_PARAMS, reporterRewardBps: 9000, repairShareBps: 2000 } }),
+    ).toThrow(/must not exceed 10000/);
   });
 });
 
@@ -63,7 +65,10 @@ describe("penalty", () => {
     expect(capped.jailMs).toBe(600_000 * 2 ** 6);
   });
   it("tombstones equivocation at 5 % with no escalation", () => {
-    const p = computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ kind: "equivocation", priorLivenessFaults: 3, signers: undefined, quorumSize: undefined }));
+    const p = computePenalty(
+      DEFAULT_PENALTY_PARAMS,
+      inputs({ kind: "equivocation", priorLivenessFaults: 3, signers: undefined, quorumSize: undefined }),
+    );
     expect(p).toMatchObject({ fractionBps: 500, escalation: 1, consequence: "tombstone", jailMs: 0, repairShare: 0n });
   });
   it("adds the correlation penalty min(3 × slashed, total) / total", () => {

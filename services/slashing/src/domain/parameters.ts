@@ -39,7 +39,8 @@ export function checkSlashingParams(p: SlashingParams): SlashingParams {
     throw new InvalidArgumentError(`veto threshold ${p.vetoThreshold} must be in 1..${p.council.length} (the council's size)`, {
       field: "SLASHING_VETO_THRESHOLD",
     });
-  if (p.trust.quorumThreshold < 1) throw new InvalidArgumentError("the sampler quorum threshold must be ≥ 1", { field: "SLASHING_QUORUM_THRESHOLD" });
+  if (p.trust.quorumThreshold < 1)
+    throw new InvalidArgumentError("the sampler quorum threshold must be ≥ 1", { field: "SLASHING_QUORUM_THRESHOLD" });
   if (p.minStake < 0n) throw new InvalidArgumentError("minimum stake must be ≥ 0", { field: "SLASHING_MIN_STAKE" });
   try {
     checkPenaltyParams(p.penalty);
