@@ -63,7 +63,7 @@ export function loadSlashingConfig(source: Record<string, string | undefined> = 
   try {
     checkSlashingParams(params);
   } catch (e) {
-    const field = ((e as { details?: { field?: string } }).details?.field as string | undefined) ?? "SLASHING_UNBONDING_DELAY_S";
+    const field = (e as { details?: { field?: string } }).details?.field ?? "SLASHING_UNBONDING_DELAY_S";
     throw new ConfigError(field, (e as Error).message);
   }
   return { ...c, params };
