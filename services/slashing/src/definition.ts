@@ -4,6 +4,7 @@ import { base64Decode } from "@deai/proofs";
 import { SlashingService } from "@deai/contracts/deai/slashing/v1/slashing_pb";
 
 import { Slashing } from "./app/slashing.js";
+import { outboxEvents } from "./events/status-events.js";
 import { loadSlashingConfig, type SlashingConfig } from "./config.js";
 import { migrations } from "./store/migrations.js";
 
@@ -17,13 +18,13 @@ export const slashing: ServiceDefinition<unknown> = {
   version: "0.2.0",
   migrations,
   usesBlobs: false,
-  create: async ({ config: given, db, clock, scheduler, logger }) => {
+  create: async ({ config: given, db, clock, scheduler, logger, outbox }) => {
     // main.ts passes the slashing config; a caller that passed only the kit's gets it read here.
     const config = "params" in given ? (given as SlashingConfig) : loadSlashingConfig();
     const key = config.SLASHING_SERVICE_KEY ? actorKeyFromSeed(config.SLASHING_SERVICE_KEY) : generateActorKey();
     if (!config.SLASHING_SERVICE_KEY) logger.warn({ actor: key.id }, "SLASHING_SERVICE_KEY is not set: using a generated key");
     const seed = base64Decode(actorKeySeed(key).replace(/-/g, "+").replace(/_/g, "/") + "=")!;
-    const app = new Slashing(db as never, clock, config.params, seed);
+    const app = new Slashing(db as never, clock, config.params, seed, outboxEvents(clock, config.params.currency));
     await app.init();
     scheduler.register({
       name: "slashing.tick",
@@ -33,6 +34,7 @@ export const slashing: ServiceDefinition<unknown> = {
         await app.applyDue();
         await app.matureUnbondings();
         await app.releaseJails();
+        outbox.kick();
       },
     });
     return { bindings: [bind(SlashingService, {})] };
