@@ -62,23 +62,44 @@ export const PredicateTypes = {
    */
   samplingAttestation: "https://deai.dev/sampling-attestation/v1",
   /**
-   * Evidence (slashing). Subject: the digest of the evidence it carries (an attestation or
-   * the two conflicting statements). Predicate: kind (unavailability, equivocation, lease
-   * breach, invalid contribution), accused provider, infraction time, the envelopes it rests
-   * on, reporter. Idempotent by its hash; refused past the maximum evidence age.
+   * Evidence (slashing; verifiers in slashing-evidence.ts). Statements of this type are the
+   * attestations some evidence kinds rest on, told apart by `kind`:
+   * `lease-breach` — leaseId, provider, operator, missedFrom, missedUntil (RFC 3339),
+   * heartbeatIntervalMs, missedHeartbeats; signed by a known operator and countersigned by
+   * another key (tenant or monitor). `spot-check` — jobId, round, group, provider, checker,
+   * contribution (sha256 hex of the contribution statement's payload), recomputedDigest,
+   * issuedAt; signed by a known checker. Evidence as submitted (and as carried in a slash
+   * record) is one of: unavailability {attestation}, equivocation {first, second}, lease-breach
+   * {leaseId, attestations}, invalid-contribution {jobId, contribution, spotCheck}; its id is
+   * SHA-256 over the kind and the payload hashes (signatures excluded), so copies are one.
    */
   evidence: "https://deai.dev/evidence/v1",
   /**
-   * Slash record (slashing). Subject: the evidence's digest. Predicate: provider, amount
-   * slashed (base units) and the stake it applied to, penalty (jail, tombstone), reporter
-   * reward, the veto window's end. Signed by the slashing service; funds move after the window.
+   * Slash record (slashing; slash-record.ts). Subject: the evidence id (sha256). Predicate:
+   * event (applied, vetoed, jailed, released, tombstoned), slashId, evidenceId, kind, provider,
+   * reporter, currency, infractionAt, proposedAt, vetoDeadline, at, the evidence itself (DSSE
+   * JSON envelopes), the trust it was verified with (samplers, quorumThreshold, operators,
+   * checkers, minMissedHeartbeats), the penalty parameters, the inputs observed (stake at the
+   * infraction, prior liveness faults, correlated slashes and stake, total stake, bonded and
+   * faulting providers, sampler signatures and quorum size), the computed penalty (bps, amount,
+   * consequence, jail, reporter reward, repair share, treasury; amounts as decimal strings),
+   * `taken`, `jailedUntil`, `vetoes`. Signed by the slashing service; anyone recomputes it.
    */
   slashRecord: "https://deai.dev/slash-record/v1",
   /**
-   * Veto (slashing governance). Subject: the slash record's digest. Predicate: the record it
-   * vetoes, reason, the vetoing authority. Valid only inside the slash's veto window.
+   * Veto (slashing council). Subject: the slash (digest: the evidence id). Predicate: slashId,
+   * evidenceId, member (the council member's actor id), reason. Signed by that member; valid
+   * only inside the slash's veto window and only for non-objective kinds (lease breach,
+   * invalid contribution). k distinct members veto a slash.
    */
   veto: "https://deai.dev/veto/v1",
+  /**
+   * Training contribution (trainer worker). Subject: the update's digest. Predicate: jobId,
+   * round, group, provider, updateDigest, issuedAt; signed by the provider's worker key. Two
+   * different ones for one (job, round, group) are equivocation; a spot check that recomputes
+   * another digest is invalid-contribution evidence.
+   */
+  trainingContribution: "https://deai.dev/training-contribution/v1",
 } as const;
 
 /** One of the platform's predicate type URIs. */

@@ -1,14 +1,70 @@
-import { env, loadConfig, serviceConfigSchema, type ConfigOf } from "@deai/kit";
+import { ConfigError, env, loadConfig, serviceConfigSchema, type ConfigOf } from "@deai/kit";
+import { DEFAULT_PENALTY_PARAMS } from "@deai/proofs";
 
-/** The slashing service's configuration: the kit's variables, with this service's default port. */
+import { checkSlashingParams, DEFAULT_TIMING, type SlashingParams } from "./domain/parameters.js";
+
+const S = 1000;
+
+/** The slashing service's configuration: the kit's variables, with this service's own. */
 export const configSchema = {
   ...serviceConfigSchema,
   PORT: env.int({ default: 7105, min: 0, max: 65535 }),
+  /** The currency (money ledger) stake is held in. */
+  SLASHING_CURRENCY: env.string({ default: "DEAI" }),
+  /** Timing (seconds); the service refuses to start unless unbonding ≥ max age + veto window + detection window. */
+  SLASHING_UNBONDING_DELAY_S: env.int({ default: DEFAULT_TIMING.unbondingDelayMs / S, min: 1 }),
+  SLASHING_EVIDENCE_MAX_AGE_S: env.int({ default: DEFAULT_TIMING.evidenceMaxAgeMs / S, min: 1 }),
+  SLASHING_VETO_WINDOW_S: env.int({ default: DEFAULT_TIMING.vetoWindowMs / S, min: 0 }),
+  SLASHING_SAMPLER_DETECTION_WINDOW_S: env.int({ default: DEFAULT_TIMING.samplerDetectionWindowMs / S, min: 0 }),
+  /** Bonded stake (base units) a provider needs to offer storage or compute. */
+  SLASHING_MIN_STAKE: env.string({ default: "1000000" }),
+  /** Known DA sampler actor ids and the signatures an unavailability attestation needs. */
+  SLASHING_SAMPLERS: env.list({ default: [] }),
+  SLASHING_QUORUM_THRESHOLD: env.int({ default: 2, min: 1 }),
+  /** Operators whose lease-breach attestations count, and checkers whose spot checks count. */
+  SLASHING_OPERATORS: env.list({ default: [] }),
+  SLASHING_CHECKERS: env.list({ default: [] }),
+  SLASHING_MIN_MISSED_HEARTBEATS: env.int({ default: 3, min: 1 }),
+  /** The veto council (actor ids) and k of its n. */
+  SLASHING_COUNCIL: env.list({ default: [] }),
+  SLASHING_VETO_THRESHOLD: env.int({ default: 1, min: 1 }),
+  /** First downtime jail (Cosmos: 600 s). */
+  SLASHING_JAIL_S: env.int({ default: DEFAULT_PENALTY_PARAMS.jailMs / S, min: 1 }),
+  /** This service's actor key seed (base64url, 32 bytes): it signs slash records. Unset: generated at start. */
+  SLASHING_SERVICE_KEY: env.optionalString(),
+  /** How often due slashes, matured unbondings and ended jails are processed. */
+  SLASHING_TICK_MS: env.int({ default: 1000, min: 10 }),
 } as const;
 
-export type SlashingConfig = ConfigOf<typeof configSchema>;
+export type SlashingConfig = ConfigOf<typeof configSchema> & { readonly params: SlashingParams };
 
-/** The only reader of process.env in this service. */
+/** The only reader of process.env in this service; refuses parameters that break the timing rule. */
 export function loadSlashingConfig(source: Record<string, string | undefined> = process.env): SlashingConfig {
-  return loadConfig(configSchema, source);
+  const c = loadConfig(configSchema, source);
+  if (!/^(0|[1-9]\d*)$/.test(c.SLASHING_MIN_STAKE)) throw new ConfigError("SLASHING_MIN_STAKE", "must be a decimal integer of base units");
+  const params: SlashingParams = {
+    currency: c.SLASHING_CURRENCY,
+    unbondingDelayMs: c.SLASHING_UNBONDING_DELAY_S * S,
+    evidenceMaxAgeMs: c.SLASHING_EVIDENCE_MAX_AGE_S * S,
+    vetoWindowMs: c.SLASHING_VETO_WINDOW_S * S,
+    samplerDetectionWindowMs: c.SLASHING_SAMPLER_DETECTION_WINDOW_S * S,
+    minStake: BigInt(c.SLASHING_MIN_STAKE),
+    council: c.SLASHING_COUNCIL,
+    vetoThreshold: c.SLASHING_COUNCIL.length === 0 ? 1 : c.SLASHING_VETO_THRESHOLD,
+    trust: {
+      samplers: c.SLASHING_SAMPLERS,
+      quorumThreshold: c.SLASHING_QUORUM_THRESHOLD,
+      operators: c.SLASHING_OPERATORS,
+      checkers: c.SLASHING_CHECKERS,
+      minMissedHeartbeats: c.SLASHING_MIN_MISSED_HEARTBEATS,
+    },
+    penalty: { ...DEFAULT_PENALTY_PARAMS, jailMs: c.SLASHING_JAIL_S * S },
+  };
+  try {
+    checkSlashingParams(params);
+  } catch (e) {
+    const field = (e as { details?: { field?: string } }).details?.field ?? "SLASHING_UNBONDING_DELAY_S";
+    throw new ConfigError(field, (e as Error).message);
+  }
+  return { ...c, params };
 }

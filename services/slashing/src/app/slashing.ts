@@ -1,0 +1,630 @@
+// Slashing use cases: stake (bond, unbond as a two-phase hold), evidence (verify, refuse with no
+// state change, idempotent by hash, one penalty per (provider, kind, window)), the veto window
+// and council, applying slashes with their money split, jails and releases. Every money move is
+// a transfer on the kit's accounts, in the same transaction as the rows that record why.
+import { sql, type Kysely, type Transaction } from "kysely";
+
+import {
+  amount as checkedAmount,
+  availableBalance,
+  createAccount,
+  createTransfers,
+  getAccounts,
+  inMoneyTransaction,
+  transitionRow,
+  type Clock,
+  type TransferInput,
+} from "@deai/kit";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "@deai/kit/errors";
+import {
+  computePenalty,
+  dsseSign,
+  dsseToJson,
+  ed25519DsseSigner,
+  evidenceToJson,
+  IN_TOTO_PAYLOAD_TYPE,
+  inputsToJson,
+  isLivenessKind,
+  isObjectiveKind,
+  penaltyToJson,
+  ProofError,
+  sha256Hex,
+  slashRecordPayload,
+  verifyEvidence,
+  verifyVeto,
+  type DsseEnvelope,
+  type EvidenceInput,
+  type SlashRecordEvent,
+  type SlashRecordPredicate,
+} from "@deai/proofs";
+
+import { infractionWindow, type SlashingParams } from "../domain/parameters.js";
+import { slashStates, unbondingStates } from "../domain/status.js";
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Db = Kysely<any>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Trx = Transaction<any>;
+
+export const accounts = {
+  stake: (p: string) => `stake:${p}`,
+  reporter: (r: string) => `reporter:${r}`,
+  external: "external",
+  repair: "repair-pool",
+  treasury: "treasury",
+} as const;
+
+export interface StakeView {
+  readonly providerId: string;
+  readonly bonded: bigint;
+  readonly unbonding: readonly { unbondingId: string; amount: bigint; startedAt: Date; completesAt: Date }[];
+  readonly slashedTotal: bigint;
+  readonly status: string;
+  readonly jailedUntil: Date | null;
+  readonly statusSlashId: string | null;
+}
+
+export interface SubmitResult {
+  readonly evidenceId: string;
+  readonly slashId: string;
+  readonly duplicate: boolean;
+  /** False when another evidence already holds the penalty for this (provider, kind, window). */
+  readonly newPenalty: boolean;
+}
+
+/** Events published through the outbox (subjects `deai.slashing.*`); payloads are JSON-free protobuf built by the events module. */
+export interface SlashingEvents {
+  stakeChanged(trx: Trx, providerId: string): Promise<void>;
+  slashProposed(trx: Trx, slashId: string): Promise<void>;
+  slashApplied(trx: Trx, slashId: string): Promise<void>;
+  slashVetoed(trx: Trx, slashId: string): Promise<void>;
+  providerJailed(trx: Trx, providerId: string, until: Date, slashId: string): Promise<void>;
+  providerReleased(trx: Trx, providerId: string, jailedUntil: Date): Promise<void>;
+  providerTombstoned(trx: Trx, providerId: string, slashId: string): Promise<void>;
+}
+
+export const noEvents: SlashingEvents = {
+  stakeChanged: async () => {},
+  slashProposed: async () => {},
+  slashApplied: async () => {},
+  slashVetoed: async () => {},
+  providerJailed: async () => {},
+  providerReleased: async () => {},
+  providerTombstoned: async () => {},
+};
+
+function positive(a: bigint, field: string): bigint {
+  checkedAmount(a, field);
+  if (a <= 0n) throw new InvalidArgumentError(`${field} must be positive`, { field });
+  return a;
+}
+
+function key(k: string): string {
+  if (k.length === 0 || k.length > 100)
+    throw new InvalidArgumentError("idempotency_key must be 1 to 100 characters", { field: "idempotency_key" });
+  return k;
+}
+
+export class Slashing {
+  private readonly signer;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    readonly params: SlashingParams,
+    /** The service's key seed: it signs slash records. */
+    serviceSeed: Uint8Array,
+    private readonly events: SlashingEvents = noEvents,
+  ) {
+    this.signer = ed25519DsseSigner(serviceSeed);
+  }
+
+  /** The service's actor id (the slash records' signer). */
+  get serviceKey(): string {
+    return this.signer.keyid;
+  }
+
+  /** Opens the shared accounts (idempotent). */
+  async init(): Promise<void> {
+    const ledger = this.params.currency;
+    await createAccount(this.db, this.clock, { id: accounts.external, ledger, kind: "external" });
+    await createAccount(this.db, this.clock, {
+      id: accounts.treasury,
+      ledger,
+      kind: "treasury",
+      flags: { debitsMustNotExceedCredits: true },
+    });
+    await createAccount(this.db, this.clock, { id: accounts.repair, ledger, kind: "repair", flags: { debitsMustNotExceedCredits: true } });
+  }
+
+  private async ensureProvider(trx: Trx, providerId: string): Promise<void> {
+    await createAccount(trx, this.clock, {
+      id: accounts.stake(providerId),
+      ledger: this.params.currency,
+      kind: "stake",
+      flags: { debitsMustNotExceedCredits: true },
+    });
+    await sql`insert into providers (provider_id, updated_at) values (${providerId}, ${this.clock.now()}) on conflict do nothing`.execute(
+      trx,
+    );
+  }
+
+  /** Adds stake from outside (the `external` account) to the provider's stake account. Idempotent by key. */
+  async bond(providerId: string, amount: bigint, idempotencyKey: string): Promise<StakeView> {
+    positive(amount, "amount");
+    key(idempotencyKey);
+    await inMoneyTransaction(this.db, async (trx) => {
+      await this.ensureProvider(trx, providerId);
+      const st = await this.statusOf(trx, providerId);
+      if (st === "tombstoned") throw new FailedPreconditionError(`provider ${providerId} is tombstoned: it cannot bond`, { providerId });
+      const ins =
+        await sql`insert into bonds values (${providerId}, ${idempotencyKey}, ${amount.toString()}) on conflict do nothing returning 1`.execute(
+          trx,
+        );
+      if (ins.rows.length === 0) {
+        const prev = await sql<{
+          amount: string;
+        }>`select amount from bonds where provider_id = ${providerId} and idempotency_key = ${idempotencyKey}`.execute(trx);
+        if (BigInt(prev.rows[0]!.amount) !== amount)
+          throw new FailedPreconditionError(`idempotency_key ${idempotencyKey} was used for another amount`, { field: "idempotency_key" });
+        return;
+      }
+      await createTransfers(trx, this.clock, [
+        {
+          kind: "single",
+          id: `bond:${providerId}:${idempotencyKey}`,
+          debitAccountId: accounts.external,
+          creditAccountId: accounts.stake(providerId),
+          amount: checkedAmount(amount),
+          ledger: this.params.currency,
+          code: "stake.bond",
+          reference: providerId,
+        },
+      ]);
+      await this.stakeChange(trx, providerId, amount, "bond");
+      await this.events.stakeChanged(trx, providerId);
+    });
+    return this.stake(providerId);
+  }
+
+  /**
+   * Starts unbonding: a pending transfer stake → external holds the amount (still in the stake
+   * account, still slashable) until `completesAt`, when `matureUnbondings` posts it.
+   */
+  async unbond(providerId: string, amount: bigint, idempotencyKey: string): Promise<{ unbondingId: string; completesAt: Date }> {
+    positive(amount, "amount");
+    key(idempotencyKey);
+    const unbondingId = sha256Hex(new TextEncoder().encode(`unbond\n${providerId}\n${idempotencyKey}`)).slice(0, 32);
+    return inMoneyTransaction(this.db, async (trx) => {
+      const prev = await sql<{
+        amount: string;
+        completes_at: Date;
+      }>`select amount, completes_at from unbondings where unbonding_id = ${unbondingId}`.execute(trx);
+      if (prev.rows[0]) {
+        if (BigInt(prev.rows[0].amount) !== amount)
+          throw new FailedPreconditionError(`idempotency_key ${idempotencyKey} was used for another amount`, { field: "idempotency_key" });
+        return { unbondingId, completesAt: prev.rows[0].completes_at };
+      }
+      const [acct] = await getAccounts(trx, [accounts.stake(providerId)]);
+      if (!acct || availableBalance(acct) < amount)
+        throw new FailedPreconditionError(`amount ${amount} exceeds the bonded stake ${acct ? availableBalance(acct) : 0n}`, {
+          field: "amount",
+        });
+      const now = this.clock.now();
+      const completesAt = new Date(now.getTime() + this.params.unbondingDelayMs);
+      const holdId = `unbond:${unbondingId}:0`;
+      await createTransfers(trx, this.clock, [
+        {
+          kind: "pending",
+          id: holdId,
+          debitAccountId: accounts.stake(providerId),
+          creditAccountId: accounts.external,
+          amount: checkedAmount(amount),
+          ledger: this.params.currency,
+          code: "stake.unbond",
+          reference: providerId,
+        },
+      ]);
+      await sql`insert into unbondings (unbonding_id, provider_id, idempotency_key, amount, hold_id, started_at, completes_at)
+        values (${unbondingId}, ${providerId}, ${idempotencyKey}, ${amount.toString()}, ${holdId}, ${now}, ${completesAt})`.execute(trx);
+      await this.events.stakeChanged(trx, providerId);
+      return { unbondingId, completesAt };
+    });
+  }
+
+  /** Posts every unbonding whose delay has passed; returns how many. */
+  async matureUnbondings(limit = 500): Promise<number> {
+    const due = await sql<{ unbonding_id: string }>`
+      select unbonding_id from unbondings where state = 'unbonding' and completes_at <= ${this.clock.now()} order by completes_at limit ${limit}`.execute(
+      this.db,
+    );
+    for (const { unbonding_id } of due.rows) {
+      await inMoneyTransaction(this.db, async (trx) => {
+        const row = await transitionRow<"unbonding" | "completed", { provider_id: string; amount: string; hold_id: string }>(
+          trx,
+          unbondingStates,
+          {
+            table: "unbondings",
+            key: { unbonding_id },
+            to: "completed",
+          },
+        ).catch((e: unknown) => {
+          // Another replica completed it first.
+          if (e instanceof FailedPreconditionError) return undefined;
+          throw e;
+        });
+        if (!row) return;
+        const amt = BigInt(row.amount);
+        if (amt > 0n) await createTransfers(trx, this.clock, [{ kind: "post", id: `${row.hold_id}:post`, pendingId: row.hold_id }]);
+        await this.stakeChange(trx, row.provider_id, -amt, "unbonded");
+        await this.events.stakeChanged(trx, row.provider_id);
+      });
+    }
+    return due.rows.length;
+  }
+
+  private async stakeChange(trx: Trx, providerId: string, delta: bigint, reason: string): Promise<void> {
+    await sql`insert into stake_changes (provider_id, at, delta, reason) values (${providerId}, ${this.clock.now()}, ${delta.toString()}, ${reason})`.execute(
+      trx,
+    );
+  }
+
+  private async stakeAt(trx: Trx, providerId: string, at: Date): Promise<bigint> {
+    const r = await sql<{
+      s: string;
+    }>`select coalesce(sum(delta), 0)::text as s from stake_changes where provider_id = ${providerId} and at <= ${at}`.execute(trx);
+    return BigInt(r.rows[0]!.s);
+  }
+
+  private async statusOf(trx: Trx | Db, providerId: string): Promise<string | undefined> {
+    const r = await sql<{ status: string }>`select status from providers where provider_id = ${providerId}`.execute(trx);
+    return r.rows[0]?.status;
+  }
+
+  /**
+   * Verifies evidence and proposes its slash. Refusals (does not verify, too old, from the
+   * future, against a tombstoned provider) throw with nothing stored. The same evidence again
+   * returns the existing record (`duplicate`); other evidence for a (provider, kind, window)
+   * that already has a penalty is recorded against that penalty (`newPenalty: false`).
+   */
+  async submitEvidence(e: EvidenceInput, reporterId: string): Promise<SubmitResult> {
+    let v;
+    try {
+      v = verifyEvidence(e, this.params.trust);
+    } catch (err) {
+      if (err instanceof ProofError) throw new InvalidArgumentError(`evidence does not verify: ${err.message}`, { reason: err.code });
+      throw err;
+    }
+    const existing = await sql<{ slash_id: string }>`select slash_id from evidence where evidence_id = ${v.evidenceId}`.execute(this.db);
+    if (existing.rows[0]) return { evidenceId: v.evidenceId, slashId: existing.rows[0].slash_id, duplicate: true, newPenalty: false };
+    const now = this.clock.now();
+    const age = now.getTime() - v.infractionAtMs;
+    if (age > this.params.evidenceMaxAgeMs)
+      throw new FailedPreconditionError(`evidence is ${age} ms old; the maximum age is ${this.params.evidenceMaxAgeMs} ms`, {
+        reason: "expired",
+      });
+    if (age < -300_000) throw new InvalidArgumentError(`the infraction is ${-age} ms in the future`, { reason: "future" });
+    const p = this.params.penalty;
+    const window = infractionWindow(p, v.kind, v.infractionAtMs);
+    const slashId = sha256Hex(new TextEncoder().encode(`slash\n${v.provider}\n${v.kind}\n${window}`)).slice(0, 32);
+    const infractionAt = new Date(v.infractionAtMs);
+    return inMoneyTransaction(this.db, async (trx) => {
+      await this.ensureProvider(trx, v.provider);
+      const st = await sql<{ status: string }>`select status from providers where provider_id = ${v.provider} for update`.execute(trx);
+      if (st.rows[0]!.status === "tombstoned")
+        throw new FailedPreconditionError(`provider ${v.provider} is tombstoned: it is already permanently excluded`, {
+          reason: "tombstoned",
+        });
+      const ins =
+        await sql`insert into evidence values (${v.evidenceId}, ${v.kind}, ${v.provider}, ${reporterId}, ${infractionAt}, ${now}, ${slashId}, ${JSON.stringify(evidenceToJson(e))}::jsonb)
+        on conflict do nothing returning 1`.execute(trx);
+      if (ins.rows.length === 0) return { evidenceId: v.evidenceId, slashId, duplicate: true, newPenalty: false };
+      const held = await sql`select 1 from slashes where slash_id = ${slashId}`.execute(trx);
+      if (held.rows.length > 0) return { evidenceId: v.evidenceId, slashId, duplicate: false, newPenalty: false };
+      const stakeAtInfraction = await this.stakeAt(trx, v.provider, infractionAt);
+      const inputs = await this.observe(trx, v.kind, v.provider, infractionAt, stakeAtInfraction, v.signers, v.quorumSize);
+      const penalty = computePenalty(p, inputs);
+      const vetoDeadline = new Date(now.getTime() + this.params.vetoWindowMs);
+      const record: Omit<SlashRecordPredicate, "event" | "at"> = {
+        slashId,
+        evidenceId: v.evidenceId,
+        kind: v.kind,
+        provider: v.provider,
+        reporter: reporterId,
+        currency: this.params.currency,
+        infractionAt: infractionAt.toISOString(),
+        proposedAt: now.toISOString(),
+        vetoDeadline: vetoDeadline.toISOString(),
+        evidence: evidenceToJson(e),
+        trust: this.params.trust,
+        params: p,
+        inputs: inputsToJson(inputs),
+        penalty: penaltyToJson(penalty),
+      };
+      await sql`insert into slashes (slash_id, evidence_id, kind, provider_id, infraction_window, state, amount, base_fraction_bps, fraction_bps,
+          correlated_slashes, consequence, reporter_id, reporter_reward, infraction_at, proposed_at, veto_deadline, record)
+        values (${slashId}, ${v.evidenceId}, ${v.kind}, ${v.provider}, ${window}, 'pending_veto', ${penalty.amount.toString()}, ${penalty.baseBps},
+          ${penalty.fractionBps}, ${inputs.correlatedSlashes}, ${penalty.consequence}, ${reporterId}, ${penalty.reporterReward.toString()},
+          ${infractionAt}, ${now}, ${vetoDeadline}, ${JSON.stringify(record)}::jsonb)`.execute(trx);
+      // Jail and tombstone protect the network at once; funds wait for the veto window.
+      if (penalty.consequence === "tombstone") {
+        await sql`update providers set status = 'tombstoned', jailed_until = null, status_slash_id = ${slashId}, updated_at = ${now} where provider_id = ${v.provider}`.execute(
+          trx,
+        );
+        await this.events.providerTombstoned(trx, v.provider, slashId);
+      } else if (penalty.consequence === "jail") {
+        const until = new Date(now.getTime() + penalty.jailMs);
+        await sql`update providers set status = 'jailed', jailed_until = greatest(coalesce(jailed_until, ${until}), ${until}), status_slash_id = ${slashId}, updated_at = ${now}
+          where provider_id = ${v.provider}`.execute(trx);
+        await this.events.providerJailed(trx, v.provider, until, slashId);
+      }
+      await this.events.slashProposed(trx, slashId);
+      return { evidenceId: v.evidenceId, slashId, duplicate: false, newPenalty: true };
+    });
+  }
+
+  /** What the penalty depends on besides the evidence, observed now. */
+  private async observe(
+    trx: Trx,
+    kind: EvidenceInput["kind"],
+    provider: string,
+    at: Date,
+    stake: bigint,
+    signers?: number,
+    quorumSize?: number,
+  ) {
+    const p = this.params.penalty;
+    const t = at.getTime();
+    const prior = await sql<{
+      n: number;
+    }>`select count(*)::int as n from slashes where provider_id = ${provider} and kind in ('unavailability', 'lease-breach')
+      and state <> 'vetoed' and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(trx);
+    const corr = await sql<{ n: number; s: string }>`
+      select count(*)::int as n, coalesce(sum((record->'inputs'->>'stakeAtInfraction')::numeric), 0)::text as s
+      from slashes where kind = ${kind} and provider_id <> ${provider} and state <> 'vetoed'
+        and infraction_at between ${new Date(t - p.correlationWindowMs)} and ${new Date(t + p.correlationWindowMs)}`.execute(trx);
+    const total = await sql<{ s: string; n: number }>`
+      select coalesce(sum(credits_posted - debits_posted), 0)::text as s, count(*) filter (where credits_posted - debits_posted > 0)::int as n
+      from money_accounts where kind = 'stake'`.execute(trx);
+    const faulting = await sql<{
+      n: number;
+    }>`select count(distinct provider_id)::int as n from slashes where kind in ('unavailability', 'lease-breach')
+      and provider_id <> ${provider} and infraction_at between ${new Date(t - p.guardWindowMs)} and ${new Date(t + p.guardWindowMs)}`.execute(
+      trx,
+    );
+    return {
+      kind,
+      stakeAtInfraction: stake,
+      priorLivenessFaults: isLivenessKind(kind) ? prior.rows[0]!.n : 0,
+      correlatedSlashes: corr.rows[0]!.n,
+      correlatedStake: BigInt(corr.rows[0]!.s),
+      totalStake: BigInt(total.rows[0]!.s),
+      bondedProviders: total.rows[0]!.n,
+      faultingProviders: faulting.rows[0]!.n + 1,
+      ...(signers !== undefined ? { signers, quorumSize } : {}),
+    };
+  }
+
+  /**
+   * A council member's signed veto of a non-objective slash inside its window; k distinct
+   * members veto it (funds never move; a jail it caused ends).
+   */
+  async veto(slashId: string, caller: string, envelope: DsseEnvelope): Promise<{ vetoed: boolean; vetoes: number }> {
+    if (!this.params.council.includes(caller)) throw new PermissionDeniedError(`${caller} is not on the veto council`);
+    return inMoneyTransaction(this.db, async (trx) => {
+      const r = await sql<{ evidence_id: string; kind: string; state: string; veto_deadline: Date; provider_id: string }>`
+        select evidence_id, kind, state, veto_deadline, provider_id from slashes where slash_id = ${slashId} for update`.execute(trx);
+      const s = r.rows[0];
+      if (!s) throw new NotFoundError(`slash ${slashId} not found`);
+      if (isObjectiveKind(s.kind as EvidenceInput["kind"]))
+        throw new FailedPreconditionError(`slash ${slashId} is for ${s.kind}, which signatures prove: it cannot be vetoed`, {
+          reason: "objective",
+        });
+      if (s.state !== "pending_veto") throw slashStates.illegal(s.state as "applied", "vetoed", slashId);
+      if (this.clock.now() >= s.veto_deadline)
+        throw new FailedPreconditionError(`the veto window of slash ${slashId} closed at ${s.veto_deadline.toISOString()}`);
+      let v;
+      try {
+        v = verifyVeto(envelope, { slashId, evidenceId: s.evidence_id });
+      } catch (e) {
+        throw new InvalidArgumentError(`veto statement: ${(e as Error).message}`);
+      }
+      if (v.member !== caller) throw new PermissionDeniedError("the veto statement is signed for another member");
+      await sql`insert into vetoes values (${slashId}, ${caller}, ${v.reason}, ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.clock.now()}) on conflict do nothing`.execute(
+        trx,
+      );
+      const n = (await sql<{ n: number }>`select count(*)::int as n from vetoes where slash_id = ${slashId}`.execute(trx)).rows[0]!.n;
+      if (n < this.params.vetoThreshold) return { vetoed: false, vetoes: n };
+      await transitionRow(trx, slashStates, {
+        table: "slashes",
+        key: { slash_id: slashId },
+        to: "vetoed",
+        set: { vetoed_by: caller, veto_reason: v.reason },
+      });
+      await sql`update providers set status = 'active', jailed_until = null, updated_at = ${this.clock.now()}
+        where provider_id = ${s.provider_id} and status = 'jailed' and status_slash_id = ${slashId}`.execute(trx);
+      await this.events.slashVetoed(trx, slashId);
+      return { vetoed: true, vetoes: n };
+    });
+  }
+
+  /** Applies every slash whose veto window has passed; returns how many. */
+  async applyDue(limit = 500): Promise<number> {
+    const due = await sql<{ slash_id: string }>`
+      select slash_id from slashes where state = 'pending_veto' and veto_deadline <= ${this.clock.now()} order by veto_deadline limit ${limit}`.execute(
+      this.db,
+    );
+    let n = 0;
+    for (const { slash_id } of due.rows) if (await this.apply(slash_id)) n++;
+    return n;
+  }
+
+  /** Moves a slash's funds exactly once (the state transition and the transfers commit together). */
+  async apply(slashId: string): Promise<boolean> {
+    return inMoneyTransaction(this.db, async (trx) => {
+      const r = await sql<{ state: string; provider_id: string; amount: string; record: SlashRecordPredicate; kind: string }>`
+        select state, provider_id, amount, record, kind from slashes where slash_id = ${slashId} for update`.execute(trx);
+      const s = r.rows[0];
+      if (!s || s.state !== "pending_veto") return false;
+      const provider = s.provider_id;
+      const stakeId = accounts.stake(provider);
+      const [acct] = await getAccounts(trx, [stakeId]);
+      const want = BigInt(s.amount);
+      let available = acct ? availableBalance(acct) : 0n;
+      const transfers: TransferInput[] = [];
+      // Unbonding stake stays slashable: shrink holds (void, re-hold the rest) until the penalty fits.
+      if (available < want) {
+        const ub = await sql<{ unbonding_id: string; amount: string; hold_id: string }>`
+          select unbonding_id, amount, hold_id from unbondings where provider_id = ${provider} and state = 'unbonding' order by started_at desc for update`.execute(
+          trx,
+        );
+        for (const u of ub.rows) {
+          if (available >= want) break;
+          const amt = BigInt(u.amount);
+          const cut = want - available < amt ? want - available : amt;
+          const gen = Number(u.hold_id.split(":").pop()) + 1;
+          const newHold = `unbond:${u.unbonding_id}:${gen}`;
+          transfers.push({ kind: "void", id: `${u.hold_id}:void`, pendingId: u.hold_id });
+          if (amt - cut > 0n)
+            transfers.push({
+              kind: "pending",
+              id: newHold,
+              debitAccountId: stakeId,
+              creditAccountId: accounts.external,
+              amount: checkedAmount(amt - cut),
+              ledger: this.params.currency,
+              code: "stake.unbond",
+              reference: provider,
+            });
+          await sql`update unbondings set amount = ${(amt - cut).toString()}, hold_id = ${newHold} where unbonding_id = ${u.unbonding_id}`.execute(
+            trx,
+          );
+          available += cut;
+        }
+      }
+      const taken = available < want ? available : want;
+      const pen = s.record.penalty;
+      const scale = (x: string) => (want === 0n ? 0n : (BigInt(x) * taken) / want);
+      const reporter = scale(pen.reporterReward);
+      const repair = scale(pen.repairShare);
+      const treasury = taken - reporter - repair;
+      const ledger = this.params.currency;
+      if (reporter > 0n) {
+        await createAccount(trx, this.clock, {
+          id: accounts.reporter(s.record.reporter),
+          ledger,
+          kind: "reporter",
+          flags: { debitsMustNotExceedCredits: true },
+        });
+        transfers.push({
+          kind: "single",
+          id: `slash:${slashId}:reporter`,
+          debitAccountId: stakeId,
+          creditAccountId: accounts.reporter(s.record.reporter),
+          amount: checkedAmount(reporter),
+          ledger,
+          code: "slash.reporter",
+          reference: slashId,
+        });
+      }
+      if (repair > 0n)
+        transfers.push({
+          kind: "single",
+          id: `slash:${slashId}:repair`,
+          debitAccountId: stakeId,
+          creditAccountId: accounts.repair,
+          amount: checkedAmount(repair),
+          ledger,
+          code: "slash.repair",
+          reference: slashId,
+        });
+      if (treasury > 0n)
+        transfers.push({
+          kind: "single",
+          id: `slash:${slashId}:treasury`,
+          debitAccountId: stakeId,
+          creditAccountId: accounts.treasury,
+          amount: checkedAmount(treasury),
+          ledger,
+          code: "slash.treasury",
+          reference: slashId,
+        });
+      if (transfers.length > 0) await createTransfers(trx, this.clock, transfers);
+      const now = this.clock.now();
+      await transitionRow(trx, slashStates, {
+        table: "slashes",
+        key: { slash_id: slashId },
+        to: "applied",
+        set: { taken: taken.toString(), applied_at: now },
+      });
+      if (taken > 0n) {
+        await this.stakeChange(trx, provider, -taken, "slash");
+        await this.events.stakeChanged(trx, provider);
+      }
+      await this.events.slashApplied(trx, slashId);
+      return true;
+    });
+  }
+
+  /** Ends every jail whose time has passed. */
+  async releaseJails(): Promise<number> {
+    const r = await sql<{ provider_id: string; jailed_until: Date }>`
+      update providers set status = 'active', updated_at = ${this.clock.now()}
+      where status = 'jailed' and jailed_until <= ${this.clock.now()} returning provider_id, jailed_until`.execute(this.db);
+    for (const row of r.rows)
+      await this.db.transaction().execute((trx) => this.events.providerReleased(trx, row.provider_id, row.jailed_until));
+    return r.rows.length;
+  }
+
+  /** The signed slash record of an event (DSSE over the slash-record statement). */
+  async signedRecord(slashId: string, event: SlashRecordEvent): Promise<DsseEnvelope> {
+    const r = await sql<{ record: SlashRecordPredicate; taken: string | null; applied_at: Date | null }>`
+      select record, taken, applied_at from slashes where slash_id = ${slashId}`.execute(this.db);
+    const row = r.rows[0];
+    if (!row) throw new NotFoundError(`slash ${slashId} not found`);
+    const vetoes = await sql<{ envelope: unknown }>`select envelope from vetoes where slash_id = ${slashId} order by member`.execute(
+      this.db,
+    );
+    const p: SlashRecordPredicate = {
+      ...row.record,
+      event,
+      at: (row.applied_at ?? this.clock.now()).toISOString(),
+      ...(row.taken !== null ? { taken: row.taken } : {}),
+      ...(event === "vetoed" ? { vetoes: vetoes.rows.map((v) => v.envelope as never) } : {}),
+    };
+    return dsseSign(IN_TOTO_PAYLOAD_TYPE, slashRecordPayload(p), [this.signer]);
+  }
+
+  async stake(providerId: string): Promise<StakeView> {
+    const [acct] = await getAccounts(this.db, [accounts.stake(providerId)]);
+    const ub = await sql<{ unbonding_id: string; amount: string; started_at: Date; completes_at: Date }>`
+      select unbonding_id, amount, started_at, completes_at from unbondings where provider_id = ${providerId} and state = 'unbonding' order by started_at`.execute(
+      this.db,
+    );
+    const sl = await sql<{
+      s: string;
+    }>`select coalesce(sum(taken), 0)::text as s from slashes where provider_id = ${providerId} and state = 'applied'`.execute(this.db);
+    const pr = await sql<{ status: string; jailed_until: Date | null; status_slash_id: string | null }>`
+      select status, jailed_until, status_slash_id from providers where provider_id = ${providerId}`.execute(this.db);
+    return {
+      providerId,
+      bonded: acct ? availableBalance(acct) : 0n,
+      unbonding: ub.rows.map((u) => ({
+        unbondingId: u.unbonding_id,
+        amount: BigInt(u.amount),
+        startedAt: u.started_at,
+        completesAt: u.completes_at,
+      })),
+      slashedTotal: BigInt(sl.rows[0]!.s),
+      status: pr.rows[0]?.status ?? "active",
+      jailedUntil: pr.rows[0]?.jailed_until ?? null,
+      statusSlashId: pr.rows[0]?.status_slash_id ?? null,
+    };
+  }
+
+  /** Whether a provider may offer storage or compute: active and bonded at least the minimum stake (for the marketplace). */
+  async eligible(providerId: string): Promise<boolean> {
+    const s = await this.stake(providerId);
+    return s.status === "active" && s.bonded >= this.params.minStake;
+  }
+}
