@@ -1,10 +1,22 @@
 /** OpenAPI 3.1 document generated from the same descriptors and http rules as the REST routes. */
 import { ScalarType, type DescEnum, type DescField, type DescMessage } from "@bufbuild/protobuf";
 
+import { protoDocs } from "@deai/contracts";
+
 import { defaultIsSigned } from "./auth.js";
 import type { RestRoute } from "./http-rules.js";
 
 type Schema = Record<string, unknown>;
+
+/** The proto comment of a full name (service, method, message, field, enum), if it has one. */
+const docOf = (fullName: string): string | undefined => protoDocs[fullName];
+/** An operation summary: the comment's first sentence, kept short. */
+function summaryOf(doc: string | undefined, fallback: string): string {
+  const first = doc?.split(/\n\s*\n|(?<=\.)\s/)[0]?.replace(/\s+/g, " ").trim();
+  if (!first) return fallback;
+  return first.length <= 120 ? first : `${first.slice(0, 117)}...`;
+}
+const described = (s: Schema, doc: string | undefined): Schema => (doc ? { ...s, description: doc } : s);
 
 const wellKnown: Record<string, Schema> = {
   "google.protobuf.Timestamp": { type: "string", format: "date-time" },
@@ -159,14 +171,17 @@ export function openApiDocument(opts: {
     };
     const base = one();
     const withDoc = (s: Schema): Schema => (f.deprecated ? { ...s, deprecated: true } : s);
-    if (f.fieldKind === "list") return withDoc({ type: "array", items: base });
-    if (f.fieldKind === "map") return withDoc({ type: "object", additionalProperties: base });
-    return withDoc(base);
+    const doc = docOf(`${f.parent.typeName}.${f.name}`);
+    // A $ref takes no sibling keywords in every validator: a documented reference is wrapped.
+    const documented = (s: Schema): Schema => (doc ? ("$ref" in s ? { allOf: [s], description: doc } : described(s, doc)) : s);
+    if (f.fieldKind === "list") return withDoc(documented({ type: "array", items: base }));
+    if (f.fieldKind === "map") return withDoc(documented({ type: "object", additionalProperties: base }));
+    return withDoc(documented(base));
   };
   function messageSchema(m: DescMessage): Schema {
     const properties: Record<string, Schema> = {};
     for (const f of m.fields) properties[f.jsonName] = fieldSchema(f);
-    return { type: "object", properties };
+    return described({ type: "object", properties }, docOf(m.typeName));
   }
   const paths: Record<string, Record<string, Schema>> = {};
   const seenIds = new Map<string, number>();
@@ -186,8 +201,13 @@ export function openApiDocument(opts: {
     seenIds.set(baseId, n);
     const op: Schema = {
       operationId: n === 1 ? baseId : `${baseId}_${n}`,
-      summary: `${r.service.name}.${r.method.name}`,
-      description: `gRPC ${r.service.typeName}/${r.method.name}, transcoded to REST/JSON.${defaultIsSigned(r.method) ? " Signed (RFC 9421)." : ""}`,
+      summary: summaryOf(docOf(`${r.service.typeName}.${r.method.name}`), `${r.service.name}.${r.method.name}`),
+      description: [
+        docOf(`${r.service.typeName}.${r.method.name}`),
+        `gRPC ${r.service.typeName}/${r.method.name}, transcoded to REST/JSON.${defaultIsSigned(r.method) ? " Signed (RFC 9421)." : ""}`,
+      ]
+        .filter(Boolean)
+        .join("\n\n"),
       tags: [r.service.typeName],
       parameters,
       responses: {
@@ -232,7 +252,7 @@ export function openApiDocument(opts: {
     servers: opts.servers ?? [{ url: "/", description: "the server this document was fetched from" }],
     tags: [
       ...new Set(Object.values(paths).flatMap((ops) => Object.values(ops).flatMap((o) => (o.tags as string[] | undefined) ?? []))),
-    ].map((name) => ({ name })),
+    ].map((name) => described({ name }, protoDocs[name])),
     paths,
     components: {
       schemas,
@@ -250,7 +270,7 @@ export function openApiDocument(opts: {
 }
 
 function enumSchema(e: DescEnum): Schema {
-  return { type: "string", enum: e.values.map((v) => v.name) };
+  return described({ type: "string", enum: e.values.map((v) => v.name) }, protoDocs[e.typeName]);
 }
 
 function scalarSchema(t: ScalarType): Schema {
