@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, open, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,8 +20,8 @@ export interface TestS3 {
   start(): Promise<void>;
   /** Stops and deletes its data. */
   destroy(): Promise<void>;
-  /** Ids of the multipart uploads in progress in `bucket` (initiated, neither completed nor aborted). */
-  multipartUploads(bucket: string): Promise<string[]>;
+  /** Ids of the multipart uploads in progress in `bucket` (initiated, neither completed nor aborted), of keys under `prefix`. */
+  multipartUploads(bucket: string, prefix?: string): Promise<string[]>;
 }
 
 const NO_SUCH_UPLOAD =
@@ -203,9 +203,15 @@ export async function startS3(opts: { buckets?: string[] } = {}): Promise<TestS3
     region: "us-east-1",
     stop,
     start,
-    multipartUploads: async (bucket) => {
+    multipartUploads: async (bucket, prefix = "") => {
       const dir = join(directory, bucket, "._S3rver_uploads");
-      return existsSync(dir) ? (await readdir(dir)).sort() : [];
+      if (!existsSync(dir)) return [];
+      const ids: string[] = [];
+      for (const id of await readdir(dir)) {
+        const key = await readFile(join(dir, id, "key"), "utf8").catch(() => "");
+        if (key.startsWith(prefix)) ids.push(id);
+      }
+      return ids.sort();
     },
     destroy: async () => {
       await stop();

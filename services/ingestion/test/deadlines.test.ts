@@ -140,7 +140,7 @@ it("abort while a provider holds a part PUT open: abort wins, no objects or part
   await new Promise((r) => setTimeout(r, 300));
   for (const p of h.providers) {
     expect(await objectNames(p, `datasets/${id}/`)).toEqual([]);
-    expect(await p.multipartUploads("shards")).toEqual([]);
+    expect(await p.multipartUploads("shards", `datasets/${id}/`)).toEqual([]);
   }
   // The providers still serve everyone else.
   const res = await fetch(`${base}/v1/datasets/${datasetId}/content`);
