@@ -9,6 +9,7 @@ import { MemoryBudget } from "./app/memory-budget.js";
 import { Uploads, type LedgerAnchor } from "./app/uploads.js";
 import { nativeCodec } from "./coding/reed-solomon.js";
 import type { IngestionConfig } from "./config.js";
+import { DATASET_STREAM } from "./events/dataset-events.js";
 import { ingestionService } from "./grpc/ingestion-service.js";
 import { ingestionRoutes } from "./http/routes.js";
 import { ProviderRegistry, WeightedPlacement } from "@deai/kit";
@@ -39,7 +40,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
     migrations,
     usesBlobs: false,
     create: async ({ db, bus, outbox, logger, scheduler, clock }) => {
-      await bus.ensureStream("dataset");
+      await bus.ensureStream(DATASET_STREAM);
       if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
       const registry = new ProviderRegistry(config.providers, {
         timeouts: {
@@ -83,7 +84,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
         readOptions: { ...readOptions, onInvalid: () => undefined },
         clock,
       });
-      const datasets = new Datasets({ db, uploads, bus, logger, reporter: key.id, readOptions });
+      const datasets = new Datasets({ db, registry, outbox, logger, clock, reporter: key.id, readOptions });
       // Every replica sweeps (each step is a conditional transition, and a repeated anchor returns
       // the ledger's existing entry), so a crashed replica's lease never delays recovery; the
       // scheduler keeps runs from overlapping and the cadence across restarts (kit_schedules).

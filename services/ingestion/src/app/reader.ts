@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { UnavailableError } from "@deai/kit/errors";
 
 import type { StripeCodec } from "../coding/reed-solomon.js";
-import { shardLeafHash, type StorageProvider } from "@deai/kit";
+import { shardLeafHash, type ProviderRegistry, type StorageProvider } from "@deai/kit";
 
 export interface SlotLocation {
   readonly slot: number;
@@ -22,6 +22,24 @@ export interface SlotLocation {
   /** Undefined when the provider is not known to this service (it cannot be read). */
   readonly provider: StorageProvider | undefined;
   readonly key: string;
+}
+
+/** Where each slot of a dataset is read from (providers this service does not know cannot be read). */
+export function slotLocations(
+  placements: readonly { slot: number; providerId: string; key: string }[],
+  registry: ProviderRegistry,
+): SlotLocation[] {
+  return placements.map((p) => ({
+    slot: p.slot,
+    providerId: p.providerId,
+    provider: registry.has(p.providerId) ? registry.get(p.providerId) : undefined,
+    key: p.key,
+  }));
+}
+
+/** A leaf table (32-byte leaves, concatenated) as a list of leaves. */
+export function leafList(leaves: Uint8Array): Uint8Array[] {
+  return Array.from({ length: leaves.length / 32 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
 }
 
 export interface ReadLayout {

@@ -131,7 +131,7 @@ export class UploadSession {
   }
 
   /** Whether a stream (or finish) holds the session. */
-  get locked(): boolean {
+  isLocked(): boolean {
     return this.held;
   }
 
