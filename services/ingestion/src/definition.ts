@@ -43,6 +43,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
       await bus.ensureStream(DATASET_STREAM);
       if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
       const registry = new ProviderRegistry(config.providers, {
+        clock,
         timeouts: {
           callMs: config.INGESTION_PROVIDER_CALL_TIMEOUT_MS,
           readMs: config.INGESTION_PROVIDER_READ_TIMEOUT_MS,
@@ -65,7 +66,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           ...(logVerifier ? { logVerifier } : {}),
         });
       } else logger.warn("INGESTION_LEDGER_URL is not set: uploads cannot be anchored");
-      const readOptions = { hedgeMs: config.INGESTION_HEDGE_MS, windowStripes: config.INGESTION_READ_STRIPES };
+      const readOptions = { hedgeMs: config.INGESTION_HEDGE_MS, windowStripes: config.INGESTION_READ_STRIPES, clock };
       const uploads = new Uploads({
         db,
         registry,

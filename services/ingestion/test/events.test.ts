@@ -83,7 +83,7 @@ async function shardInvalidCount(): Promise<number> {
   const jsm = await nc.jetstreamManager();
   const subject = `${h.env.natsPrefix}.${DatasetSubjects.shardInvalid}`;
   const info = await jsm.streams.info(streamName(h.env.natsPrefix, DATASET_STREAM), { subjects_filter: subject });
-  return (info.state.subjects)?.[subject] ?? 0;
+  return info.state.subjects?.[subject] ?? 0;
 }
 
 it("a shard found invalid while NATS is unreachable is published exactly once when NATS is back", async () => {

@@ -21,6 +21,7 @@ import { datasetByDigest, datasetById, listDatasets, recordShardFinding, type Da
 import type { IngestionDb } from "../store/tables.js";
 import { groupsOf } from "../store/uploads.js";
 import { codecFor } from "./codecs.js";
+import { ingestionMetrics } from "./metrics.js";
 import { leafList, readVerified, slotLocations, type InvalidShard, type ReadLayout, type ReadOptions, type ReadStats } from "./reader.js";
 
 export interface DatasetsOptions {
@@ -72,6 +73,15 @@ function toDataset(r: DatasetRecord): Dataset {
     receipt: r.receipt,
     state: DatasetState.AVAILABLE,
   });
+}
+
+/** Counts the bytes of a read as they go out. */
+async function* counted(chunks: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  const served = ingestionMetrics().served;
+  for await (const c of chunks) {
+    served.add(c.length);
+    yield c;
+  }
 }
 
 export class Datasets {
@@ -168,7 +178,7 @@ export class Datasets {
       expectDigestHex: manifest.contentDigest?.hex,
       ...(stats ? { stats } : {}),
     });
-    return { size, start, end, chunks };
+    return { size, start, end, chunks: counted(chunks) };
   }
 
   /**

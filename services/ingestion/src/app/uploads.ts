@@ -11,6 +11,7 @@ import { createHash, randomUUID } from "node:crypto";
 
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ObservableResult } from "@opentelemetry/api";
 import type { Kysely } from "kysely";
 
 import { DigestSchema, type DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
@@ -66,6 +67,7 @@ import type { IngestionDb, UploadStateName } from "../store/tables.js";
 import * as store from "../store/uploads.js";
 import type { UploadRow } from "../store/uploads.js";
 import { codecFor } from "./codecs.js";
+import { ingestionMetrics } from "./metrics.js";
 import type { MemoryBudget } from "./memory-budget.js";
 import { MemoryLease } from "./memory-budget.js";
 import { leafList, readVerified, slotLocations, type ReadLayout, type ReadOptions } from "./reader.js";
@@ -142,7 +144,13 @@ export class Uploads {
 
   constructor(private readonly o: UploadsOptions) {
     this.clock = o.clock ?? systemClock;
+    ingestionMetrics().activeUploads.addCallback(this.observeActive);
   }
+
+  /** deai.ingestion.active_uploads: uploads in a live state (every replica reports the same count). */
+  private readonly observeActive = async (r: ObservableResult): Promise<void> => {
+    r.observe(await store.countInStates(this.o.db, uploadStates.live));
+  };
 
   private now(): Date {
     return this.clock.now();
@@ -361,6 +369,7 @@ export class Uploads {
         if (session.received + chunk.length > limit.bytes) throw limit.error(session.received + chunk.length);
         bodyHash?.update(chunk);
         await session.write(chunk);
+        ingestionMetrics().received.add(chunk.length);
       }
       await session.settle();
       if (bodyHash && opts.bodyDigest) {
@@ -914,6 +923,7 @@ export class Uploads {
 
   /** Closes live sessions (shutdown): their buffered, non-durable bytes are dropped. */
   closeSessions(): void {
+    ingestionMetrics().activeUploads.removeCallback(this.observeActive);
     for (const id of [...this.sessions.keys()]) this.dropSession(id);
   }
 }

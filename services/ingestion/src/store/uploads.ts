@@ -206,6 +206,16 @@ export async function staleAnchoring(db: Kysely<IngestionDb>, before: Date, limi
   return rows.map(uploadFromRow);
 }
 
+/** How many uploads are in `states`. */
+export async function countInStates(db: Kysely<IngestionDb>, states: readonly UploadStateName[]): Promise<number> {
+  const r = await db
+    .selectFrom("uploads")
+    .select((eb) => eb.fn.countAll<string>().as("n"))
+    .where("state", "in", [...states])
+    .executeTakeFirst();
+  return Number(r?.n ?? 0);
+}
+
 /** The state of an upload now (inside a transaction). */
 export async function uploadState(db: Kysely<IngestionDb>, uploadId: string): Promise<UploadStateName | undefined> {
   return (await db.selectFrom("uploads").select(["state"]).where("upload_id", "=", uploadId).executeTakeFirst())?.state;
