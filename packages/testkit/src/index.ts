@@ -12,3 +12,4 @@ export * from "./abuse/state-snapshot.js";
 export * from "./abuse/transports.js";
 export * from "./abuse/valid-traffic.js";
 export * from "./abuse/server-limits.js";
+export * from "./metric-points.js";

@@ -1,8 +1,7 @@
 // Ingestion's metrics (METRICS.md): bytes received and served, live uploads, stripes rebuilt
 // from parity, recorded into the kit's test metric reader (installed before the service starts).
-import { metricPoints } from "../../../packages/kit/test/metric-points.js";
-
 import { generateActorKey, startService, type RunningService } from "@deai/kit";
+import { installTestMetricReader, metricPoints } from "@deai/testkit";
 
 import { loadIngestionConfig } from "../src/config.js";
 import { ingestionDefinition } from "../src/definition.js";
@@ -15,6 +14,7 @@ let svc: RunningService<IngestionDb>;
 let base: string;
 
 beforeAll(async () => {
+  installTestMetricReader();
   h = await startHarness("ingestion-metrics", 6);
   const config = loadIngestionConfig(h.env.vars({ INGESTION_PROVIDERS: h.providersJson(), INGESTION_LEDGER_URL: h.ledgerUrl }));
   svc = await startService(ingestionDefinition(config), config);
