@@ -1,29 +1,6 @@
-// A metric reader for tests: installed as the global meter provider when imported, so the
-// kit's instruments record into it; `metricPoints` reads one metric's data points.
-import { metrics } from "@opentelemetry/api";
-import { AggregationTemporality, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
+// The test kit's metric reader, installed when imported, so the kit's instruments record into it.
+import { installTestMetricReader } from "@deai/testkit";
 
-class TestReader extends MetricReader {
-  protected onForceFlush = async (): Promise<void> => undefined;
-  protected onShutdown = async (): Promise<void> => undefined;
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-}
+installTestMetricReader();
 
-const reader = new TestReader();
-metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
-
-export interface MetricPoint {
-  attributes: Record<string, unknown>;
-  value: unknown;
-}
-
-/** Every data point recorded so far of the metric `name` (cumulative). */
-export async function metricPoints(name: string): Promise<MetricPoint[]> {
-  const { resourceMetrics } = (await reader.collect()) as { resourceMetrics: ResourceMetrics };
-  const out: MetricPoint[] = [];
-  for (const sm of resourceMetrics.scopeMetrics)
-    for (const m of sm.metrics) if (m.descriptor.name === name) out.push(...(m.dataPoints as MetricPoint[]));
-  return out;
-}
+export { metricPoints, type MetricPoint } from "@deai/testkit";

@@ -14,3 +14,4 @@ export * from "./abuse/valid-traffic.js";
 export * from "./abuse/server-limits.js";
 export * from "./otlp.js";
 export * from "./openapi-check.js";
+export * from "./metric-points.js";

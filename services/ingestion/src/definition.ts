@@ -10,6 +10,7 @@ import { ingestionReadiness } from "./app/readiness.js";
 import { Uploads, type LedgerAnchor } from "./app/uploads.js";
 import { nativeCodec } from "./coding/reed-solomon.js";
 import type { IngestionConfig } from "./config.js";
+import { DATASET_STREAM } from "./events/dataset-events.js";
 import { ingestionService } from "./grpc/ingestion-service.js";
 import { ingestionRouteDocs } from "./http/route-docs.js";
 import { ingestionRoutes } from "./http/routes.js";
@@ -41,9 +42,10 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
     migrations,
     usesBlobs: false,
     create: async ({ db, bus, outbox, logger, scheduler, clock }) => {
-      await bus.ensureStream("dataset");
+      await bus.ensureStream(DATASET_STREAM);
       if (!config.INGESTION_SERVICE_KEY) logger.warn({ actor: key.id }, "INGESTION_SERVICE_KEY is not set: using a generated key");
       const registry = new ProviderRegistry(config.providers, {
+        clock,
         timeouts: {
           callMs: config.INGESTION_PROVIDER_CALL_TIMEOUT_MS,
           readMs: config.INGESTION_PROVIDER_READ_TIMEOUT_MS,
@@ -66,7 +68,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
           ...(logVerifier ? { logVerifier } : {}),
         });
       } else logger.warn("INGESTION_LEDGER_URL is not set: uploads cannot be anchored");
-      const readOptions = { hedgeMs: config.INGESTION_HEDGE_MS, windowStripes: config.INGESTION_READ_STRIPES };
+      const readOptions = { hedgeMs: config.INGESTION_HEDGE_MS, windowStripes: config.INGESTION_READ_STRIPES, clock };
       const uploads = new Uploads({
         db,
         registry,
@@ -85,7 +87,7 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
         readOptions: { ...readOptions, onInvalid: () => undefined },
         clock,
       });
-      const datasets = new Datasets({ db, uploads, bus, logger, reporter: key.id, readOptions });
+      const datasets = new Datasets({ db, registry, outbox, logger, clock, reporter: key.id, readOptions });
       // Every replica sweeps (each step is a conditional transition, and a repeated anchor returns
       // the ledger's existing entry), so a crashed replica's lease never delays recovery; the
       // scheduler keeps runs from overlapping and the cadence across restarts (kit_schedules).

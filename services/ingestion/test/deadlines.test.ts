@@ -5,7 +5,7 @@ import { generateActorKey, startService, type RunningService } from "@deai/kit";
 import { loadIngestionConfig } from "../src/config.js";
 import { ingestionDefinition } from "../src/definition.js";
 import type { IngestionDb } from "../src/store/tables.js";
-import { bytesOf, call, putData, sha256Hex, startHarness, uploadAll, type Harness } from "./harness.js";
+import { bytesOf, call, objectNames, putData, sha256Hex, startHarness, uploadAll, type Harness } from "./harness.js";
 import { startStallProxy, type StallProxy } from "./stall-proxy.js";
 
 const K = 4;
@@ -113,6 +113,41 @@ it("while a provider holds a part PUT open, the upload answers 503 within the pa
   expect(r.json.message).toMatch(/did not answer within 1000 ms: could not upload part/);
   expect(Date.now() - t0).toBeLessThan(5000);
   stalled.resume();
+}, 30_000);
+
+it("abort while a provider holds a part PUT open: abort wins, no objects or parts left, no 5xx, others unaffected", async () => {
+  const size = 400_000;
+  const c = await call(base, owner, "POST", "/v1/uploads", { spec: { name: "held", k: K, m: M, shardSize: 4096, size: String(size) } });
+  const id = c.json.upload.uploadId as string;
+  expect((await putData(base, owner, id, 0, bytesOf(65_536, 5))).json.durableOffset).toBe("65536");
+  const held = proxyOf(c.json.upload.placements, 5);
+  // The next group's part PUTs open; the provider of slot 5 takes some bytes, then holds its PUT open.
+  const put = putData(base, owner, id, 65_536, bytesOf(size - 65_536, 6));
+  await new Promise((r) => setTimeout(r, 150));
+  held.holdOpen();
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  const abort = await call(base, owner, "POST", `/v1/uploads/${id}/abort`, {});
+  expect(abort.status).toBe(200);
+  expect(abort.json.upload.state).toBe("UPLOAD_STATE_ABORTED");
+  expect(Date.now() - t0).toBeLessThan(3000);
+  const r = await put;
+  expect(r.json.message).toMatch(/ended \(aborted/);
+  expect(r.status).toBeGreaterThanOrEqual(400);
+  expect(r.status).toBeLessThan(500);
+  held.resume();
+  // Nothing of the upload stays at any provider: no object, no multipart upload, no part.
+  await new Promise((r) => setTimeout(r, 300));
+  for (const p of h.providers) {
+    expect(await objectNames(p, `datasets/${id}/`)).toEqual([]);
+    expect(await p.multipartUploads("shards", `datasets/${id}/`)).toEqual([]);
+  }
+  // The providers still serve everyone else.
+  const res = await fetch(`${base}/v1/datasets/${datasetId}/content`);
+  expect(res.status).toBe(200);
+  expect(sha256Hex(Buffer.from(await res.arrayBuffer()))).toBe(sha256Hex(data));
+  const other = await uploadAll(base, owner, bytesOf(50_000, 7), { name: "after-abort" });
+  expect(other.done.upload.state).toBe("UPLOAD_STATE_COMPLETED");
 }, 30_000);
 
 it("listing storage providers (unauthenticated) probes each provider at most once per TTL", async () => {

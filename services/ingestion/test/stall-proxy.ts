@@ -1,6 +1,6 @@
 // A TCP proxy in front of one S3 server that can stall: in "stall" mode it stops moving bytes
 // both ways on every connection (old and new) without closing them, as a provider that
-// accepts and then hangs. It counts HEAD requests (bucket probes) passing through.
+// accepts and then hangs; "holdOpen" stalls only the connections open now. It counts HEAD requests (bucket probes) passing through.
 import { createServer, connect, type Server, type Socket } from "node:net";
 
 export interface StallProxy {
@@ -8,6 +8,8 @@ export interface StallProxy {
   /** HEAD requests seen (the liveness probe is a HEAD bucket). */
   readonly heads: number;
   stall(): void;
+  /** Stalls the connections open now (a request in flight hangs); new connections pass. */
+  holdOpen(): void;
   resume(): void;
   close(): Promise<void>;
 }
@@ -47,6 +49,12 @@ export async function startStallProxy(target: string): Promise<StallProxy> {
     },
     stall: () => {
       stalled = true;
+      for (const p of pairs) {
+        p.client.pause();
+        p.upstream.pause();
+      }
+    },
+    holdOpen: () => {
       for (const p of pairs) {
         p.client.pause();
         p.upstream.pause();

@@ -6,7 +6,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 
-import { ErasureCodec, MerkleFrontier } from "@deai/proofs";
+import { ErasureCodec, shardLeaf, shardRoot } from "@deai/proofs";
 
 import { CheckFailed } from "./cli.js";
 
@@ -28,8 +28,6 @@ export interface Commitments {
   readonly stripes?: number;
 }
 
-const LEAF_PREFIX = Buffer.from([0]);
-
 /** contentDigest, size and, given a geometry, shardRoot of a byte stream, in one pass. */
 export class CommitmentHasher {
   private readonly hash: Hash = createHash("sha256");
@@ -37,7 +35,8 @@ export class CommitmentHasher {
   private readonly stripe?: {
     readonly codec: ErasureCodec;
     readonly buffer: Buffer;
-    readonly frontier: MerkleFrontier;
+    /** The leaf table so far (32 bytes per shard); its root is proofs' shardRoot. */
+    readonly leaves: Uint8Array[];
     fill: number;
     count: number;
   };
@@ -47,7 +46,7 @@ export class CommitmentHasher {
       this.stripe = {
         codec: new ErasureCodec(geometry.k, geometry.m),
         buffer: Buffer.alloc(geometry.k * geometry.shardSize),
-        frontier: MerkleFrontier.empty(),
+        leaves: [],
         fill: 0,
         count: 0,
       };
@@ -77,7 +76,7 @@ export class CommitmentHasher {
       s.buffer.fill(0, s.fill);
       this.encodeStripe();
     }
-    return { contentDigest, size: this.size, shardRoot: s.frontier.root(), stripes: s.count };
+    return { contentDigest, size: this.size, shardRoot: shardRoot(s.leaves), stripes: s.count };
   }
 
   private encodeStripe(): void {
@@ -85,7 +84,7 @@ export class CommitmentHasher {
     const S = this.geometry!.shardSize;
     const data = Array.from({ length: this.geometry!.k }, (_, j) => s.buffer.subarray(j * S, (j + 1) * S));
     for (const shard of [...data, ...s.codec.encode(data)]) {
-      s.frontier.append(createHash("sha256").update(LEAF_PREFIX).update(shard).digest());
+      s.leaves.push(shardLeaf(shard));
     }
     s.fill = 0;
     s.count++;
@@ -143,7 +142,7 @@ export class ShardChecker {
       const stripe = Math.floor(q / this.st.k);
       const leaf = stripe * (this.st.k + this.st.m) + (q % this.st.k);
       const expected = this.leaves.subarray(leaf * 32, leaf * 32 + 32);
-      const got = createHash("sha256").update(LEAF_PREFIX).update(this.shard).digest();
+      const got = Buffer.from(shardLeaf(this.shard));
       if (!got.equals(expected)) {
         throw new CheckFailed(
           `shard (stripe ${stripe}, slot ${q % this.st.k}) at bytes ${this.at}-${this.at + real - 1} does not match its leaf in the signed shardRoot's tree`,

@@ -259,11 +259,10 @@ export class StorageProvider {
     const body = new PassThrough({ highWaterMark: 1024 * 1024 });
     const what = `upload part ${partNumber} of ${key}`;
     const idle = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | undefined;
     const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(new CallTimeout()), this.timeouts.partIdleMs);
-      timer.unref();
+      cancel?.();
+      cancel = this.timer(this.timeouts.partIdleMs, () => idle.abort(new CallTimeout()));
     };
     const client = this.client as unknown as {
       makeRequestStreamAsync(
@@ -293,7 +292,7 @@ export class StorageProvider {
       const etag = String(res.headers.etag ?? "").replace(/^"|"$/g, "");
       if (!etag) throw new Error("no ETag in the response");
       return etag;
-    }).finally(() => clearTimeout(timer));
+    }).finally(() => cancel?.());
     let failed: Error | undefined;
     response.catch((e: unknown) => {
       failed = e instanceof Error ? e : new Error(String(e));
@@ -414,10 +413,16 @@ export class StorageProvider {
   /** Runs one provider call with a deadline of `ms` (and an optional caller signal). */
   private call<T>(what: string, ms: number, f: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new CallTimeout()), ms);
-    timer.unref();
+    const cancel = this.timer(ms, () => deadline.abort(new CallTimeout()));
     const signals = signal ? AbortSignal.any([deadline.signal, signal]) : deadline.signal;
-    return this.run(what, signals, ms, f).finally(() => clearTimeout(timer));
+    return this.run(what, signals, ms, f).finally(cancel);
+  }
+
+  /** Calls `fire` after `ms` of the provider's clock (tests move it); returns the cancel. */
+  private timer(ms: number, fire: () => void): () => void {
+    const stop = new AbortController();
+    this.clock.sleep(ms, stop.signal).then(fire, () => undefined);
+    return () => stop.abort();
   }
 
   private async run<T>(what: string, signal: AbortSignal, ms: number, f: () => Promise<T>): Promise<T> {

@@ -3,29 +3,33 @@
  * shard proofs, the leaf table and the trainer's reader manifest.
  */
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Kysely } from "kysely";
 
-import { ShardCheckSource, ShardInvalidSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
 import {
+  DatasetSchema,
+  DatasetState,
   GetShardProofResponseSchema,
   type Dataset,
   type GetShardProofResponse,
   type Manifest,
 } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
-import type { EventBus, Logger } from "@deai/kit";
-import { InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
-import { inclusionProofFromLeaves } from "@deai/proofs";
+import { systemClock, type Clock, type Logger, type OutboxRelay, type ProviderRegistry } from "@deai/kit";
+import { InvalidArgumentError, NotFoundError, UnavailableError } from "@deai/kit/errors";
+import { inclusionProofFromLeaves, shardRoot } from "@deai/proofs";
 
+import { datasetByDigest, datasetById, listDatasets, recordShardFinding, type DatasetRecord } from "../store/datasets.js";
 import type { IngestionDb } from "../store/tables.js";
-import { readVerified, type InvalidShard, type ReadLayout, type ReadOptions, type ReadStats } from "./reader.js";
-import type { Uploads } from "./uploads.js";
+import { groupsOf } from "../store/uploads.js";
+import { codecFor } from "./codecs.js";
+import { ingestionMetrics } from "./metrics.js";
+import { leafList, readVerified, slotLocations, type InvalidShard, type ReadLayout, type ReadOptions, type ReadStats } from "./reader.js";
 
 export interface DatasetsOptions {
   readonly db: Kysely<IngestionDb>;
-  readonly uploads: Uploads;
-  readonly bus: EventBus;
+  readonly registry: ProviderRegistry;
+  readonly outbox: OutboxRelay;
   readonly logger: Logger;
+  readonly clock?: Clock;
   /** This service's actor id: the reporter of shard_invalid evidence. */
   readonly reporter: string;
   readonly readOptions: Omit<ReadOptions, "codec" | "onInvalid">;
@@ -37,6 +41,7 @@ interface Cached {
 }
 
 const ACTOR_ID = /^[A-Za-z0-9_-]{43}$/;
+const DATASET_ID_LOOSE = /^[0-9a-f-]{36}$/;
 const DATASET_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Latest instant a JavaScript Date (and a page token) can name. */
 const MAX_DATE_MS = 8.64e15;
@@ -59,51 +64,65 @@ export function decodePageToken(token: string): { at: Date; id: string } {
   return { at: new Date(ms), id: m[2]! };
 }
 
+/** A dataset record as the API shows it. */
+function toDataset(r: DatasetRecord): Dataset {
+  return create(DatasetSchema, {
+    datasetId: r.datasetId,
+    manifest: r.manifest,
+    manifestEnvelope: r.envelope,
+    receipt: r.receipt,
+    state: DatasetState.AVAILABLE,
+  });
+}
+
+/** Counts the bytes of a read as they go out. */
+async function* counted(chunks: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  const served = ingestionMetrics().served;
+  for await (const c of chunks) {
+    served.add(c.length);
+    yield c;
+  }
+}
+
 export class Datasets {
   /** Leaf tables checked against shardRoot, by dataset (a few MiB at most per TB of data). */
   private readonly cache = new Map<string, Cached>();
+  private readonly clock: Clock;
 
-  constructor(private readonly o: DatasetsOptions) {}
+  constructor(private readonly o: DatasetsOptions) {
+    this.clock = o.clock ?? systemClock;
+  }
 
   async get(datasetId: string): Promise<Dataset> {
-    return this.o.uploads.toDataset(await this.o.uploads.datasetRow(datasetId));
+    if (!DATASET_ID_LOOSE.test(datasetId)) throw new InvalidArgumentError(`dataset_id ${JSON.stringify(datasetId)} is not a dataset id`);
+    const r = await datasetById(this.o.db, datasetId);
+    if (!r) throw new NotFoundError(`dataset ${datasetId} not found`);
+    return toDataset(r);
   }
 
   async getByDigest(hex: string): Promise<Dataset> {
     if (!/^[0-9a-f]{64}$/.test(hex)) throw new InvalidArgumentError("content_digest_sha256 must be 64 lowercase hex digits");
-    const r = await this.o.db
-      .selectFrom("datasets")
-      .selectAll()
-      .where("content_digest", "=", hex)
-      .orderBy("created_at", "desc")
-      .executeTakeFirst();
+    const r = await datasetByDigest(this.o.db, hex);
     if (!r) throw new NotFoundError(`no dataset with contentDigest sha256:${hex}`);
-    return this.o.uploads.toDataset(r);
+    return toDataset(r);
   }
 
   async list(opts: { owner: string; digest: string; pageSize: number; pageToken: string }): Promise<{ datasets: Dataset[]; next: string }> {
     const size = Math.min(Math.max(opts.pageSize || 50, 1), 500);
     if (opts.owner && !ACTOR_ID.test(opts.owner)) throw new InvalidArgumentError("owner must be an actor id (43 base64url characters)");
-    let q = this.o.db.selectFrom("datasets").selectAll();
-    if (opts.owner) q = q.where("owner", "=", opts.owner);
-    if (opts.digest) {
-      if (!/^[0-9a-f]{64}$/.test(opts.digest)) throw new InvalidArgumentError("content_digest_sha256 must be 64 lowercase hex digits");
-      q = q.where("content_digest", "=", opts.digest);
-    }
-    if (opts.pageToken) {
-      const { at, id } = decodePageToken(opts.pageToken);
-      q = q.where((eb) => eb.or([eb("created_at", "<", at), eb.and([eb("created_at", "=", at), eb("dataset_id", "<", id)])]));
-    }
-    const rows = await q
-      .orderBy("created_at", "desc")
-      .orderBy("dataset_id", "desc")
-      .limit(size + 1)
-      .execute();
+    if (opts.digest && !/^[0-9a-f]{64}$/.test(opts.digest))
+      throw new InvalidArgumentError("content_digest_sha256 must be 64 lowercase hex digits");
+    const rows = await listDatasets(this.o.db, {
+      ...(opts.owner ? { owner: opts.owner } : {}),
+      ...(opts.digest ? { contentHex: opts.digest } : {}),
+      ...(opts.pageToken ? { after: decodePageToken(opts.pageToken) } : {}),
+      limit: size + 1,
+    });
     const page = rows.slice(0, size);
     const last = page[page.length - 1];
     return {
-      datasets: page.map((r) => this.o.uploads.toDataset(r)),
-      next: rows.length > size && last ? encodePageToken(last.created_at, last.dataset_id) : "",
+      datasets: page.map(toDataset),
+      next: rows.length > size && last ? encodePageToken(last.createdAt, last.datasetId) : "",
     };
   }
 
@@ -111,7 +130,10 @@ export class Datasets {
     const hit = this.cache.get(datasetId);
     if (hit) return hit;
     const manifest = (await this.get(datasetId)).manifest!;
-    const leaves = await this.o.uploads.leaves(datasetId, manifest);
+    const leaves = Buffer.concat((await groupsOf(this.o.db, datasetId)).map((g) => g.leaves));
+    if (!Buffer.from(shardRoot(leafList(leaves))).equals(Buffer.from(manifest.shardRoot))) {
+      throw new UnavailableError(`dataset ${datasetId}: the stored leaf table does not hash to the manifest's shardRoot`);
+    }
     const c = { manifest, leaves };
     if (this.cache.size > 256) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(datasetId, c);
@@ -120,7 +142,19 @@ export class Datasets {
 
   async layout(datasetId: string): Promise<{ manifest: Manifest; layout: ReadLayout }> {
     const { manifest, leaves } = await this.load(datasetId);
-    return { manifest, layout: this.o.uploads.layout(datasetId, manifest, leaves) };
+    return {
+      manifest,
+      layout: {
+        datasetId,
+        k: manifest.k,
+        m: manifest.m,
+        shardSize: manifest.shardSize,
+        size: Number(manifest.size),
+        stripes: Number(manifest.stripes),
+        leaves,
+        slots: slotLocations(manifest.placements, this.o.registry),
+      },
+    };
   }
 
   /** Verified bytes [offset, offset + length) (length 0 = to the end); a full read also checks contentDigest. */
@@ -136,7 +170,7 @@ export class Datasets {
     if (start > size || (start === size && size > 0))
       throw new InvalidArgumentError(`offset ${start} is beyond the dataset's ${size} bytes`);
     const end = length === 0n ? size : Math.min(size, start + Number(length));
-    const codec = this.o.uploads.codec(manifest.k, manifest.m, manifest.shardSize);
+    const codec = codecFor(manifest.k, manifest.m, manifest.shardSize);
     const chunks = readVerified(layout, start, end - start, {
       ...this.o.readOptions,
       codec,
@@ -144,34 +178,31 @@ export class Datasets {
       expectDigestHex: manifest.contentDigest?.hex,
       ...(stats ? { stats } : {}),
     });
-    return { size, start, end, chunks };
+    return { size, start, end, chunks: counted(chunks) };
   }
 
-  /** Evidence: one `deai.dataset.shard_invalid` event per shard that failed its leaf check. */
+  /**
+   * Evidence: each shard that failed its leaf check is stored as a finding, with its
+   * `deai.dataset.shard_invalid` event in the same transaction (the outbox relays it, so none
+   * is lost while NATS is down).
+   */
   reportInvalid(datasetId: string, s: InvalidShard): void {
-    const now = new Date();
-    const eventId = `dataset/shard_invalid/${datasetId}/${s.stripe}/${s.slot}/${this.o.reporter}/${now.getTime()}`;
+    const foundAt = this.clock.now();
+    const findingId = `${datasetId}/${s.stripe}/${s.slot}/${this.o.reporter}/${foundAt.getTime()}`;
     this.o.logger.warn({ datasetId, stripe: s.stripe, slot: s.slot, provider: s.providerId }, "shard failed its leaf check");
-    void this.o.bus
-      .publish(
-        "deai.dataset.shard_invalid",
-        ShardInvalidSchema,
-        create(ShardInvalidSchema, {
-          eventId,
-          occurredAt: timestampFromDate(now),
-          providerId: s.providerId,
-          datasetId,
-          stripe: BigInt(s.stripe),
-          slot: s.slot,
-          expectedLeafHash: s.expected,
-          observedLeafHash: s.observed,
-          source: ShardCheckSource.DOWNLOAD,
-          reporterId: this.o.reporter,
-          detail: `leaf mismatch at stripe ${s.stripe}, slot ${s.slot}`,
-        }),
-        eventId,
-      )
-      .catch((e: unknown) => this.o.logger.error({ err: e, eventId }, "could not publish shard_invalid"));
+    void recordShardFinding(this.o.db, {
+      findingId,
+      datasetId,
+      stripe: s.stripe,
+      slot: s.slot,
+      providerId: s.providerId,
+      expected: s.expected,
+      observed: s.observed,
+      reporterId: this.o.reporter,
+      foundAt,
+    })
+      .then(() => this.o.outbox.kick())
+      .catch((e: unknown) => this.o.logger.error({ err: e, findingId }, "could not record a shard finding"));
   }
 
   async shardProof(datasetId: string, stripe: bigint, slot: number): Promise<GetShardProofResponse> {

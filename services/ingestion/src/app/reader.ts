@@ -14,7 +14,8 @@ import { createHash } from "node:crypto";
 import { UnavailableError } from "@deai/kit/errors";
 
 import type { StripeCodec } from "../coding/reed-solomon.js";
-import { shardLeafHash, type StorageProvider } from "@deai/kit";
+import { ingestionMetrics } from "./metrics.js";
+import { shardLeafHash, systemClock, type Clock, type ProviderRegistry, type StorageProvider } from "@deai/kit";
 
 export interface SlotLocation {
   readonly slot: number;
@@ -22,6 +23,24 @@ export interface SlotLocation {
   /** Undefined when the provider is not known to this service (it cannot be read). */
   readonly provider: StorageProvider | undefined;
   readonly key: string;
+}
+
+/** Where each slot of a dataset is read from (providers this service does not know cannot be read). */
+export function slotLocations(
+  placements: readonly { slot: number; providerId: string; key: string }[],
+  registry: ProviderRegistry,
+): SlotLocation[] {
+  return placements.map((p) => ({
+    slot: p.slot,
+    providerId: p.providerId,
+    provider: registry.has(p.providerId) ? registry.get(p.providerId) : undefined,
+    key: p.key,
+  }));
+}
+
+/** A leaf table (32-byte leaves, concatenated) as a list of leaves. */
+export function leafList(leaves: Uint8Array): Uint8Array[] {
+  return Array.from({ length: leaves.length / 32 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
 }
 
 export interface ReadLayout {
@@ -52,6 +71,8 @@ export interface ReadOptions {
   readonly onInvalid: (shard: InvalidShard) => void;
   /** Counters for tests and benchmarks. */
   readonly stats?: ReadStats;
+  /** Time for the hedge delay and slow-read marking. @default systemClock */
+  readonly clock?: Clock;
 }
 
 export interface ReadStats {
@@ -84,31 +105,35 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
   let inFlight = 0;
   /** Reads in flight, with when they started. */
   const started = new Map<SlotLocation, number>();
+  const clock = opts.clock ?? systemClock;
   const enough = (): boolean => shards.every((row) => row.reduce((c, s) => c + (s ? 1 : 0), 0) >= k);
   return new Promise<Window>((resolve, reject) => {
     let settled = false;
-    let hedge: NodeJS.Timeout | undefined;
+    let hedge: AbortController | undefined;
     const finish = (e?: Error): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(hedge);
+      hedge?.abort();
       // A read still out after the hedge delay lost to the others: order its provider last for a
       // while, so the next windows do not wait on it again.
-      const now = Date.now();
+      const now = clock.nowMs();
       for (const [loc, at] of started) if (now - at >= opts.hedgeMs) loc.provider!.markDown();
       abort.abort();
       if (e) reject(e);
       else resolve({ first, count, shards });
     };
     const armHedge = (): void => {
-      clearTimeout(hedge);
-      hedge = setTimeout(() => {
-        if (!settled && next < order.length) {
-          launch();
-          armHedge();
-        }
-      }, opts.hedgeMs);
-      hedge.unref();
+      hedge?.abort();
+      const timer = (hedge = new AbortController());
+      clock.sleep(opts.hedgeMs, timer.signal).then(
+        () => {
+          if (!settled && next < order.length) {
+            launch();
+            armHedge();
+          }
+        },
+        () => undefined,
+      );
     };
     const check = (): void => {
       if (settled) return;
@@ -129,7 +154,7 @@ async function fetchWindow(layout: ReadLayout, first: number, count: number, opt
     const launch = (): void => {
       const loc = order[next++]!;
       inFlight++;
-      started.set(loc, Date.now());
+      started.set(loc, clock.nowMs());
       if (opts.stats) opts.stats.rangeRequests++;
       void (async () => {
         try {
@@ -171,6 +196,7 @@ async function stripeData(window: Window, i: number, layout: ReadLayout, opts: R
   if (row.slice(0, k).every(Boolean)) return row.slice(0, k) as Buffer[];
   // Exactly the valid shards go to the decoder; anything beyond k is not needed.
   if (opts.stats) opts.stats.reconstructedStripes++;
+  ingestionMetrics().reconstructions.add(1);
   const all = await opts.codec.reconstruct(row);
   return all.slice(0, k);
 }

@@ -81,6 +81,10 @@ export class UploadSession {
   private held = false;
   /** Whether the streamed-part queues are reserved in the memory budget. */
   private queuesReserved = false;
+  /** Set once the session is closed: every later (or pending) write fails with it. */
+  private closed: Error | undefined;
+  /** Streamed part PUTs not yet settled, per group (the filling group's and the committing group's). */
+  private readonly openWriters = new Set<PartWriter[]>();
 
   constructor(
     readonly uploadId: string,
@@ -127,7 +131,7 @@ export class UploadSession {
   }
 
   /** Whether a stream (or finish) holds the session. */
-  get locked(): boolean {
+  isLocked(): boolean {
     return this.held;
   }
 
@@ -136,10 +140,13 @@ export class UploadSession {
    * session's memory back; a stream still attached fails at its next write.
    */
   close(): void {
-    this.failure ??= new FailedPreconditionError(
+    this.closed = new FailedPreconditionError(
       `upload ${this.uploadId} ended (aborted, expired, idle or the service is stopping) while receiving`,
     );
-    this.group.writers?.forEach((w) => w.abort());
+    this.failure = this.closed;
+    // Every part PUT still open goes: the filling group's and the one being committed.
+    for (const writers of this.openWriters) writers.forEach((w) => w.abort());
+    this.openWriters.clear();
     this.memory?.close();
   }
 
@@ -150,6 +157,15 @@ export class UploadSession {
 
   /** Accepts the next bytes (in order); resolves when they are in the pipeline. */
   async write(chunk: Uint8Array): Promise<void> {
+    try {
+      await this.writeChunk(chunk);
+    } catch (e) {
+      // A part PUT cut by close() fails with the reason the session closed, not as a provider failure.
+      throw this.closed ?? e;
+    }
+  }
+
+  private async writeChunk(chunk: Uint8Array): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.finished) throw new InvalidArgumentError("the upload's stream is already finished");
     let at = 0;
@@ -166,6 +182,7 @@ export class UploadSession {
   /** Waits until every full group handed over is committed (or throws its failure). */
   async settle(): Promise<void> {
     await this.uploading;
+    if (this.closed) throw this.closed;
     if (this.failure) throw this.failure;
   }
 
@@ -200,6 +217,7 @@ export class UploadSession {
     this.hash = this.durableHash?.copy();
     const groupBytes = this.stripeBytes * this.stripesPerGroup;
     this.group.writers?.forEach((w) => w.abort());
+    if (this.group.writers) this.openWriters.delete(this.group.writers);
     this.recycle(this.group);
     this.group = this.newGroup(Math.ceil(this.durable / groupBytes));
     this.finished = this.finalCommitted;
@@ -234,7 +252,11 @@ export class UploadSession {
         this.memory?.reserve(this.n * (Math.min(1024 * 1024, this.stripesPerGroup * S) + S), "streamed part queues");
         this.queuesReserved = true;
       }
-      g.writers ??= this.store.openParts!(g.index, this.stripesInGroup(g.index) * S);
+      if (this.closed) throw this.closed;
+      if (!g.writers) {
+        g.writers = this.store.openParts!(g.index, this.stripesInGroup(g.index) * S);
+        this.openWriters.add(g.writers);
+      }
       const writers = g.writers;
       await Promise.all(writers.map((w, j) => w.write(encoded.shards[j]!)));
     } else {
@@ -269,8 +291,10 @@ export class UploadSession {
       throw e;
     }
     const S = this.codec.shardSize;
-    const etags = g.writers ? Promise.all(g.writers.map((w) => w.end())) : undefined;
+    const writers = g.writers;
+    const etags = writers ? Promise.all(writers.map((w) => w.end())) : undefined;
     etags?.catch(() => undefined);
+    void etags?.finally(() => this.openWriters.delete(writers!)).catch(() => undefined);
     const commit: GroupCommit = {
       groupIndex: g.index,
       stripes: g.stripes,

@@ -9,29 +9,25 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 
-import { create, toJson, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ObservableResult } from "@opentelemetry/api";
 import type { Kysely } from "kysely";
 
-import { DigestSchema, DsseEnvelopeSchema, type DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
-import { DatasetIngestedSchema, UploadAbortedSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
+import { DigestSchema, type DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
 import {
-  DatasetSchema,
-  DatasetState,
   ManifestSchema,
   PlacementSchema,
   UploadSchema,
   UploadSpecSchema,
   UploadState,
-  type Dataset,
   type Manifest,
   type Placement,
   type Upload,
   type UploadSpec,
 } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
-import { ReceiptSchema, type Receipt } from "@deai/contracts/deai/ledger/v1/ledger_pb";
+import type { Receipt } from "@deai/contracts/deai/ledger/v1/ledger_pb";
 import {
-  enqueueEvent,
   isRefusedForGood,
   publicKeyOf,
   systemClock,
@@ -51,8 +47,8 @@ import {
 } from "@deai/kit/errors";
 import { shardRoot as shardRootOf } from "@deai/proofs";
 
-import { checkCodingParameters, StripeCodec } from "../coding/reed-solomon.js";
-import { checkManifestEnvelope, CODEC_ID, manifestFromJson, manifestJson, manifestStatement } from "../domain/manifest.js";
+import { checkCodingParameters } from "../coding/reed-solomon.js";
+import { checkManifestEnvelope, CODEC_ID, manifestJson, manifestStatement } from "../domain/manifest.js";
 import type { PlacementPolicy, ProviderRegistry, StorageProvider } from "@deai/kit";
 import {
   checkShardSize,
@@ -64,10 +60,17 @@ import {
   MAX_MANIFEST_SIGNATURES,
 } from "../domain/upload-bounds.js";
 import { uploadStates } from "../domain/upload-states.js";
+import { enqueueDatasetIngested, enqueueUploadAborted } from "../events/dataset-events.js";
+import { datasetByDigest, datasetById, insertDataset } from "../store/datasets.js";
+import { envelopeJson } from "../store/envelopes.js";
 import type { IngestionDb, UploadStateName } from "../store/tables.js";
+import * as store from "../store/uploads.js";
+import type { UploadRow } from "../store/uploads.js";
+import { codecFor } from "./codecs.js";
+import { ingestionMetrics } from "./metrics.js";
 import type { MemoryBudget } from "./memory-budget.js";
 import { MemoryLease } from "./memory-budget.js";
-import { readVerified, type ReadLayout, type ReadOptions } from "./reader.js";
+import { leafList, readVerified, slotLocations, type ReadLayout, type ReadOptions } from "./reader.js";
 import { UploadSession, type SessionStore } from "./session.js";
 
 export const DEFAULT_K = 8;
@@ -111,8 +114,6 @@ const STATE_NAMES: Record<UploadStateName, UploadState> = {
   failed: UploadState.FAILED,
 };
 
-type UploadRow = Awaited<ReturnType<Uploads["row"]>>;
-
 /** S3 object key of one slot of an upload (the dataset keeps its upload's objects). */
 export function slotKey(uploadId: string, slot: number): string {
   return `datasets/${uploadId}/slot-${String(slot).padStart(3, "0")}`;
@@ -132,34 +133,10 @@ function hexOf(digest: { algorithm: string; hex: string } | undefined, what: str
   return digest.hex;
 }
 
-/** A leaf table (32-byte leaves, concatenated) as a list of leaves. */
-export function leafList(leaves: Uint8Array): Uint8Array[] {
-  return Array.from({ length: leaves.length / 32 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
-}
-
-/** An envelope's DSSE JSON form (base64 payload and signatures), as stored. */
-function envelopeJson(e: DsseEnvelope): { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] } {
-  return {
-    payloadType: e.payloadType,
-    payload: Buffer.from(e.payload).toString("base64"),
-    signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig).toString("base64") })),
-  };
-}
-
-function envelopeFromJson(json: unknown): DsseEnvelope {
-  const e = json as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
-  return create(DsseEnvelopeSchema, {
-    payloadType: e.payloadType,
-    payload: Buffer.from(e.payload, "base64"),
-    signatures: e.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig, "base64") })),
-  });
-}
-
 export class Uploads {
   private readonly sessions = new Map<string, UploadSession>();
   /** When each session last had a stream attached (clock ms), for idle eviction. */
   private readonly lastUse = new Map<string, number>();
-  private readonly codecs = new Map<string, StripeCodec>();
   private readonly clock: Clock;
   /** Uploads this instance is anchoring now: the sweep leaves them alone. */
   private readonly anchoringHere = new Set<string>();
@@ -167,17 +144,16 @@ export class Uploads {
 
   constructor(private readonly o: UploadsOptions) {
     this.clock = o.clock ?? systemClock;
+    ingestionMetrics().activeUploads.addCallback(this.observeActive);
   }
+
+  /** deai.ingestion.active_uploads: uploads in a live state (every replica reports the same count). */
+  private readonly observeActive = async (r: ObservableResult): Promise<void> => {
+    r.observe(await store.countInStates(this.o.db, uploadStates.live));
+  };
 
   private now(): Date {
     return this.clock.now();
-  }
-
-  codec(k: number, m: number, shardSize: number): StripeCodec {
-    const key = `${k}/${m}/${shardSize}`;
-    let c = this.codecs.get(key);
-    if (!c) this.codecs.set(key, (c = new StripeCodec(k, m, shardSize)));
-    return c;
   }
 
   // ---- create ------------------------------------------------------------------------
@@ -216,16 +192,16 @@ export class Uploads {
     const expires = new Date(now.getTime() + this.o.ttlS * 1000);
     // Same bytes from the same owner: the existing dataset, no bytes needed.
     if (declaredDigest) {
-      const existing = await this.findDataset(owner, declaredDigest);
+      const existing = await datasetByDigest(this.o.db, declaredDigest, owner);
       if (existing) {
         return create(UploadSchema, {
-          uploadId: existing.upload_id,
+          uploadId: existing.uploadId,
           spec,
           state: UploadState.COMPLETED,
-          datasetId: existing.dataset_id,
-          manifest: manifestFromJson(existing.manifest),
-          createdAt: timestampFromDate(existing.created_at),
-          expiresAt: timestampFromDate(existing.created_at),
+          datasetId: existing.datasetId,
+          manifest: existing.manifest,
+          createdAt: timestampFromDate(existing.createdAt),
+          expiresAt: timestampFromDate(existing.createdAt),
         });
       }
     }
@@ -244,22 +220,18 @@ export class Uploads {
     }
     const placements = placementsOf(uploadId, providers);
     const stripesPerGroup = Math.max(1, Math.ceil(this.o.partBytes / shardSize));
-    await this.o.db
-      .insertInto("uploads")
-      .values({
-        upload_id: uploadId,
-        owner,
-        spec: JSON.stringify(toJson(UploadSpecSchema, spec)),
-        k,
-        m,
-        shard_size: shardSize,
-        stripes_per_group: stripesPerGroup,
-        state: "open",
-        placements: JSON.stringify(placements.map((p) => toJson(PlacementSchema, p))),
-        multipart: JSON.stringify(multipart),
-        expires_at: expires,
-      })
-      .execute();
+    await store.insertUpload(this.o.db, {
+      upload_id: uploadId,
+      owner,
+      spec,
+      k,
+      m,
+      shard_size: shardSize,
+      stripes_per_group: stripesPerGroup,
+      placements,
+      multipart,
+      expires_at: expires,
+    });
     this.o.logger.info({ uploadId, owner, k, m, shardSize, providers: providers.map((p) => p.id) }, "upload created");
     return this.toUpload(await this.row(uploadId));
   }
@@ -311,9 +283,9 @@ export class Uploads {
 
   // ---- reads -------------------------------------------------------------------------
 
-  async row(uploadId: string) {
+  async row(uploadId: string): Promise<UploadRow> {
     if (!/^[0-9a-f-]{36}$/.test(uploadId)) throw new InvalidArgumentError(`upload_id ${JSON.stringify(uploadId)} is not an upload id`);
-    const r = await this.o.db.selectFrom("uploads").selectAll().where("upload_id", "=", uploadId).executeTakeFirst();
+    const r = await store.uploadById(this.o.db, uploadId);
     if (!r) throw new NotFoundError(`upload ${uploadId} not found`);
     return r;
   }
@@ -322,7 +294,7 @@ export class Uploads {
     const row = await this.row(uploadId);
     // A REST request that died unverified (crash) does not count: show the offset to resume from.
     if (row.pending_from !== null && row.state === "open" && !this.sessions.has(uploadId)) {
-      await this.rollbackDurable(uploadId, Number(row.pending_from));
+      await this.rollbackDurable(uploadId, row.pending_from);
       return this.toUpload(await this.row(uploadId));
     }
     return this.toUpload(row);
@@ -331,14 +303,14 @@ export class Uploads {
   toUpload(r: UploadRow): Upload {
     return create(UploadSchema, {
       uploadId: r.upload_id,
-      spec: fromJson(UploadSpecSchema, r.spec as JsonValue),
+      spec: r.spec,
       state: STATE_NAMES[r.state],
       durableOffset: BigInt(r.durable_offset),
       stripesDone: BigInt(r.stripes_done),
-      placements: (r.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p)),
+      placements: r.placements,
       createdAt: timestampFromDate(r.created_at),
       expiresAt: timestampFromDate(r.expires_at),
-      ...(r.manifest ? { manifest: manifestFromJson(r.manifest) } : {}),
+      ...(r.manifest ? { manifest: r.manifest } : {}),
       manifestStatement: r.statement ?? new Uint8Array(),
       datasetId: r.dataset_id ?? "",
       error: r.error ?? "",
@@ -397,6 +369,7 @@ export class Uploads {
         if (session.received + chunk.length > limit.bytes) throw limit.error(session.received + chunk.length);
         bodyHash?.update(chunk);
         await session.write(chunk);
+        ingestionMetrics().received.add(chunk.length);
       }
       await session.settle();
       if (bodyHash && opts.bodyDigest) {
@@ -430,7 +403,7 @@ export class Uploads {
   }
 
   private sizeLimit(row: UploadRow): { bytes: number; error: (at: number) => Error } {
-    const spec = fromJson(UploadSpecSchema, row.spec as JsonValue);
+    const spec = row.spec;
     if (spec.size !== undefined) {
       const declared = Number(spec.size);
       return {
@@ -453,11 +426,11 @@ export class Uploads {
   }
 
   private async markPending(uploadId: string, from: number): Promise<void> {
-    await this.o.db.updateTable("uploads").set({ pending_from: from }).where("upload_id", "=", uploadId).execute();
+    await store.setPendingFrom(this.o.db, uploadId, from);
   }
 
   private async clearPending(uploadId: string): Promise<void> {
-    await this.o.db.updateTable("uploads").set({ pending_from: null }).where("upload_id", "=", uploadId).execute();
+    await store.setPendingFrom(this.o.db, uploadId, null);
   }
 
   /** After a failed stream: drop buffered bytes; for a REST request, also durable bytes it added. */
@@ -471,19 +444,7 @@ export class Uploads {
 
   /** Rolls durable progress back to the part group containing `offset`; returns the new durable offset. */
   private async rollbackDurable(uploadId: string, offset: number): Promise<number> {
-    return this.o.db.transaction().execute(async (trx) => {
-      const r = await trx.selectFrom("uploads").selectAll().where("upload_id", "=", uploadId).forUpdate().executeTakeFirstOrThrow();
-      const groupBytes = r.k * r.shard_size * r.stripes_per_group;
-      const group = Math.floor(offset / groupBytes);
-      const to = Math.min(Number(r.durable_offset), group * groupBytes);
-      await trx.deleteFrom("upload_groups").where("upload_id", "=", uploadId).where("group_index", ">=", group).execute();
-      await trx
-        .updateTable("uploads")
-        .set({ durable_offset: to, stripes_done: to / (r.k * r.shard_size), pending_from: null, updated_at: this.now() })
-        .where("upload_id", "=", uploadId)
-        .execute();
-      return to;
-    });
+    return store.rollbackDurable(this.o.db, uploadId, offset, this.now());
   }
 
   /** The live session of an open upload, rebuilt from its durable state when this instance has none. */
@@ -492,9 +453,9 @@ export class Uploads {
     if (s) return s;
     let durable = Number(row.durable_offset);
     // A REST request whose body was never checked (the process died mid-request) does not count.
-    if (row.pending_from !== null) durable = await this.rollbackDurable(row.upload_id, Number(row.pending_from));
-    const codec = this.codec(row.k, row.m, row.shard_size);
-    const declared = fromJson(UploadSpecSchema, row.spec as JsonValue).size;
+    if (row.pending_from !== null) durable = await this.rollbackDurable(row.upload_id, row.pending_from);
+    const codec = codecFor(row.k, row.m, row.shard_size);
+    const declared = row.spec.size;
     // The last group ends off a group boundary: the stream was finished before a restart.
     const finished = durable % (row.k * row.shard_size * row.stripes_per_group) !== 0;
     const memory = new MemoryLease(this.o.memory, `upload ${row.upload_id}`);
@@ -519,8 +480,8 @@ export class Uploads {
   }
 
   private groupStore(row: UploadRow): SessionStore {
-    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
-    const multipart = row.multipart as string[];
+    const placements = row.placements;
+    const multipart = row.multipart;
     const uploadId = row.upload_id;
     const stripeBytes = row.k * row.shard_size;
     const ttlS = this.o.ttlS;
@@ -535,34 +496,16 @@ export class Uploads {
                 this.o.registry.get(p.providerId).uploadPart(p.key, multipart[slot]!, g.groupIndex + 1, g.parts![slot]!),
               ),
             );
-        await this.o.db.transaction().execute(async (trx) => {
-          await trx
-            .insertInto("upload_groups")
-            .values({
-              upload_id: uploadId,
-              group_index: g.groupIndex,
-              stripes: g.stripes,
-              etags: JSON.stringify(etags),
-              leaves: Buffer.from(g.leaves),
-            })
-            .onConflict((oc) =>
-              oc
-                .columns(["upload_id", "group_index"])
-                .doUpdateSet({ stripes: g.stripes, etags: JSON.stringify(etags), leaves: Buffer.from(g.leaves) }),
-            )
-            .execute();
-          const r = await trx
-            .updateTable("uploads")
-            .set({
-              durable_offset: g.endOffset,
-              stripes_done: Math.ceil(g.endOffset / stripeBytes),
-              updated_at: this.now(),
-              expires_at: new Date(this.clock.nowMs() + ttlS * 1000),
-            })
-            .where("upload_id", "=", uploadId)
-            .where("state", "=", "open")
-            .executeTakeFirst();
-          if (Number(r.numUpdatedRows) !== 1) throw new FailedPreconditionError(`upload ${uploadId} is no longer open`);
+        await store.commitGroup(this.o.db, {
+          uploadId,
+          groupIndex: g.groupIndex,
+          stripes: g.stripes,
+          etags,
+          leaves: Buffer.from(g.leaves),
+          endOffset: g.endOffset,
+          stripesDone: Math.ceil(g.endOffset / stripeBytes),
+          now: this.now(),
+          expiresAt: new Date(this.clock.nowMs() + ttlS * 1000),
         });
       },
     };
@@ -579,18 +522,14 @@ export class Uploads {
     if (row.owner !== actor) throw new PermissionDeniedError(`upload ${uploadId} belongs to ${row.owner}; only its owner completes it`);
     if (row.state === "open") row = await this.finishStream(row);
     if (row.state === "completed") {
-      const ds = await this.datasetRow(row.dataset_id!);
-      return {
-        upload: this.toUpload(row),
-        manifest: manifestFromJson(ds.manifest),
-        receipt: fromJson(ReceiptSchema, ds.receipt as JsonValue),
-        datasetId: ds.dataset_id,
-      };
+      const ds = await datasetById(this.o.db, row.dataset_id!);
+      if (!ds) throw new NotFoundError(`dataset ${row.dataset_id} of upload ${uploadId} not found`);
+      return { upload: this.toUpload(row), manifest: ds.manifest, receipt: ds.receipt, datasetId: ds.datasetId };
     }
     // "anchoring": a crash or a ledger timeout interrupted an earlier attempt; the append is idempotent.
     if (row.state !== "awaiting_signature" && row.state !== "anchoring")
       throw new FailedPreconditionError(`upload ${uploadId} is ${row.state}${row.error ? `: ${row.error}` : ""}`);
-    if (!envelope) return { upload: this.toUpload(row), manifest: manifestFromJson(row.manifest) };
+    if (!envelope) return { upload: this.toUpload(row), ...(row.manifest ? { manifest: row.manifest } : {}) };
     return this.anchor(row, envelope);
   }
 
@@ -598,9 +537,9 @@ export class Uploads {
   private async finishStream(row: UploadRow): Promise<UploadRow> {
     const uploadId = row.upload_id;
     const session = await this.attach(row);
-    if (session.locked)
+    if (session.isLocked())
       throw new FailedPreconditionError(`upload ${uploadId} is still receiving a stream; complete it after the stream ends`);
-    const spec = fromJson(UploadSpecSchema, row.spec as JsonValue);
+    const spec = row.spec;
     if (spec.size !== undefined && BigInt(session.received) !== spec.size) {
       throw new FailedPreconditionError(
         `upload ${uploadId} has ${session.received} of its declared ${spec.size} bytes: send the rest from offset ${session.received} (durable_offset ${session.durable})`,
@@ -618,14 +557,9 @@ export class Uploads {
       session.unlock();
     }
     const size = session.received;
-    const groups = await this.o.db
-      .selectFrom("upload_groups")
-      .selectAll()
-      .where("upload_id", "=", uploadId)
-      .orderBy("group_index")
-      .execute();
-    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
-    const multipart = row.multipart as string[];
+    const groups = await store.groupsOf(this.o.db, uploadId);
+    const placements = row.placements;
+    const multipart = row.multipart;
     // Complete every slot object; a provider failing here leaves the upload open to retry.
     await Promise.all(
       placements.map(async (p, slot) => {
@@ -658,12 +592,7 @@ export class Uploads {
         size,
         stripes,
         leaves,
-        slots: placements.map((p) => ({
-          slot: p.slot,
-          providerId: p.providerId,
-          provider: this.o.registry.has(p.providerId) ? this.o.registry.get(p.providerId) : undefined,
-          key: p.key,
-        })),
+        slots: slotLocations(placements, this.o.registry),
       }));
     this.dropSession(uploadId);
     const declared = spec.contentDigest?.hex;
@@ -682,14 +611,14 @@ export class Uploads {
       throw new InvalidArgumentError(`${error}; the upload failed and its objects were deleted`);
     }
     // Same bytes, same owner: the existing dataset stands; this upload's copy goes.
-    const existing = await this.findDataset(row.owner, contentHex);
+    const existing = await datasetByDigest(this.o.db, contentHex, row.owner);
     if (existing) {
       await transitionRow(this.o.db, uploadStates, {
         table: "uploads",
         key: { upload_id: uploadId },
         from: ["open"],
         to: "completed",
-        set: { dataset_id: existing.dataset_id, size, content_digest: contentHex, updated_at: this.now() },
+        set: { dataset_id: existing.datasetId, size, content_digest: contentHex, updated_at: this.now() },
       });
       await this.deleteObjects(row).catch((e: unknown) => this.o.logger.warn({ err: e, uploadId }, "cleanup of a duplicate upload failed"));
       return this.row(uploadId);
@@ -741,7 +670,7 @@ export class Uploads {
     const hash = createHash("sha256");
     for await (const piece of readVerified(layout, 0, layout.size, {
       ...this.o.readOptions,
-      codec: this.codec(layout.k, layout.m, layout.shardSize),
+      codec: codecFor(layout.k, layout.m, layout.shardSize),
     })) {
       hash.update(piece);
     }
@@ -773,12 +702,7 @@ export class Uploads {
     // Claim the row first: sweep and abort leave an anchoring upload (and its objects) alone.
     const stored = JSON.stringify(envelopeJson(envelope));
     if (row.state === "anchoring") {
-      await this.o.db
-        .updateTable("uploads")
-        .set({ anchor_envelope: stored, updated_at: this.now() })
-        .where("upload_id", "=", row.upload_id)
-        .where("state", "=", "anchoring")
-        .execute();
+      await store.keepAnchorEnvelope(this.o.db, row.upload_id, envelope, this.now());
     } else {
       await transitionRow(this.o.db, uploadStates, {
         table: "uploads",
@@ -809,24 +733,20 @@ export class Uploads {
       this.anchoringHere.delete(row.upload_id);
     }
     const { index, receipt } = anchored;
-    const manifest = manifestFromJson(row.manifest);
+    const manifest = row.manifest!;
     const datasetId = row.upload_id;
     await this.o.db.transaction().execute(async (trx) => {
-      await trx
-        .insertInto("datasets")
-        .values({
-          dataset_id: datasetId,
-          upload_id: row.upload_id,
-          owner: row.owner,
-          content_digest: row.content_digest!,
-          size: row.size!,
-          manifest: JSON.stringify(manifestJson(manifest)),
-          envelope: JSON.stringify(envelopeJson(envelope)),
-          receipt: JSON.stringify(toJson(ReceiptSchema, receipt)),
-          ledger_index: index,
-        })
-        .onConflict((oc) => oc.column("dataset_id").doNothing())
-        .execute();
+      await insertDataset(trx, {
+        datasetId,
+        uploadId: row.upload_id,
+        owner: row.owner,
+        contentDigest: row.content_digest!,
+        size: BigInt(row.size!),
+        manifest,
+        envelope,
+        receipt,
+        ledgerIndex: index,
+      });
       try {
         await transitionRow(trx, uploadStates, {
           table: "uploads",
@@ -837,24 +757,10 @@ export class Uploads {
         });
       } catch (e) {
         // Another instance (a sweep elsewhere) recorded the same append first: the same dataset.
-        const now = await trx.selectFrom("uploads").select(["state"]).where("upload_id", "=", row.upload_id).executeTakeFirst();
-        if (now?.state === "completed") return;
+        if ((await store.uploadState(trx, row.upload_id)) === "completed") return;
         throw e;
       }
-      await enqueueEvent(
-        trx as unknown as Kysely<unknown>,
-        "deai.dataset.ingested",
-        DatasetIngestedSchema,
-        create(DatasetIngestedSchema, {
-          eventId: `dataset/ingested/${datasetId}`,
-          occurredAt: timestampFromDate(this.now()),
-          datasetId,
-          contentDigest: manifest.contentDigest,
-          manifest,
-          ledgerIndex: index,
-        }),
-        `dataset/ingested/${datasetId}`,
-      );
+      await enqueueDatasetIngested(trx as unknown as Kysely<unknown>, { datasetId, manifest, ledgerIndex: index, at: this.now() });
     });
     this.o.outbox.kick();
     this.o.logger.info({ datasetId, ledgerIndex: index.toString() }, "dataset anchored");
@@ -910,15 +816,9 @@ export class Uploads {
     let done = 0;
     const live = uploadStates.live;
     const expirable = live.filter((st): st is "open" | "awaiting_signature" => uploadStates.canTransition(st, "expired"));
-    const due = await this.o.db
-      .selectFrom("uploads")
-      .selectAll()
-      .where("state", "in", expirable)
-      .where("expires_at", "<", this.now())
-      .limit(50)
-      .execute();
+    const due = await store.expiredUploads(this.o.db, expirable, this.now(), 50);
     for (const row of due) {
-      if (this.sessions.get(row.upload_id)?.locked) continue;
+      if (this.sessions.get(row.upload_id)?.isLocked()) continue;
       try {
         await this.end(row, "expired");
         done++;
@@ -932,13 +832,7 @@ export class Uploads {
 
   /** Uploads stuck in `anchoring` (no instance is on them): append again, or fail for good. */
   private async retryAnchors(): Promise<number> {
-    const stale = await this.o.db
-      .selectFrom("uploads")
-      .selectAll()
-      .where("state", "=", "anchoring")
-      .where("updated_at", "<", new Date(this.clock.nowMs() - this.o.anchorRetryAfterMs))
-      .limit(20)
-      .execute();
+    const stale = await store.staleAnchoring(this.o.db, new Date(this.clock.nowMs() - this.o.anchorRetryAfterMs), 20);
     let done = 0;
     for (const row of stale) {
       if (this.anchoringHere.has(row.upload_id)) continue;
@@ -952,7 +846,7 @@ export class Uploads {
         continue;
       }
       try {
-        await this.appendAndRecord(row, envelopeFromJson(row.anchor_envelope));
+        await this.appendAndRecord(row, row.anchor_envelope);
         done++;
       } catch (e) {
         if (e instanceof FailedPreconditionError && /failed: the ledger refused/.test(e.message)) done++;
@@ -966,7 +860,7 @@ export class Uploads {
   private evictIdleSessions(): void {
     const cutoff = this.clock.nowMs() - this.o.sessionIdleMs;
     for (const [id, s] of this.sessions) {
-      if (s.locked || (this.lastUse.get(id) ?? 0) > cutoff) continue;
+      if (s.isLocked() || (this.lastUse.get(id) ?? 0) > cutoff) continue;
       this.dropSession(id);
       this.o.logger.info({ uploadId: id }, "idle upload session dropped; the next stream resumes from durable_offset");
     }
@@ -990,7 +884,7 @@ export class Uploads {
    * the objects.
    */
   private async endAs(row: UploadRow, state: "aborted" | "expired" | "failed", from: UploadStateName[], error?: string): Promise<void> {
-    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
+    const placements = row.placements;
     await this.o.db.transaction().execute(async (trx) => {
       await transitionRow(trx, uploadStates, {
         table: "uploads",
@@ -999,19 +893,12 @@ export class Uploads {
         to: state,
         set: { updated_at: this.now(), ...(error ? { error } : {}) },
       });
-      await enqueueEvent(
-        trx as unknown as Kysely<unknown>,
-        "deai.dataset.upload_aborted",
-        UploadAbortedSchema,
-        create(UploadAbortedSchema, {
-          eventId: `dataset/upload_aborted/${row.upload_id}`,
-          occurredAt: timestampFromDate(this.now()),
-          uploadId: row.upload_id,
-          expired: state === "expired",
-          placements,
-        }),
-        `dataset/upload_aborted/${row.upload_id}`,
-      );
+      await enqueueUploadAborted(trx as unknown as Kysely<unknown>, {
+        uploadId: row.upload_id,
+        expired: state === "expired",
+        placements,
+        at: this.now(),
+      });
     });
     this.o.outbox.kick();
     // The event names the placements, so a failed delete is not silent: logged, and evident from the event.
@@ -1022,8 +909,8 @@ export class Uploads {
 
   /** Aborts each slot's multipart upload and deletes its object (whichever exists). */
   private async deleteObjects(row: UploadRow): Promise<void> {
-    const placements = (row.placements as JsonValue[]).map((p) => fromJson(PlacementSchema, p));
-    const multipart = row.multipart as string[];
+    const placements = row.placements;
+    const multipart = row.multipart;
     await Promise.all(
       placements.map(async (p: Placement, slot) => {
         if (!this.o.registry.has(p.providerId)) return;
@@ -1034,75 +921,9 @@ export class Uploads {
     );
   }
 
-  // ---- datasets ----------------------------------------------------------------------
-
-  async findDataset(owner: string, contentHex: string) {
-    return this.o.db
-      .selectFrom("datasets")
-      .selectAll()
-      .where("owner", "=", owner)
-      .where("content_digest", "=", contentHex)
-      .orderBy("created_at", "desc")
-      .executeTakeFirst();
-  }
-
-  async datasetRow(datasetId: string) {
-    if (!/^[0-9a-f-]{36}$/.test(datasetId)) throw new InvalidArgumentError(`dataset_id ${JSON.stringify(datasetId)} is not a dataset id`);
-    const r = await this.o.db.selectFrom("datasets").selectAll().where("dataset_id", "=", datasetId).executeTakeFirst();
-    if (!r) throw new NotFoundError(`dataset ${datasetId} not found`);
-    return r;
-  }
-
-  toDataset(r: Awaited<ReturnType<Uploads["datasetRow"]>>): Dataset {
-    const env = r.envelope as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
-    return create(DatasetSchema, {
-      datasetId: r.dataset_id,
-      manifest: manifestFromJson(r.manifest),
-      manifestEnvelope: {
-        payloadType: env.payloadType,
-        payload: Buffer.from(env.payload, "base64"),
-        signatures: env.signatures.map((s) => ({ keyid: s.keyid, sig: Buffer.from(s.sig, "base64") })),
-      },
-      receipt: fromJson(ReceiptSchema, r.receipt as JsonValue),
-      state: DatasetState.AVAILABLE,
-    });
-  }
-
-  /** The leaf table of a dataset, checked against its manifest's shardRoot. */
-  async leaves(datasetId: string, manifest: Manifest): Promise<Buffer> {
-    const groups = await this.o.db
-      .selectFrom("upload_groups")
-      .select(["leaves"])
-      .where("upload_id", "=", datasetId)
-      .orderBy("group_index")
-      .execute();
-    const leaves = Buffer.concat(groups.map((g) => g.leaves));
-    if (!Buffer.from(shardRootOf(leafList(leaves))).equals(Buffer.from(manifest.shardRoot))) {
-      throw new UnavailableError(`dataset ${datasetId}: the stored leaf table does not hash to the manifest's shardRoot`);
-    }
-    return leaves;
-  }
-
-  layout(datasetId: string, manifest: Manifest, leaves: Buffer): ReadLayout {
-    return {
-      datasetId,
-      k: manifest.k,
-      m: manifest.m,
-      shardSize: manifest.shardSize,
-      size: Number(manifest.size),
-      stripes: Number(manifest.stripes),
-      leaves,
-      slots: manifest.placements.map((p) => ({
-        slot: p.slot,
-        providerId: p.providerId,
-        provider: this.o.registry.has(p.providerId) ? this.o.registry.get(p.providerId) : undefined,
-        key: p.key,
-      })),
-    };
-  }
-
   /** Closes live sessions (shutdown): their buffered, non-durable bytes are dropped. */
   closeSessions(): void {
+    ingestionMetrics().activeUploads.removeCallback(this.observeActive);
     for (const id of [...this.sessions.keys()]) this.dropSession(id);
   }
 }

@@ -71,4 +71,19 @@ export const migrations: Record<string, ForwardMigration> = {
     await sql`alter table uploads add column anchor_envelope jsonb`.execute(db);
     await sql`create index uploads_anchoring on uploads (updated_at) where state = 'anchoring'`.execute(db);
   },
+  /** Shards that failed their leaf check (evidence): each stored with its shard_invalid event in one transaction. */
+  "0003_shard_findings": async (db: Kysely<unknown>) => {
+    await sql`create table shard_findings (
+      finding_id text primary key,
+      dataset_id text not null references datasets (dataset_id),
+      stripe bigint not null,
+      slot int not null,
+      provider_id text not null,
+      expected_leaf bytea not null,
+      observed_leaf bytea not null,
+      reporter_id text not null,
+      found_at timestamptz not null
+    )`.execute(db);
+    await sql`create index shard_findings_dataset on shard_findings (dataset_id, found_at)`.execute(db);
+  },
 };

@@ -61,8 +61,21 @@ export interface DatasetsTable {
   created_at: TimestampDefault;
 }
 
+export interface ShardFindingsTable {
+  finding_id: string;
+  dataset_id: string;
+  stripe: Int8;
+  slot: number;
+  provider_id: string;
+  expected_leaf: Buffer;
+  observed_leaf: Buffer;
+  reporter_id: string;
+  found_at: Timestamp;
+}
+
 export interface IngestionDb {
   uploads: UploadsTable;
   upload_groups: UploadGroupsTable;
   datasets: DatasetsTable;
+  shard_findings: ShardFindingsTable;
 }
