@@ -36,7 +36,9 @@ beforeAll(async () => {
       INGESTION_READ_STRIPES: "1",
       INGESTION_PROVIDER_READ_TIMEOUT_MS: "1000",
       INGESTION_PROVIDER_PART_IDLE_MS: "1000",
-      INGESTION_PROVIDER_CALL_TIMEOUT_MS: "1500",
+      // Whole calls (CompleteMultipartUpload of the setup upload) get room on a loaded machine;
+      // the deadlines under test are the read, part-idle and probe ones.
+      INGESTION_PROVIDER_CALL_TIMEOUT_MS: "6000",
       INGESTION_PROVIDER_PROBE_TIMEOUT_MS: "500",
       INGESTION_PROVIDER_PROBE_TTL_MS: "60000",
     }),
