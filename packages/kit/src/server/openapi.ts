@@ -12,7 +12,10 @@ type Schema = Record<string, unknown>;
 const docOf = (fullName: string): string | undefined => protoDocs[fullName];
 /** An operation summary: the comment's first sentence, kept short. */
 function summaryOf(doc: string | undefined, fallback: string): string {
-  const first = doc?.split(/\n\s*\n|(?<=\.)\s/)[0]?.replace(/\s+/g, " ").trim();
+  const first = doc
+    ?.split(/\n\s*\n|(?<=\.)\s/)[0]
+    ?.replace(/\s+/g, " ")
+    .trim();
   if (!first) return fallback;
   return first.length <= 120 ? first : `${first.slice(0, 117)}...`;
 }
