@@ -40,7 +40,7 @@ describe("in-toto Statement v1", () => {
 
   it("lists every platform predicate type, each https://deai.dev/<name>/v1 or SLSA Provenance v1", () => {
     const uris = Object.values(PredicateTypes);
-    expect(uris).toHaveLength(9);
+    expect(uris).toHaveLength(10);
     for (const uri of uris) expect(uri).toMatch(/^https:\/\/(deai\.dev\/[a-z-]+\/v1|slsa\.dev\/provenance\/v1)$/);
     expect(isPlatformPredicateType(PredicateTypes.veto)).toBe(true);
     expect(isPlatformPredicateType("https://example.com/other/v1")).toBe(false);
