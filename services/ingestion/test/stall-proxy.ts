@@ -1,6 +1,7 @@
 // A TCP proxy in front of one S3 server that can stall: in "stall" mode it stops moving bytes
 // both ways on every connection (old and new) without closing them, as a provider that
-// accepts and then hangs; "holdOpen" stalls only the connections open now. It counts HEAD requests (bucket probes) passing through.
+// accepts and then hangs; "holdOpen" stalls only the connections with a request in flight now (idle
+// keep-alive connections, and requests after it, pass). It counts HEAD requests (bucket probes) passing through.
 import { createServer, connect, type Server, type Socket } from "node:net";
 
 export interface StallProxy {
@@ -16,18 +17,24 @@ export interface StallProxy {
 
 export async function startStallProxy(target: string): Promise<StallProxy> {
   const u = new URL(target);
-  const pairs = new Set<{ client: Socket; upstream: Socket }>();
+  // `busy`: the client sent bytes the upstream has not answered yet (a request in flight); an
+  // idle keep-alive connection is not busy, so holdOpen leaves it (and the next request on it) alone.
+  const pairs = new Set<{ client: Socket; upstream: Socket; busy: boolean }>();
   let stalled = false;
   let heads = 0;
   const server: Server = createServer((client) => {
     const upstream = connect(Number(u.port), u.hostname);
-    const pair = { client, upstream };
+    const pair = { client, upstream, busy: false };
     pairs.add(pair);
     client.on("data", (d: Buffer) => {
       heads += d.toString("latin1").match(/(^|\r\n)HEAD \//g)?.length ?? 0;
+      pair.busy = true;
       upstream.write(d);
     });
-    upstream.on("data", (d: Buffer) => client.write(d));
+    upstream.on("data", (d: Buffer) => {
+      pair.busy = false;
+      client.write(d);
+    });
     const end = (): void => {
       client.destroy();
       upstream.destroy();
@@ -56,6 +63,7 @@ export async function startStallProxy(target: string): Promise<StallProxy> {
     },
     holdOpen: () => {
       for (const p of pairs) {
+        if (!p.busy) continue;
         p.client.pause();
         p.upstream.pause();
       }

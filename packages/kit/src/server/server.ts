@@ -349,7 +349,9 @@ export class Server {
   /**
    * Graceful stop: refuse new connections, let in-flight calls finish (HTTP/2 GOAWAY,
    * HTTP/1.1 `Connection: close`), then close. Resolves true when everything drained
-   * before `deadline`; false when the remaining connections had to be destroyed.
+   * before `deadline`; false when the remaining connections had to be destroyed. `deadline` is
+   * wall time (Date.now() ms): the drain bounds a process's exit, not domain time, so it does
+   * not follow a service's (possibly manual) Clock.
    */
   async drain(deadline: number): Promise<boolean> {
     this.health.setDraining();

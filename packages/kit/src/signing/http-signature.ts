@@ -20,6 +20,7 @@
 import { createHash, randomBytes, sign, verify, type KeyObject } from "node:crypto";
 
 import { UnauthenticatedError } from "../errors.js";
+import { systemClock, type Clock } from "../time/clock.js";
 import { publicKeyOf, type ActorKey } from "./keys.js";
 
 export const REQUIRED_COMPONENTS = ["@method", "@authority", "@path", "content-digest"] as const;
@@ -88,7 +89,7 @@ export function signRequest(
   const target = "url" in req ? new URL(req.url) : undefined;
   const authority = target ? authorityOf(target) : (req as { authority: string }).authority.toLowerCase();
   const path = target ? target.pathname : (req as { path: string }).path;
-  const created = req.created ?? Math.floor(Date.now() / 1000);
+  const created = req.created ?? Math.floor(systemClock.nowMs() / 1000);
   const nonce = req.nonce ?? randomBytes(16).toString("base64url");
   const params = `(${REQUIRED_COMPONENTS.map((c) => `"${c}"`).join(" ")});created=${created};nonce="${nonce}";keyid="${req.key.id}";alg="ed25519"`;
   const base = signatureBase({ method: req.method, authority, path, digest }, params);
@@ -164,8 +165,9 @@ export interface NonceStore {
 /** A process-local NonceStore: enough for one replica and for clients' tests. */
 export class MemoryNonceStore implements NonceStore {
   private readonly seen = new Map<string, number>();
+  constructor(private readonly clock: Clock = systemClock) {}
   async claim(keyid: string, nonce: string, expiresAt: Date): Promise<boolean> {
-    const now = Date.now();
+    const now = this.clock.nowMs();
     if (this.seen.size > 10_000) for (const [k, t] of this.seen) if (t < now) this.seen.delete(k);
     const k = `${keyid} ${nonce}`;
     const t = this.seen.get(k);
@@ -198,7 +200,7 @@ export interface VerifyOptions {
    * verifies by itself (a streamed upload) may leave this out.
    */
   authorities?: readonly string[];
-  /** Unix ms; default Date.now(). */
+  /** Unix ms; default the system clock's. */
   now?: number;
 }
 
@@ -243,7 +245,7 @@ export async function verifyRequest(
   if (req.body !== "deferred" && digestHeader.trim() !== contentDigest(req.body)) {
     throw new UnauthenticatedError("content-digest does not match the request body");
   }
-  const now = opts.now ?? Date.now();
+  const now = opts.now ?? systemClock.nowMs();
   const ageS = now / 1000 - parsed.created;
   if (ageS > opts.maxAgeS) throw new UnauthenticatedError(`signature expired: created ${Math.round(ageS)} s ago, limit ${opts.maxAgeS} s`);
   if (ageS < -opts.maxAgeS) throw new UnauthenticatedError(`signature created ${Math.round(-ageS)} s in the future`);
