@@ -46,12 +46,23 @@ export interface RawHttpAnswer {
 const CASE_TIMEOUT_MS = 10_000;
 const agent = new Agent({ keepAlive: true, maxSockets: 8 });
 
-/** One HTTP/1.1 exchange; never rejects (a broken connection is an answer too). */
-export function sendHttp(baseUrl: string, spec: HttpRequestSpec): Promise<RawHttpAnswer> {
+/**
+ * One HTTP/1.1 exchange; never rejects (a broken connection is an answer too). A request sent
+ * on a reused keep-alive socket that the server closed as idle just then (ECONNRESET with
+ * `reusedSocket`, before any answer) never reached the service: it is sent once more on a new
+ * connection, as Node's documentation advises, so the race is not mistaken for the service's answer.
+ */
+export async function sendHttp(baseUrl: string, spec: HttpRequestSpec): Promise<RawHttpAnswer> {
+  const first = await sendHttpOnce(baseUrl, spec);
+  if (first.reusedSocketReset) return sendHttpOnce(baseUrl, { ...spec, fresh: true });
+  return first;
+}
+
+function sendHttpOnce(baseUrl: string, spec: HttpRequestSpec): Promise<RawHttpAnswer & { reusedSocketReset?: boolean }> {
   const url = new URL(baseUrl);
   return new Promise((resolve) => {
     let done = false;
-    const finish = (a: RawHttpAnswer): void => {
+    const finish = (a: RawHttpAnswer & { reusedSocketReset?: boolean }): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -78,7 +89,12 @@ export function sendHttp(baseUrl: string, spec: HttpRequestSpec): Promise<RawHtt
       );
     });
     req.on("error", (e: NodeJS.ErrnoException) =>
-      finish({ headers: {}, body: Buffer.alloc(0), broken: `connection error: ${e.code ?? e.message}` }),
+      finish({
+        headers: {},
+        body: Buffer.alloc(0),
+        broken: `connection error: ${e.code ?? e.message}`,
+        ...(e.code === "ECONNRESET" && req.reusedSocket ? { reusedSocketReset: true } : {}),
+      }),
     );
     if (spec.headersOnly) {
       req.flushHeaders();
