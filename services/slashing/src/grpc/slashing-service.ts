@@ -94,9 +94,11 @@ export function slashingService(app: Slashing): ServiceBinding {
     },
     listSlashes: async (req) => {
       const kind = req.kind === EvidenceKind.UNSPECIFIED ? undefined : KIND_FROM_PROTO[req.kind];
-      if (req.kind !== EvidenceKind.UNSPECIFIED && !kind) throw new InvalidArgumentError(`kind ${req.kind} is not an evidence kind`, { field: "kind" });
+      if (req.kind !== EvidenceKind.UNSPECIFIED && !kind)
+        throw new InvalidArgumentError(`kind ${req.kind} is not an evidence kind`, { field: "kind" });
       const state = req.state === SlashState.UNSPECIFIED ? undefined : STATE_FROM_PROTO[req.state];
-      if (req.state !== SlashState.UNSPECIFIED && !state) throw new InvalidArgumentError(`state ${req.state} is not a slash state`, { field: "state" });
+      if (req.state !== SlashState.UNSPECIFIED && !state)
+        throw new InvalidArgumentError(`state ${req.state} is not a slash state`, { field: "state" });
       const p = page(req);
       const rows = await app.listSlashes({
         ...(req.providerId !== "" ? { providerId: actorId(req.providerId, "provider_id") } : {}),
