@@ -4,6 +4,11 @@
 // GetProviderStatus for the marketplace, the veto window, every record anchored with a receipt
 // that checks against the pinned log key, slash_proposed/evidence_accepted on NATS, and DA
 // attestations consumed from NATS exactly once.
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -25,7 +30,15 @@ import {
   startService,
   type RunningService,
 } from "@deai/kit";
-import { dsseSign, IN_TOTO_PAYLOAD_TYPE, parseSamplingAttestation, sha256Hex, verifySlashRecord, vetoPayload } from "@deai/proofs";
+import {
+  dsseSign,
+  dsseToJson,
+  IN_TOTO_PAYLOAD_TYPE,
+  parseSamplingAttestation,
+  sha256Hex,
+  verifySlashRecord,
+  vetoPayload,
+} from "@deai/proofs";
 import { natsUrl } from "@deai/testkit";
 
 import { loadSlashingConfig } from "../src/config.js";
@@ -138,8 +151,13 @@ it("bonds, takes evidence once, jails, vetoes, applies after the window and anch
   // The veto window: nothing moves before it ends, the slash applies once after.
   expect(await parts.app.applyDue()).toBe(0);
   clock.advance(61_000);
-  expect(await parts.app.applyDue()).toBe(1);
+  // The service's tick (woken by the clock) or this call applies it: exactly once either way.
+  await parts.app.applyDue();
   expect(await parts.app.applyDue()).toBe(0);
+  const moved = await sql<{
+    code: string;
+  }>`select code from money_transfers where reference = ${first.evidence!.slashId} order by code`.execute(running.deps.db);
+  expect(moved.rows.map((r) => r.code)).toEqual(["slash.repair", "slash.reporter", "slash.treasury"]);
   const stake = (await client().getStake({ providerId: p.keyid })).stake!;
   expect(stake).toMatchObject({ bonded: { micros: 990_000n }, slashedTotal: { micros: 10_000n } });
   expect((await auditBooks(running.deps.db as never)).problems).toEqual([]);
@@ -265,4 +283,77 @@ it("consumes DA attestations from NATS: an unavailable one is evidence once; ava
   } finally {
     await bus.close();
   }
+}, 60_000);
+
+const cliJs = new URL("../../../tools/cli/dist/main.js", import.meta.url).pathname;
+function deai(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(
+      process.execPath,
+      [cliJs, ...args],
+      { env: { PATH: process.env.PATH ?? "", DEAI_SLASHING_URL: base } },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
+it("deai slash verify checks a listed record offline (signature, evidence, penalty, receipt) and refuses tampered ones", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "slash-verify-"));
+  const listed = await deai("slash", "list", "--records-dir", dir, "--json");
+  expect(listed.code).toBe(0);
+  const files = (JSON.parse(listed.stdout) as { files: string[] }).files;
+  const applied = files.find((f) => f.endsWith("-applied.json"))!;
+  const vetoed = files.find((f) => f.endsWith("-vetoed.json"))!;
+  const logKey = join(dir, "log.key");
+  await writeFile(logKey, h.logKey);
+  const ok = await deai("slash", "verify", applied, "--log-key", logKey, "--service-key", parts.app.serviceKey);
+  expect(ok.stderr).toBe("");
+  expect(ok.code).toBe(0);
+  expect(ok.stdout).toMatch(/OK slash [0-9a-f]{32} \(applied\): unavailability/);
+  expect(ok.stdout).toMatch(/penalty recomputed: 100 bps of 1000000 = 10000/);
+  expect(ok.stdout).toMatch(/anchored: leaf [0-9a-f]{64} is entry \d+ of ledger.slashing-test\/log/);
+  expect((await deai("slash", "verify", vetoed, "--log-key", logKey)).stdout).toMatch(/vetoed by 1 council member/);
+
+  const record = JSON.parse(await readFile(applied, "utf8")) as {
+    envelope: { payload: string; signatures: { keyid: string; sig: string }[] };
+    receipt: { tlogProof: string };
+  };
+  // The receipt alone, with the record beside it.
+  const receiptFile = join(dir, "applied.tlog-proof");
+  await writeFile(receiptFile, record.receipt.tlogProof);
+  expect((await deai("slash", "verify", receiptFile, "--record", applied, "--log-key", logKey)).code).toBe(0);
+  // A different penalty in the payload: the service signature no longer holds.
+  const statement = JSON.parse(Buffer.from(record.envelope.payload, "base64").toString("utf8")) as {
+    predicate: { penalty: { amount: string } };
+  };
+  statement.predicate.penalty.amount = "1";
+  const tampered = { ...record, envelope: { ...record.envelope, payload: Buffer.from(JSON.stringify(statement)).toString("base64") } };
+  await writeFile(join(dir, "tampered.json"), JSON.stringify(tampered));
+  const t = await deai("slash", "verify", join(dir, "tampered.json"), "--log-key", logKey);
+  expect(t.code).toBe(1);
+  // Re-signed by a stranger: the penalty recomputation refuses it, and so would the pinned service key.
+  const stranger = newSigner();
+  const resigned = dsseSign(IN_TOTO_PAYLOAD_TYPE, Buffer.from(JSON.stringify(statement)), [stranger]);
+  await writeFile(join(dir, "resigned.json"), JSON.stringify({ envelope: dsseToJson(resigned), receipt: record.receipt }));
+  const r = await deai("slash", "verify", join(dir, "resigned.json"), "--log-key", logKey);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toMatch(/penalty amount: recomputed 10000, the record says 1/);
+  // The right record with another record's receipt: the leaf differs.
+  const jailed = JSON.parse(
+    await readFile(
+      files.find((f) => f.endsWith("-jailed.json"))!,
+      "utf8",
+    ),
+  ) as { receipt: unknown };
+  await writeFile(join(dir, "swapped.json"), JSON.stringify({ ...record, receipt: jailed.receipt }));
+  const s = await deai("slash", "verify", join(dir, "swapped.json"), "--log-key", logKey);
+  expect(s.code).toBe(1);
+  expect(s.stderr).toMatch(/FAIL/);
+  // A record signed by another key than the pinned service key.
+  expect((await deai("slash", "verify", applied, "--log-key", logKey, "--service-key", stranger.keyid)).code).toBe(1);
+  // No receipt and no --unanchored: refused; usage errors exit 2.
+  await writeFile(join(dir, "bare.json"), JSON.stringify(record.envelope));
+  expect((await deai("slash", "verify", join(dir, "bare.json"), "--log-key", logKey)).code).toBe(1);
+  expect((await deai("slash", "verify", join(dir, "bare.json"), "--unanchored")).code).toBe(0);
+  expect((await deai("slash", "verify", applied)).code).toBe(2);
 }, 60_000);
