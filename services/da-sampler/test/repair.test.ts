@@ -127,7 +127,11 @@ beforeAll(async () => {
   const database = openDatabase<DaSamplerDb>({ url: dbA.url, schema: schemaOf("da-sampler"), poolSize: 2 });
   db = database.db;
   closeDb = () => database.close();
-  await eventually(async () => ((await db.selectFrom("rounds").select("round").limit(1).execute()).length ? true : undefined));
+  await eventually(
+    async () => ((await db.selectFrom("rounds").select("round").limit(1).execute()).length ? true : undefined),
+    150_000,
+    "a first round",
+  );
 }, 240_000);
 
 afterAll(async () => {
