@@ -3,7 +3,7 @@
 //
 // A fresh Postgres database and NATS prefix, the real ledger process, n + spare in-process S3
 // servers (startS3 from @deai/testkit, one per provider) and the real da-sampler service
-// (services/da-sampler/dist, in this process). A dataset of BENCH_REPAIR_MIB MiB (64; quick 16)
+// (services/da-sampler/dist, in this process). A dataset of BENCH_REPAIR_MIB MiB (128; quick 32)
 // of random bytes is erasure-coded here with the platform codec (k = 8, m = 4, S = 256 KiB), its
 // slot objects written to the providers and its manifest entered in the sampler's catalog
 // directly (no ingestion: what is measured is repair alone). Then, for 1 and for m lost slots:
@@ -18,6 +18,7 @@
 //   - the rebuilt objects are read back and compared byte for byte with the originals.
 // `runRepairBench(options)` returns the result (make bench-da embeds it); run standalone
 // (`node services/da-sampler/bench/dist/repair.js`) it writes bench/results/repair.json.
+import { fork } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -42,8 +43,15 @@ const ledgerMain = resolve(here, "../../../ledger/dist/main.js");
 const repoRoot = resolve(here, "../../../..");
 const MiB = 1024 * 1024;
 
+interface ServerInfo {
+  readonly endpoint: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  readonly region: string;
+}
+
 export interface RepairBenchOptions {
-  /** Dataset size. @default 64 (16 with quick) */
+  /** Dataset size. @default 128 (32 with quick) */
   readonly sizeMiB?: number;
   readonly k?: number;
   readonly m?: number;
@@ -57,9 +65,13 @@ export interface RepairBenchOptions {
 
 export interface RepairRun {
   readonly lostSlots: number[];
+  /** Job created → completed (rebuilt, written, checked, anchored, in force). */
   readonly repairSeconds: number;
-  /** Dataset MiB repaired per second (the stripes the repair got through). */
+  /** Dataset MiB repaired per second (the stripes the repair got through), end to end. */
   readonly repairMiBps: number;
+  /** Job created → every new object complete and checked (before the ledger append). */
+  readonly rebuildSeconds: number;
+  readonly rebuildMiBps: number;
   readonly downloadSeconds: number;
   /** Dataset MiB per second by plain range GETs of the k data slots, same run. */
   readonly downloadMiBps: number;
@@ -84,7 +96,13 @@ export interface RepairBenchResult {
 }
 
 /** Plain range GETs of the k data slots' objects, windows of `window` bytes, slots in parallel. */
-async function plainDownload(clients: Client[], key: (slot: number) => string, k: number, objectBytes: number, window: number): Promise<number> {
+async function plainDownload(
+  clients: Client[],
+  key: (slot: number) => string,
+  k: number,
+  objectBytes: number,
+  window: number,
+): Promise<number> {
   const t0 = performance.now();
   let total = 0;
   await Promise.all(
@@ -107,7 +125,7 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
   const m = o.m ?? 4;
   const n = k + m;
   const S = o.shardSize ?? 256 * 1024;
-  const sizeMiB = o.sizeMiB ?? (o.quick ? 16 : 64);
+  const sizeMiB = o.sizeMiB ?? (o.quick ? 32 : 128);
   const partBytes = o.partBytes ?? 8 * MiB;
   const stripes = Math.ceil((sizeMiB * MiB) / (k * S));
   const lostSets = [[3], Array.from({ length: m }, (_, i) => i * 2)];
@@ -116,9 +134,22 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
   const { daSamplerDefinition } = (await import(pathToFileURL(resolve(samplerDist, "definition.js")).href)) as typeof DefinitionModule;
 
   const env = await createTestEnv("bench-repair");
-  const servers: TestS3[] = await Promise.all(Array.from({ length: n + spare }, () => startS3({ buckets: ["shards"] })));
+  // The S3 servers in a process of their own (this same file, --s3-helper): the service and the
+  // download baseline here share no event loop with them, as with real providers.
+  const helper = fork(fileURLToPath(import.meta.url), ["--s3-helper", String(n + spare)], { execArgv: ["--openssl-legacy-provider"] });
+  const servers = await new Promise<ServerInfo[]>((ok, fail) => {
+    helper.once("message", (m: { servers: ServerInfo[] }) => ok(m.servers));
+    helper.once("exit", (code) => fail(new Error(`the S3 helper exited with ${code}`)));
+  });
   const clients = servers.map(
-    (s) => new Client({ endPoint: "127.0.0.1", port: Number(new URL(s.endpoint).port), useSSL: false, accessKey: s.accessKey, secretKey: s.secretKey }),
+    (s) =>
+      new Client({
+        endPoint: "127.0.0.1",
+        port: Number(new URL(s.endpoint).port),
+        useSSL: false,
+        accessKey: s.accessKey,
+        secretKey: s.secretKey,
+      }),
   );
   const keys = generateNoteKey("ledger.bench-repair/log");
   const ledger = await spawnService(
@@ -151,18 +182,18 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
     }
     const key = (slot: number): string => `datasets/bench/slot-${String(slot).padStart(3, "0")}`;
     await Promise.all(slotBytes.map((b, j) => clients[j]!.putObject("shards", key(j), b, b.length)));
-    const providers = JSON.parse(storageProvidersJson(servers)) as { id: string; endpoint: string }[];
+    const providers = JSON.parse(storageProvidersJson(servers as TestS3[])) as { id: string; endpoint: string }[];
 
     const config = loadDaSamplerConfig(
       env.vars({
         DA_SAMPLER_KEYS: randomBytes(32).toString("base64url"),
-        DA_PROVIDERS: storageProvidersJson(servers),
+        DA_PROVIDERS: storageProvidersJson(servers as TestS3[]),
         DA_LEDGER_URL: `http://127.0.0.1:${ledger.port}`,
         DA_QUORUM_THRESHOLD: "1",
         DA_REPAIR_GRACE_MS: "0",
         DA_REPAIR_INTERVAL_MS: "100",
         DA_REPAIR_PART_BYTES: String(partBytes),
-        LOG_LEVEL: "warn",
+        LOG_LEVEL: "info",
       }),
     );
     let parts: SamplerParts | undefined;
@@ -176,7 +207,13 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
       m,
       shardSize: S,
       stripes,
-      placements: Array.from({ length: n }, (_, j) => ({ slot: j, providerId: providers[j]!.id, bucket: "shards", key: key(j), endpoint: providers[j]!.endpoint })),
+      placements: Array.from({ length: n }, (_, j) => ({
+        slot: j,
+        providerId: providers[j]!.id,
+        bucket: "shards",
+        key: key(j),
+        endpoint: providers[j]!.endpoint,
+      })),
       leaves: Buffer.concat(leaves),
     };
     await p.ctx.db.transaction().execute((trx) => p.catalog.add(trx, ds, 0n, new Date()));
@@ -224,6 +261,7 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
         identical &&= Buffer.concat(chunks).equals(slotBytes[slot]!);
       }
       const repairSeconds = (job.completed_at!.getTime() - job.created_at.getTime()) / 1000;
+      const rebuildSeconds = (job.rebuilt_at!.getTime() - job.created_at.getTime()) / 1000;
       const downloadSeconds = (dl1 + dl2) / 2;
       const datasetMiB = (stripes * k * S) / MiB;
       const rebuilt = stripes * lost.length;
@@ -231,6 +269,8 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
         lostSlots: lost,
         repairSeconds: round(repairSeconds, 3),
         repairMiBps: round(datasetMiB / repairSeconds, 1),
+        rebuildSeconds: round(rebuildSeconds, 3),
+        rebuildMiBps: round(datasetMiB / rebuildSeconds, 1),
         downloadSeconds: round(downloadSeconds, 3),
         downloadMiBps: round(datasetMiB / downloadSeconds, 1),
         ratio: round(downloadSeconds / repairSeconds, 2),
@@ -257,15 +297,25 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
     await svc?.stop();
     ledger.kill("SIGKILL");
     await ledger.exited;
-    await Promise.all(servers.map((s) => s.destroy()));
+    const gone = new Promise((r) => helper.once("exit", r));
+    helper.disconnect();
+    await gone;
     await env.close();
   }
 }
 
-// Standalone: node services/da-sampler/bench/dist/repair.js (BENCH_QUICK=1, BENCH_REPAIR_MIB).
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+const main = process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href;
+if (main && process.argv[2] === "--s3-helper") {
+  // The S3 helper: n servers, their addresses once listening, destroyed when the bench goes away.
+  const servers = await Promise.all(Array.from({ length: Number(process.argv[3]) }, () => startS3({ buckets: ["shards"] })));
+  process.on("disconnect", () => void Promise.all(servers.map((x) => x.destroy())).finally(() => process.exit(0)));
+  process.send?.({
+    servers: servers.map((x) => ({ endpoint: x.endpoint, accessKey: x.accessKey, secretKey: x.secretKey, region: x.region })),
+  });
+} else if (main) {
+  // Standalone: node services/da-sampler/bench/dist/repair.js (BENCH_QUICK=1, BENCH_REPAIR_MIB).
   const quick = process.env.BENCH_QUICK === "1";
-  const sizeMiB = envInt("BENCH_REPAIR_MIB", quick ? 16 : 64);
+  const sizeMiB = envInt("BENCH_REPAIR_MIB", quick ? 32 : 128);
   const result = await runRepairBench({ quick, sizeMiB });
   const out = writeResult(repoRoot, "repair", result);
   process.stdout.write(`${JSON.stringify(result.runs, null, 2)}\nwrote ${out}\n`);

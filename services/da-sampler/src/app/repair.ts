@@ -86,6 +86,14 @@ function codecOf(k: number, m: number): ErasureCodec {
   return c;
 }
 
+const placeholders = new Map<number, Buffer>();
+/** A zero shard standing in for a slot nobody needs rebuilt (never written anywhere). */
+function placeholder(size: number): Buffer {
+  let p = placeholders.get(size);
+  if (!p) placeholders.set(size, (p = Buffer.alloc(size)));
+  return p;
+}
+
 const db = (trx: Transaction<DaSamplerDb>): Kysely<unknown> => trx as unknown as Kysely<unknown>;
 
 /** Runs a provider call; any failure becomes an UnavailableError naming the provider (the job is retried). */
@@ -333,10 +341,24 @@ export class Repairs {
     let read = 0;
     let written = 0;
     const t0 = c.clock.nowMs();
+    // Where a run's time goes (waiting for reads and rebuilds not hidden behind writes; writes and records; completion).
+    const timing = { read: 0, write: 0, finish: 0 };
+    // One group read and rebuilt ahead while the previous one is written: reads and writes overlap.
+    const ahead = (at: number) => {
+      if (at >= ds.stripes) return undefined;
+      const p = this.rebuildGroup(ds, lost, at, Math.min(ds.stripes, at + g));
+      p.catch(() => undefined);
+      return p;
+    };
+    let next = ahead(done);
     while (done < ds.stripes) {
       if (signal?.aborted) throw new AbortedError("repair stopped");
       const end = Math.min(ds.stripes, done + g);
-      const { shards, bytesRead } = await this.rebuildGroup(ds, lost, done, end);
+      const tr = performance.now();
+      const { shards, bytesRead } = await next!;
+      next = ahead(end);
+      timing.read += performance.now() - tr;
+      const tw = performance.now();
       const part = done / g + 1;
       const etags = await Promise.all(
         slots.map((s, i) => {
@@ -365,6 +387,7 @@ export class Repairs {
         .where("stripes_done", "=", BigInt(done))
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) !== 1) throw new AbortedError(`repair job ${job.job_id} was advanced by another runner`);
+      timing.write += performance.now() - tw;
       this.o.metrics.bytes.add(bytesRead, { direction: "read" });
       this.o.metrics.bytes.add(bytesWritten, { direction: "written" });
       for (const s of slots) this.o.metrics.shards.add(end - done, { reason: s.reason });
@@ -377,7 +400,13 @@ export class Repairs {
         if (wait > 0 && done < ds.stripes) await c.clock.sleep(wait, signal);
       }
     }
+    const tf = performance.now();
     await this.finishObjects(ds, slots, parts);
+    timing.finish = performance.now() - tf;
+    c.logger.info(
+      { job: job.job_id, ms: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, Math.round(v)])) },
+      "repair rebuilt",
+    );
     const cur = await this.current(ds.datasetId);
     if (cur.version !== job.base_version) {
       await this.fail(job, `placement version ${cur.version} is in force, the job was built on ${job.base_version}`);
@@ -408,7 +437,12 @@ export class Repairs {
       key: { job_id: job.job_id },
       to: "anchoring",
       from: ["rebuilding"],
-      set: { statement: Buffer.from(payload), envelope: JSON.stringify(dsseToJson(envelope)), updated_at: c.clock.now() },
+      set: {
+        statement: Buffer.from(payload),
+        envelope: JSON.stringify(dsseToJson(envelope)),
+        rebuilt_at: c.clock.now(),
+        updated_at: c.clock.now(),
+      },
     });
     return { stripes: done - from, read, written };
   }
@@ -474,9 +508,19 @@ export class Repairs {
     }
     const codec = codecOf(ds.k, ds.m);
     const shards: Buffer[][] = lost.map(() => []);
+    const gone = new Set(lost);
     for (let i = 0; i < count; i++) {
       const stripe = from + i;
-      const all = codec.reconstruct(got[i]!);
+      // The codec rebuilds every absent slot; slots neither lost nor read are not wanted. Past the
+      // last shard read they can hold a placeholder: the codec decodes from the first k present,
+      // which are then all real shards.
+      const row = got[i]!;
+      let last = -1;
+      row.forEach((x, s) => {
+        if (x !== undefined) last = s;
+      });
+      const input = row.map((x, s) => (x === undefined && !gone.has(s) && s > last ? placeholder(S) : x));
+      const all = codec.reconstruct(input);
       lost.forEach((slot, j) => {
         const shard = Buffer.from(all[slot]!.buffer, all[slot]!.byteOffset, all[slot]!.byteLength);
         if (!shardLeafHash(shard).equals(leafOf(ds, stripe, slot)))
@@ -505,7 +549,7 @@ export class Repairs {
       for (const stripe of new Set([0, ds.stripes - 1]))
         await onProvider(p, `read back ${s.key}`, () => p.readShard(s.key, stripe, ds.shardSize, leafOf(ds, stripe, s.slot)));
       // Uploads of this key a run started but never recorded (killed between start and record): abort them.
-      await this.abortStrays(p, s).catch((e: unknown) => this.o.c.logger.warn({ err: e, key: s.key }, "could not list stray uploads"));
+      await this.abortStrays(p, s).catch((e: unknown) => this.o.c.logger.debug({ err: e, key: s.key }, "could not list stray uploads"));
     }
   }
 

@@ -37,6 +37,7 @@ export const repairMigrations: Record<string, ForwardMigration> = {
       error text,
       created_at timestamptz not null,
       updated_at timestamptz not null,
+      rebuilt_at timestamptz,
       completed_at timestamptz,
       unique (dataset_id, version)
     )`.execute(db);

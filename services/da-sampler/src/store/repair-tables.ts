@@ -39,6 +39,8 @@ export interface RepairJobsTable {
   error: string | null;
   created_at: Date;
   updated_at: Date;
+  /** When every new object was complete and checked (the statement signed). */
+  rebuilt_at: Date | null;
   completed_at: Date | null;
 }
 
