@@ -2,6 +2,8 @@ import { sql, type Kysely } from "kysely";
 
 import type { ForwardMigration } from "@deai/kit";
 
+import { repairMigrations } from "./repair-migrations.js";
+
 /**
  * Forward-only migrations of the da-sampler schema, applied in name order after the kit's own
  * (nonces, outbox, inbox, schedules).
@@ -120,4 +122,5 @@ export const migrations: Record<string, ForwardMigration> = {
       db,
     );
   },
+  ...repairMigrations,
 };

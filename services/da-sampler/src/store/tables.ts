@@ -1,5 +1,7 @@
 import type { ColumnType, Generated } from "kysely";
 
+import type { RepairTables } from "./repair-tables.js";
+
 type Json<T> = ColumnType<T, string, string>;
 type Int8 = ColumnType<bigint, string | number | bigint, string | number | bigint>;
 
@@ -113,7 +115,7 @@ export interface AttestationsTable {
   created_at: Date;
 }
 
-export interface DaSamplerDb {
+export interface DaSamplerDb extends RepairTables {
   datasets: DatasetsTable;
   rounds: RoundsTable;
   samples: SamplesTable;
