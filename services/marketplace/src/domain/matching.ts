@@ -222,7 +222,9 @@ function explain(
       message: messageFor(code, f.offers, ofClass, r),
     });
   }
-  if (passing.length > 0 || ofClass.length > 0) {
+  if (ofClass.length === 0) {
+    dimensions.push({ code: "no_offers_for_class", offersExcluded: 0, providersExcluded: 0, message: `no offer of class ${r.classId}` });
+  } else {
     dimensions.push({
       code: "gang_incomplete",
       offersExcluded: passing.length,
