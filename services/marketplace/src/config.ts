@@ -22,6 +22,8 @@ export const configSchema = {
   MARKETPLACE_GRACE_MS: env.int({ default: DEFAULT_PARAMS.graceMs, min: 0 }),
   MARKETPLACE_RESERVATION_TTL_MS: env.int({ default: DEFAULT_PARAMS.reservationTtlMs, min: 1000 }),
   MARKETPLACE_SETTLEMENT_WINDOW_MS: env.int({ default: DEFAULT_PARAMS.settlementWindowMs, min: 1000 }),
+  /** Standing mirrored from slashing is asked again after this long. */
+  MARKETPLACE_STANDING_MAX_AGE_MS: env.int({ default: DEFAULT_PARAMS.standingMaxAgeMs, min: 10 }),
   /** How often reservations expire, unmatched orders are retried, holds renewed and anchors appended. */
   MARKETPLACE_TICK_MS: env.int({ default: 1000, min: 10 }),
 } as const;
@@ -44,6 +46,7 @@ export function loadMarketplaceConfig(source: Record<string, string | undefined>
       graceMs: c.MARKETPLACE_GRACE_MS,
       reservationTtlMs: c.MARKETPLACE_RESERVATION_TTL_MS,
       settlementWindowMs: c.MARKETPLACE_SETTLEMENT_WINDOW_MS,
+      standingMaxAgeMs: c.MARKETPLACE_STANDING_MAX_AGE_MS,
     },
   };
 }

@@ -23,7 +23,13 @@ runAbuseSuite({
   seeds: {
     RegisterProvider: { displayName: "abuse provider", kinds: ["PROVIDER_KIND_GPU", "PROVIDER_KIND_STORAGE"], region: "eu-west" },
     CreateGpuOffer: { gpuClass: H100, gpusPerNode: 8, nodes: 2, region: "eu-west", bandwidthMbps: 1000, pricePerGpuHour: price },
-    CreateStorageOffer: { capacityBytes: "1073741824", pricePerGibMonth: price, endpoint: "http://127.0.0.1:9000", bucket: "abuse", region: "eu-west" },
+    CreateStorageOffer: {
+      capacityBytes: "1073741824",
+      pricePerGibMonth: price,
+      endpoint: "http://127.0.0.1:9000",
+      bucket: "abuse",
+      region: "eu-west",
+    },
     CreateOrder: {
       spec: { gpuClass: H100, gpusPerGroup: 8, groups: 2, maxPricePerGpuHour: { currency: "DEAI", micros: "3000000" }, duration: "7200s" },
       idempotencyKey: "abuse-order",

@@ -243,6 +243,25 @@ describe("leases, escrow and settlement", () => {
     expect((await auditBooks(w.database.db)).problems).toEqual([]);
   });
 
+  it("a provider jailed in slashing gets no new matches and its running leases close as breached, releasing their nodes", async () => {
+    const w = await newWorld(tdb.url, { standingMaxAgeMs: 1000 });
+    const { a, leases } = await funded(w);
+    w.standing.map.set(a.actor.id, { status: "jailed", bonded: 10_000_000n, jailedUntil: null });
+    w.clock.advance(2000);
+    expect(await w.market.refreshStanding()).toBe(1);
+    const jailedLease = leases.find((l) => l.providerId === a.actor.id)!;
+    expect(await w.market.leases.get(jailedLease.leaseId)).toMatchObject({
+      state: LeaseState.BREACHED,
+      closeReason: "provider jailed in slashing",
+    });
+    expect((await freeNodes(w))[a.offerId]).toBe(1);
+    const next = await w.market.orders.create(newActor().id, spec({ groups: 1 }), "after-jail");
+    expect(next.state).toBe(OrderState.UNMATCHED);
+    const why = await w.market.orders.listMatches(next.orderId);
+    expect(why.explanation!.dimensions.find((d) => d.code === 6)?.offersExcluded).toBe(1); // PROVIDER_INELIGIBLE
+    expect((await auditBooks(w.database.db)).problems).toEqual([]);
+  });
+
   it("withdraw moves only available funds of one's own account; deposits are idempotent by key", async () => {
     const w = await newWorld(tdb.url);
     await gpuProvider(w, { nodes: 1 });
