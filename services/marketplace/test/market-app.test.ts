@@ -6,7 +6,7 @@
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { sql } from "kysely";
 
-import { OfferState, OrderState, LeaseState, ProviderKind } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
+import { LeaseState, NoMatchCode, OfferState, OrderState, ProviderKind } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 import { auditBooks } from "@deai/kit";
 import { createTestDatabase, type TestDatabase } from "@deai/testkit";
 
@@ -258,7 +258,7 @@ describe("leases, escrow and settlement", () => {
     const next = await w.market.orders.create(newActor().id, spec({ groups: 1 }), "after-jail");
     expect(next.state).toBe(OrderState.UNMATCHED);
     const why = await w.market.orders.listMatches(next.orderId);
-    expect(why.explanation!.dimensions.find((d) => d.code === 6)?.offersExcluded).toBe(1); // PROVIDER_INELIGIBLE
+    expect(why.explanation!.dimensions.find((d) => d.code === NoMatchCode.PROVIDER_INELIGIBLE)?.offersExcluded).toBe(1);
     expect((await auditBooks(w.database.db)).problems).toEqual([]);
   });
 

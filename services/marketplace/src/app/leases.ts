@@ -12,6 +12,7 @@ import { sql } from "kysely";
 
 import type { DsseEnvelope as DsseEnvelopeMessage } from "@deai/contracts/deai/common/v1/common_pb";
 import {
+  type LeaseState,
   ListLeasesResponseSchema,
   OrderSpecSchema,
   SubmitUsageReportResponseSchema,
@@ -103,7 +104,7 @@ export class Leases {
     if (req.providerId) q = q.where("provider_id", "=", req.providerId);
     if (req.tenantId) q = q.where("tenant_id", "=", req.tenantId);
     if (req.state) {
-      const name = (Object.entries(leaseStateToProto) as [LeaseStateName, number][]).find(([, v]) => v === req.state)?.[0];
+      const name = (Object.entries(leaseStateToProto) as [LeaseStateName, LeaseState][]).find(([, v]) => v === req.state)?.[0];
       if (!name) throw new InvalidArgumentError("state is not a lease state", { field: "state" });
       q = q.where("state", "=", name);
     }
@@ -454,14 +455,14 @@ export class Leases {
       let amount = mulDiv(BigInt(l.price) as never, gpuSeconds, 3600n);
       const transfers: TransferInput[] = [];
       if (hold && hold.state === "pending") {
-        if (amount > hold.transfer.amount) amount = hold.transfer.amount as never;
+        if (amount > hold.transfer.amount) amount = hold.transfer.amount;
         transfers.push(
           amount > 0n
             ? {
                 kind: "post",
                 id: `settle:${leaseId}:${p.epoch}`,
                 pendingId: hold.transfer.id,
-                amount: amount as never,
+                amount: amount,
                 code: "lease.settlement",
                 reference: leaseId,
               }
