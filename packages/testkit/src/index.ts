@@ -15,3 +15,4 @@ export * from "./abuse/server-limits.js";
 export * from "./otlp.js";
 export * from "./openapi-check.js";
 export * from "./metric-points.js";
+export * from "./private-nats.js";
