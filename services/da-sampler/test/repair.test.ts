@@ -10,6 +10,9 @@ import { createLogger, EventBus, generateActorKey, openDatabase, schemaOf, start
 import { natsUrl, spawnService, type ServiceProcess, type TestDatabase } from "@deai/testkit";
 import { dsseFromJson, leafHash, parseTlogProof, verifyPlacement, verifyTlogProof } from "@deai/proofs";
 
+import { createHash } from "node:crypto";
+
+import { repairStory } from "../../../tools/demo/src/repair-story.js";
 import { loadDaSamplerConfig } from "../src/config.js";
 import { daSamplerDefinition, type SamplerParts } from "../src/definition.js";
 import type { RepairSlotJson } from "../src/store/repair-tables.js";
@@ -220,6 +223,21 @@ it("rebuilds a slot a provider dropped, places it anew, anchors the placement, a
     .where("slot", "=", 1)
     .executeTakeFirstOrThrow();
   expect(state.provider_id).toBe(slot.to);
+  // The demo's hook tells the same story from outside: ingestion, the ledger, offline checks.
+  const lines: string[] = [];
+  const story = await repairStory({
+    ingestionUrl: d.ingestionUrl,
+    ledgerUrl: d.h.ledgerUrl,
+    logVerifierKey: d.h.verifierKey,
+    datasetId,
+    slot: 1,
+    contentDigest: createHash("sha256").update(data).digest("hex"),
+    samplers: [a1.id],
+    say: (l) => void lines.push(l),
+    timeoutMs: 20_000,
+  });
+  expect({ story, lines }).toMatchObject({ story: true });
+  expect(lines.join("\n")).toMatch(/receipt verified offline/);
 }, 150_000);
 
 it("repairs the slots of a provider slashing jailed, with no grace period", async () => {
