@@ -58,7 +58,7 @@ export async function repairStory(p: RepairStoryPlatform): Promise<boolean> {
   const say = p.say ?? ((s: string) => void process.stdout.write(`${s}\n`));
   const timeoutMs = p.timeoutMs ?? 180_000;
   say(`\n${p.section ?? "5"}. Repair: slot ${p.slot} of dataset ${p.datasetId} is rebuilt from k others and placed anew`);
-  const manifest = (await getJson(`${p.ingestionUrl}/v1/datasets/${p.datasetId}`)).json.dataset?.manifest as Json;
+  const manifest = (await getJson(`${p.ingestionUrl}/v1/datasets/${p.datasetId}`)).json.dataset?.manifest;
   if (!manifest) {
     say(`   ✗ ingestion does not know dataset ${p.datasetId}`);
     return false;
