@@ -21,6 +21,7 @@ export default {
     "^@deai/kit/state$": "<rootDir>/packages/kit/src/state/state-machine.ts",
     "^@deai/kit/money$": "<rootDir>/packages/kit/src/money/amount.ts",
     "^@deai/kit/placement$": "<rootDir>/packages/kit/src/providers/placement.ts",
+    "^@deai/kit/gpu-classes$": "<rootDir>/packages/kit/src/catalog/gpu-classes.ts",
     "^@deai/([a-z-]+)$": "<rootDir>/packages/$1/src/index.ts",
     "^(\\.{1,2}/.*)\\.js$": "$1",
   },

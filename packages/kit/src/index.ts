@@ -33,3 +33,5 @@ export * from "./service.js";
 export * from "./providers/placement.js";
 export * from "./providers/storage-provider.js";
 export * from "./anchoring/ledger-anchoring.js";
+export * from "./catalog/gpu-classes.js";
+export * from "./catalog/gpu-classes-file.js";

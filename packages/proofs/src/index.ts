@@ -237,3 +237,10 @@ export {
   type SlashRecordPredicate,
   type VerifiedSlashRecord,
 } from "./slash-record.js";
+export {
+  usageReportPayload,
+  usageReportStatement,
+  verifyUsageReport,
+  type UsageReportPredicate,
+  type VerifiedUsageReport,
+} from "./usage-report.js";

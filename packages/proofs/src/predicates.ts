@@ -47,9 +47,12 @@ export const PredicateTypes = {
    */
   lease: "https://deai.dev/lease/v1",
   /**
-   * Usage report (trainer operator → marketplace settlement). Subject: the lease's digest.
-   * Predicate: lease id, epoch, units used (GPU-seconds or GiB-hours), heartbeats missed,
-   * reporter. Signed by the operator; settlement pays per epoch from these.
+   * Usage report (provider → marketplace settlement; usage-report.ts). Subject: the lease id
+   * (name) and its sha256 digest. Predicate: leaseId, epoch (from 0 at the lease start),
+   * periodStart, periodEnd (RFC 3339), gpuSeconds (whole number), heartbeatsMissed, provider,
+   * operator. Signed by the provider and countersigned by the job's operator (both required);
+   * settlement pays per epoch from these; two different ones for one (lease, epoch) signed by
+   * the provider are equivocation.
    */
   usageReport: "https://deai.dev/usage-report/v1",
   /**

@@ -1,18 +1,69 @@
-import { bind, type ServiceDefinition } from "@deai/kit";
+import {
+  actorKeyFromSeed,
+  actorKeySeed,
+  generateActorKey,
+  LedgerAnchoringClient,
+  loadGpuClassCatalog,
+  type ServiceDefinition,
+} from "@deai/kit";
+import { base64Decode, ed25519DsseSigner } from "@deai/proofs";
 
-import { MarketplaceService } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
-
+import { Market } from "./app/market.js";
+import { noSlashing, SlashingStanding, type ProviderStanding } from "./app/provider-standing.js";
+import { loadMarketplaceConfig, type MarketplaceConfig } from "./config.js";
+import { outboxEvents } from "./events/market-events.js";
+import { marketplaceService } from "./grpc/marketplace-service.js";
 import { migrations } from "./store/migrations.js";
+
+/** Options a test passes to swap a port (a fake slashing standing). */
+export interface MarketplaceOverrides {
+  readonly standing?: ProviderStanding;
+}
 
 /**
  * The marketplace service: providers, offers, orders, matching, leases, escrow, settlement.
- * Skeleton: the contract is served (gRPC, Connect, REST, OpenAPI) and every RPC answers
- * UNIMPLEMENTED until its issue lands.
+ * One scheduled loop (`marketplace.tick`, every replica: each step locks what it works on)
+ * expires reservations, retries unmatched orders, funds reservations, renews epoch holds,
+ * pauses overdrawn leases, ends leases and appends lease records to the ledger.
  */
-export const marketplace: ServiceDefinition<unknown> = {
-  name: "marketplace",
-  version: "0.1.0",
-  migrations,
-  usesBlobs: false,
-  create: async () => ({ bindings: [bind(MarketplaceService, {})] }),
-};
+export function marketplaceDefinition(overrides: MarketplaceOverrides = {}): ServiceDefinition<unknown> {
+  return {
+    name: "marketplace",
+    version: "0.2.0",
+    migrations,
+    usesBlobs: false,
+    create: async ({ config: given, db, clock, scheduler, logger, outbox }) => {
+      const config = "params" in given ? (given as MarketplaceConfig) : loadMarketplaceConfig();
+      const key = config.MARKETPLACE_SERVICE_KEY ? actorKeyFromSeed(config.MARKETPLACE_SERVICE_KEY) : generateActorKey();
+      if (!config.MARKETPLACE_SERVICE_KEY) logger.warn({ actor: key.id }, "MARKETPLACE_SERVICE_KEY is not set: using a generated key");
+      const seed = base64Decode(actorKeySeed(key).replace(/-/g, "+").replace(/_/g, "/") + "=")!;
+      const standing =
+        overrides.standing ?? (config.MARKETPLACE_SLASHING_URL ? new SlashingStanding(config.MARKETPLACE_SLASHING_URL, key) : noSlashing);
+      if (!overrides.standing && !config.MARKETPLACE_SLASHING_URL)
+        logger.warn("MARKETPLACE_SLASHING_URL is not set: offers are refused (stake cannot be checked)");
+      const ledger = config.MARKETPLACE_LEDGER_URL ? new LedgerAnchoringClient({ baseUrl: config.MARKETPLACE_LEDGER_URL, key }) : undefined;
+      const market = new Market({
+        db: db as never,
+        clock,
+        params: config.params,
+        catalog: loadGpuClassCatalog(),
+        standing,
+        events: outboxEvents(clock, config.params.currency),
+        signer: ed25519DsseSigner(seed),
+      });
+      await market.init();
+      scheduler.register({
+        name: "marketplace.tick",
+        intervalMs: config.MARKETPLACE_TICK_MS,
+        persist: false,
+        run: async () => {
+          await market.tick(ledger);
+          outbox.kick();
+        },
+      });
+      return { bindings: [marketplaceService(market)] };
+    },
+  };
+}
+
+export const marketplace: ServiceDefinition<unknown> = marketplaceDefinition();

@@ -1,0 +1,101 @@
+// The marketplace's use cases behind one object: what the RPC handlers and the scheduled loops call.
+import { create } from "@bufbuild/protobuf";
+import { sql } from "kysely";
+
+import {
+  DepositResponseSchema,
+  WithdrawResponseSchema,
+  type DepositResponse,
+  type WithdrawResponse,
+} from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
+import type { Money } from "@deai/contracts/deai/common/v1/common_pb";
+import type { LedgerAnchoring } from "@deai/kit";
+
+import { anchorPending } from "./anchors.js";
+import type { MarketContext } from "./context.js";
+import { Escrow } from "./escrow.js";
+import { Leases } from "./leases.js";
+import { Orders } from "./orders.js";
+import { Providers } from "./providers.js";
+
+export class Market {
+  readonly providers: Providers;
+  readonly orders: Orders;
+  readonly escrow: Escrow;
+  readonly leases: Leases;
+
+  constructor(readonly ctx: MarketContext) {
+    this.providers = new Providers(ctx);
+    this.orders = new Orders(ctx);
+    this.escrow = new Escrow(ctx);
+    this.leases = new Leases(ctx, this.escrow);
+  }
+
+  async init(): Promise<void> {
+    await this.escrow.init();
+  }
+
+  async deposit(accountId: string, amount: Money | undefined, key: string, externalReference: string): Promise<DepositResponse> {
+    const t = await this.escrow.deposit(accountId, amount, key, externalReference);
+    const owner = await this.ctx.db.selectFrom("escrow_owners").select("order_id").where("account_id", "=", accountId).executeTakeFirst();
+    if (owner?.order_id) await this.leases.onDeposit(owner.order_id as string);
+    return create(DepositResponseSchema, { account: await this.escrow.view(accountId), transfer: this.escrow.transferView(t) });
+  }
+
+  async withdraw(actor: string, accountId: string, amount: Money | undefined, key: string, destination: string): Promise<WithdrawResponse> {
+    const t = await this.escrow.withdraw(actor, accountId, amount, key, destination);
+    return create(WithdrawResponseSchema, { account: await this.escrow.view(accountId), transfer: this.escrow.transferView(t) });
+  }
+
+  /**
+   * Mirrors slashing's standing of providers with active offers or live leases, oldest check
+   * first. A jailed or tombstoned provider gets no new matches (the SQL filter reads the
+   * mirror) and its live leases close as breached at once, releasing their nodes.
+   */
+  async refreshStanding(limit = 50): Promise<number> {
+    const stale = new Date(this.ctx.clock.nowMs() - this.ctx.params.standingMaxAgeMs);
+    const rows = await sql<{ provider_id: string }>`
+      select p.provider_id from providers p
+      where (p.status_checked_at is null or p.status_checked_at < ${stale})
+        and (exists (select 1 from gpu_offers o where o.provider_id = p.provider_id and o.state = 'active')
+             or exists (select 1 from leases l where l.provider_id = p.provider_id and l.state in ('active', 'paused')))
+      order by p.status_checked_at nulls first limit ${limit}`.execute(this.ctx.db);
+    let closed = 0;
+    for (const { provider_id } of rows.rows) {
+      let s;
+      try {
+        s = await this.ctx.standing.standing(provider_id);
+      } catch {
+        return closed; // slashing unreachable: keep the mirror, try again next tick
+      }
+      await this.ctx.db
+        .updateTable("providers")
+        .set({ status: s.status, stake: s.bonded.toString(), status_checked_at: this.ctx.clock.now() })
+        .where("provider_id", "=", provider_id)
+        .execute();
+      if (s.status === "active") continue;
+      const live = await this.ctx.db
+        .selectFrom("leases")
+        .select("lease_id")
+        .where("provider_id", "=", provider_id)
+        .where("state", "in", ["active", "paused"])
+        .execute();
+      for (const l of live) {
+        await this.leases.closeAs(l.lease_id as string, `provider ${s.status} in slashing`, "breached");
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  /** One pass of the scheduled work: expire reservations, retry unmatched orders, fund reserved ones, renew holds, anchor. */
+  async tick(ledger?: LedgerAnchoring): Promise<void> {
+    await this.refreshStanding();
+    await this.orders.expireReservations();
+    await this.orders.rematch();
+    const reserved = await this.ctx.db.selectFrom("orders").select("order_id").where("state", "=", "reserved").limit(200).execute();
+    for (const o of reserved) await this.leases.fund(o.order_id as string);
+    await this.leases.tick();
+    if (ledger) await anchorPending(this.ctx.db, this.ctx, ledger);
+  }
+}
