@@ -203,8 +203,9 @@ export class Repairs {
           id: p.id,
           // Reputation where sampling has a record of the provider, its configured reliability otherwise.
           reliability: rep.attestations > 0 ? rep.mean : p.config.reliability,
-          // Bonded stake as slashing last reported it, the configured stake otherwise.
-          stake: stakes.get(p.id) ?? p.config.stake,
+          // Bonded stake (micros) as slashing last reported it; once slashing reports stakes, a
+          // provider it never reported has none (one unit for all). Without slashing: the configured stake.
+          stake: stakes.size > 0 ? (stakes.get(p.id) ?? 0) : p.config.stake,
           live: await p.ping(),
         };
       }),
