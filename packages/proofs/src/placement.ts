@@ -91,7 +91,7 @@ const str = (v: unknown, what: string): string => {
 export function parsePlacement(payload: Uint8Array): PlacementPredicate {
   const s = parseStatementFrame(payload);
   if (s.predicateType !== PredicateTypes.placement) fail(`predicateType is ${s.predicateType}, not ${PredicateTypes.placement}`);
-  const p = (s.predicate ?? fail("has no predicate")) as Record<string, unknown>;
+  const p = s.predicate ?? fail("has no predicate");
   const datasetId = str(p.datasetId, "datasetId");
   const contentDigest = str(p.contentDigest, "contentDigest");
   const shardRoot = str(p.shardRoot, "shardRoot");

@@ -10,9 +10,11 @@ import { createLogger, EventBus, generateActorKey, openDatabase, schemaOf, start
 import { natsUrl, spawnService, type ServiceProcess, type TestDatabase } from "@deai/testkit";
 import { dsseFromJson, leafHash, parseTlogProof, verifyPlacement, verifyTlogProof } from "@deai/proofs";
 
+import { createHash } from "node:crypto";
+
+import { repairStory } from "../../../tools/demo/src/repair-story.js";
 import { loadDaSamplerConfig } from "../src/config.js";
 import { daSamplerDefinition, type SamplerParts } from "../src/definition.js";
-import type { RepairSlotJson } from "../src/store/repair-tables.js";
 import type { DaSamplerDb } from "../src/store/tables.js";
 import { bytesOf, newSampler, providerClient, samplerMain, startDaHarness, uploadAll, type DaHarness } from "./harness.js";
 
@@ -61,7 +63,7 @@ const completed = (slot: number, reason: string) =>
   eventually(
     async () => {
       for (const j of await jobs()) {
-        const s = (j.slots as unknown as RepairSlotJson[])[0]!;
+        const s = j.slots[0]!;
         if (s.slot !== slot || s.reason !== reason) continue;
         if (j.state === "failed") throw new Error(`repair failed: ${j.error}`);
         if (j.state === "completed") return j;
@@ -81,7 +83,7 @@ async function placementsAt(version: number): Promise<Json[]> {
     .where("dataset_id", "=", datasetId)
     .where("version", "=", version)
     .executeTakeFirstOrThrow();
-  return r.placements as unknown as Json[];
+  return r.placements;
 }
 
 async function download(): Promise<Buffer> {
@@ -167,7 +169,7 @@ it("rebuilds a slot a provider dropped, places it anew, anchors the placement, a
   const victim = before[1]!;
   await providerClient(d.h.providers[providerIndex(victim.providerId)]!).removeObject(victim.bucket, victim.key);
   const job = await completed(1, "unavailable");
-  const slot = (job.slots as unknown as RepairSlotJson[])[0]!;
+  const slot = job.slots[0]!;
   expect(slot).toMatchObject({ slot: 1, from: victim.providerId, reason: "unavailable" });
   expect(before.map((p) => p.providerId)).not.toContain(slot.to);
   // The evidence came first, then the grace period.
@@ -220,6 +222,21 @@ it("rebuilds a slot a provider dropped, places it anew, anchors the placement, a
     .where("slot", "=", 1)
     .executeTakeFirstOrThrow();
   expect(state.provider_id).toBe(slot.to);
+  // The demo's hook tells the same story from outside: ingestion, the ledger, offline checks.
+  const lines: string[] = [];
+  const story = await repairStory({
+    ingestionUrl: d.ingestionUrl,
+    ledgerUrl: d.h.ledgerUrl,
+    logVerifierKey: d.h.verifierKey,
+    datasetId,
+    slot: 1,
+    contentDigest: createHash("sha256").update(data).digest("hex"),
+    samplers: [a1.id],
+    say: (l) => void lines.push(l),
+    timeoutMs: 20_000,
+  });
+  expect({ story, lines }).toMatchObject({ story: true });
+  expect(lines.join("\n")).toMatch(/receipt verified offline/);
 }, 150_000);
 
 it("repairs the slots of a provider slashing jailed, with no grace period", async () => {
@@ -248,7 +265,7 @@ it("repairs the slots of a provider slashing jailed, with no grace period", asyn
   const t0 = Date.now();
   const job = await completed(3, "jailed");
   expect(Date.now() - t0).toBeLessThan(GRACE_MS);
-  const slot = (job.slots as unknown as RepairSlotJson[])[0]!;
+  const slot = job.slots[0]!;
   expect(slot).toMatchObject({ slot: 3, from: jailed.providerId, reason: "jailed" });
   expect(before.map((p) => p.providerId)).not.toContain(slot.to);
   const p = await checkAnchored(job);
@@ -265,7 +282,7 @@ it("a repair killed with -9 resumes where it stopped and places no shard twice",
   try {
     const before = await eventually(async () => {
       const ds = await db.selectFrom("datasets").select("placements").where("dataset_id", "=", datasetId).executeTakeFirstOrThrow();
-      return ds.placements as unknown as { slot: number; providerId: string; bucket: string; key: string; endpoint: string }[];
+      return ds.placements;
     });
     const victim = before[5]!;
     await providerClient(d.h.providers[providerIndex(victim.providerId)]!).putObject(
@@ -276,7 +293,7 @@ it("a repair killed with -9 resumes where it stopped and places no shard twice",
     // Wrong bytes: invalid shards are repaired without a grace period.
     const mid = await eventually(
       async () => {
-        const j = (await jobs()).find((x) => (x.slots as unknown as RepairSlotJson[])[0]!.slot === 5);
+        const j = (await jobs()).find((x) => x.slots[0]!.slot === 5);
         return j && Number(j.stripes_done) >= 3 ? j : undefined;
       },
       60_000,
@@ -286,7 +303,7 @@ it("a repair killed with -9 resumes where it stopped and places no shard twice",
     await proc.exited;
     const killed = await db.selectFrom("repair_jobs").selectAll().where("job_id", "=", mid.job_id).executeTakeFirstOrThrow();
     expect(killed.state).toBe("rebuilding");
-    expect((mid.slots as unknown as RepairSlotJson[])[0]).toMatchObject({ slot: 5, from: victim.providerId, reason: "invalid" });
+    expect(mid.slots[0]).toMatchObject({ slot: 5, from: victim.providerId, reason: "invalid" });
     proc = await spawnService(samplerMain, env, { timeoutMs: 90_000 });
     // Resumed from the recorded part group, never from the start.
     let lowest = Number(killed.stripes_done);
@@ -305,9 +322,9 @@ it("a repair killed with -9 resumes where it stopped and places no shard twice",
     const stripes = Math.ceil(data.length / (K * S));
     expect(job.parts_sent).toBe(stripes);
     expect(Number(job.bytes_written)).toBe(stripes * S);
-    const slot = (job.slots as unknown as RepairSlotJson[])[0]!;
-    expect(slot).toEqual({ ...(killed.slots as unknown as RepairSlotJson[])[0], uploadId: slot.uploadId });
-    expect(slot.uploadId).toBe((killed.slots as unknown as RepairSlotJson[])[0]!.uploadId);
+    const slot = job.slots[0]!;
+    expect(slot).toEqual({ ...killed.slots[0], uploadId: slot.uploadId });
+    expect(slot.uploadId).toBe(killed.slots[0]!.uploadId);
     // Exactly one object for the slot at the new provider, no upload left behind, one placement version.
     const server = d.h.providers[providerIndex(slot.to)]!;
     const names: string[] = [];

@@ -30,15 +30,7 @@ import {
 } from "@deai/kit";
 import { AbortedError, FailedPreconditionError, UnavailableError } from "@deai/kit/errors";
 import { choosePlacement, type PlacementCandidate } from "@deai/kit/placement";
-import {
-  dsseFromJson,
-  dsseToJson,
-  ErasureCodec,
-  placementPayload,
-  type DsseEnvelope,
-  type PlacementPredicate,
-  type PlacementReason,
-} from "@deai/proofs";
+import { dsseFromJson, dsseToJson, ErasureCodec, placementPayload, type DsseEnvelope, type PlacementPredicate } from "@deai/proofs";
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 
 import { decideRepairs, repairedKey, sourceSlots, stripesPerGroup, type DueSlot } from "../domain/repair-trigger.js";
@@ -211,8 +203,9 @@ export class Repairs {
           id: p.id,
           // Reputation where sampling has a record of the provider, its configured reliability otherwise.
           reliability: rep.attestations > 0 ? rep.mean : p.config.reliability,
-          // Bonded stake as slashing last reported it, the configured stake otherwise.
-          stake: stakes.get(p.id) ?? p.config.stake,
+          // Bonded stake (micros) as slashing last reported it; once slashing reports stakes, a
+          // provider it never reported has none (one unit for all). Without slashing: the configured stake.
+          stake: stakes.size > 0 ? (stakes.get(p.id) ?? 0) : p.config.stake,
           live: await p.ping(),
         };
       }),
@@ -303,7 +296,7 @@ export class Repairs {
   private async rebuild(job: RepairJob, signal?: AbortSignal): Promise<{ stripes: number; read: number; written: number }> {
     const { c } = this.o;
     const ds = await this.o.catalog.get(job.dataset_id);
-    const slots = job.slots as unknown as RepairSlotJson[];
+    const slots = job.slots;
     for (const s of slots) {
       if (ds.placements[s.slot]?.providerId !== s.from)
         return this.fail(job, `slot ${s.slot} is no longer at ${s.from}: the placement changed since the job started`).then(() => ({
@@ -329,7 +322,7 @@ export class Repairs {
         .where("state", "=", "rebuilding")
         .execute();
     }
-    const parts = { ...(job.parts as unknown as Record<string, string[]>) };
+    const parts = { ...job.parts };
     const g = stripesPerGroup(this.o.partBytes, ds.shardSize, ds.stripes);
     const lost = slots.map((s) => s.slot);
     let done = Number(job.stripes_done);
@@ -426,7 +419,7 @@ export class Repairs {
         const s = moved.get(p.slot);
         return s ? { slot: p.slot, providerId: s.to, bucket: s.bucket, key: s.key, endpoint: s.endpoint } : { ...p };
       }),
-      moved: slots.map((s) => ({ slot: s.slot, from: s.from, to: s.to, reason: s.reason as PlacementReason })),
+      moved: slots.map((s) => ({ slot: s.slot, from: s.from, to: s.to, reason: s.reason })),
       cause: "repair",
       placedAt: c.clock.now().toISOString(),
     };
@@ -573,7 +566,7 @@ export class Repairs {
       throw e;
     }
     const ds = await this.o.catalog.get(job.dataset_id);
-    const slots = job.slots as unknown as RepairSlotJson[];
+    const slots = job.slots;
     await c.db.transaction().execute(async (trx) => {
       await transitionRow(trx, repairStates, {
         table: "repair_jobs",
