@@ -185,8 +185,12 @@ describe("reconcile: failures", () => {
       [GroupPhase.RESTARTING, 1, 137],
       [GroupPhase.RUNNING, 0, 0],
     ]);
-    // Recreated with the new attempt, still Restarting until it runs, then Running.
+    // The failed gang is still listed (informer lag): replaced, not counted a second time.
     const next = create(TrainingJobSchema, { ...j, status: r.status });
+    const lag = reconcile(next, obs([failedWith(0, 137, 0), running(1)]), at(10.5));
+    expect(kinds(lag)).toEqual(["deleteGroup:0"]);
+    expect(lag.status.restarts).toBe(1);
+    // Recreated with the new attempt, still Restarting until it runs, then Running.
     const b = step(next, obs([running(1)]), at(11));
     expect(of(b.r, "createGroup")[0]).toMatchObject({ group: 0, attempt: 1, resumeFrom: { uri: "s3://b/j/round-3" } });
     expect(b.r.status.phase).toBe(TrainingJobPhase.RECOVERING);
