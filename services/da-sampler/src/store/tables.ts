@@ -113,6 +113,14 @@ export interface AttestationsTable {
   created_at: Date;
 }
 
+export interface ProviderAvailabilityTable {
+  provider_id: string;
+  state: string;
+  unavailable_slots: number;
+  sequence: Int8;
+  changed_at: Date;
+}
+
 export interface DaSamplerDb {
   datasets: DatasetsTable;
   rounds: RoundsTable;
@@ -121,4 +129,5 @@ export interface DaSamplerDb {
   rechecks: RechecksTable;
   votes: VotesTable;
   attestations: AttestationsTable;
+  provider_availability: ProviderAvailabilityTable;
 }
