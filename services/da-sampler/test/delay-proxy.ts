@@ -11,7 +11,7 @@ export interface DelayProxy {
 export async function startDelayProxy(target: string): Promise<DelayProxy> {
   const u = new URL(target);
   const sockets = new Set<Socket>();
-  const proxy = { delayMs: 0 } as { delayMs: number };
+  const proxy = { delayMs: 0 };
   const server: Server = createServer((client) => {
     const upstream = connect(Number(u.port), u.hostname);
     sockets.add(client).add(upstream);
