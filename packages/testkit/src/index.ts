@@ -16,4 +16,3 @@ export * from "./abuse/server-limits.js";
 export * from "./otlp.js";
 export * from "./openapi-check.js";
 export * from "./metric-points.js";
-export * from "./private-nats.js";

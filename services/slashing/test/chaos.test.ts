@@ -40,7 +40,7 @@ afterAll(async () => {
   svc?.kill("SIGKILL");
   await db?.close();
   await h?.close();
-  await nats?.destroy();
+  await nats?.close();
 }, 60_000);
 
 const n = async (q: RawBuilder<{ n: string }>): Promise<number> => Number((await q.execute(db.db)).rows[0]!.n);
