@@ -72,7 +72,14 @@ const completed = (slot: number, reason: string) =>
     },
     90_000,
     `repair of slot ${slot} (${reason})`,
-  );
+  ).catch(async (e: unknown) => {
+    // Say where it stood.
+    const states = await db.selectFrom("slot_states").selectAll().execute();
+    const watch = await db.selectFrom("repair_watch").selectAll().execute();
+    throw new Error(
+      `${(e as Error).message}: jobs ${JSON.stringify(await jobs())} slots ${JSON.stringify(states)} watch ${JSON.stringify(watch)}`,
+    );
+  });
 
 /** The placements of a version (1 = the manifest's). */
 async function placementsAt(version: number): Promise<Json[]> {
@@ -237,7 +244,7 @@ it("rebuilds a slot a provider dropped, places it anew, anchors the placement, a
   });
   expect({ story, lines }).toMatchObject({ story: true });
   expect(lines.join("\n")).toMatch(/receipt verified offline/);
-}, 150_000);
+}, 240_000);
 
 it("repairs the slots of a provider slashing jailed, with no grace period", async () => {
   const before = await placementsOf();
