@@ -39,11 +39,20 @@ export interface DaHarness {
   close(): Promise<void>;
 }
 
-export async function startDaHarness(label: string, providers: number): Promise<DaHarness> {
+export async function startDaHarness(
+  label: string,
+  providers: number,
+  ingestionVars: (h: Harness) => Record<string, string> = () => ({}),
+): Promise<DaHarness> {
   const h = await startHarness(label, providers);
   const ingestion = await spawnService(
     ingestionMain,
-    h.env.vars({ INGESTION_PROVIDERS: h.providersJson(), INGESTION_LEDGER_URL: h.ledgerUrl, INGESTION_PART_BYTES: "5242880" }),
+    h.env.vars({
+      INGESTION_PROVIDERS: h.providersJson(),
+      INGESTION_LEDGER_URL: h.ledgerUrl,
+      INGESTION_PART_BYTES: "5242880",
+      ...ingestionVars(h),
+    }),
     { timeoutMs: 90_000 },
   );
   const dbs: TestDatabase[] = [];
