@@ -142,7 +142,9 @@ async function checkAnchored(job: { ledger_index: bigint | null; receipt: unknow
 
 beforeAll(async () => {
   // Ingestion follows placements signed by a1 only, with receipts checked against the log key.
-  d = await startDaHarness("repair", 9, (h) => ({ INGESTION_PLACEMENT_SIGNERS: a1.id, INGESTION_LEDGER_LOG_KEY: h.verifierKey }));
+  d = await startDaHarness("repair", 9, {
+    ingestionVars: (h) => ({ INGESTION_PLACEMENT_SIGNERS: a1.id, INGESTION_LEDGER_LOG_KEY: h.verifierKey }),
+  });
   const up = await uploadAll(d.ingestionUrl, owner, data, { k: K, m: 2, shardSize: S });
   datasetId = up.done.datasetId as string;
   dbA = await d.database();

@@ -14,6 +14,8 @@ export const configSchema = {
   MARKETPLACE_SLASHING_URL: env.optionalString(),
   /** gRPC base URL of the ledger. Unset: lease records queue in `anchors` and are not appended. */
   MARKETPLACE_LEDGER_URL: env.optionalString(),
+  /** The ledger's log verifier key (signed-note form): receipts are checked offline against it. */
+  MARKETPLACE_LEDGER_LOG_KEY: env.optionalString(),
   /** This service's actor key seed (base64url, 32 bytes): it signs lease statements. Unset: generated at start. */
   MARKETPLACE_SERVICE_KEY: env.optionalString(),
   /** Actor ids that countersign usage reports and may close any lease. */

@@ -1,4 +1,5 @@
 import {
+  ConfigError,
   actorKeyFromSeed,
   actorKeySeed,
   generateActorKey,
@@ -6,7 +7,7 @@ import {
   loadGpuClassCatalog,
   type ServiceDefinition,
 } from "@deai/kit";
-import { base64Decode, ed25519DsseSigner } from "@deai/proofs";
+import { base64Decode, ed25519DsseSigner, parseVerifierKey } from "@deai/proofs";
 
 import { Market } from "./app/market.js";
 import { noSlashing, SlashingStanding, type ProviderStanding } from "./app/provider-standing.js";
@@ -32,7 +33,7 @@ export function marketplaceDefinition(overrides: MarketplaceOverrides = {}): Ser
     version: "0.2.0",
     migrations,
     usesBlobs: false,
-    create: async ({ config: given, db, clock, scheduler, logger, outbox }) => {
+    create: async ({ config: given, db, clock, scheduler, logger, outbox, bus }) => {
       const config = "params" in given ? (given as MarketplaceConfig) : loadMarketplaceConfig();
       const key = config.MARKETPLACE_SERVICE_KEY ? actorKeyFromSeed(config.MARKETPLACE_SERVICE_KEY) : generateActorKey();
       if (!config.MARKETPLACE_SERVICE_KEY) logger.warn({ actor: key.id }, "MARKETPLACE_SERVICE_KEY is not set: using a generated key");
@@ -41,7 +42,15 @@ export function marketplaceDefinition(overrides: MarketplaceOverrides = {}): Ser
         overrides.standing ?? (config.MARKETPLACE_SLASHING_URL ? new SlashingStanding(config.MARKETPLACE_SLASHING_URL, key) : noSlashing);
       if (!overrides.standing && !config.MARKETPLACE_SLASHING_URL)
         logger.warn("MARKETPLACE_SLASHING_URL is not set: offers are refused (stake cannot be checked)");
-      const ledger = config.MARKETPLACE_LEDGER_URL ? new LedgerAnchoringClient({ baseUrl: config.MARKETPLACE_LEDGER_URL, key }) : undefined;
+      let logVerifier;
+      try {
+        logVerifier = config.MARKETPLACE_LEDGER_LOG_KEY ? parseVerifierKey(config.MARKETPLACE_LEDGER_LOG_KEY) : undefined;
+      } catch (e) {
+        throw new ConfigError("MARKETPLACE_LEDGER_LOG_KEY", (e as Error).message);
+      }
+      const ledger = config.MARKETPLACE_LEDGER_URL
+        ? new LedgerAnchoringClient({ baseUrl: config.MARKETPLACE_LEDGER_URL, key, ...(logVerifier ? { logVerifier } : {}) })
+        : undefined;
       const market = new Market({
         db: db as never,
         clock,
@@ -52,12 +61,15 @@ export function marketplaceDefinition(overrides: MarketplaceOverrides = {}): Ser
         signer: ed25519DsseSigner(seed),
       });
       await market.init();
+      await bus.ensureStream("marketplace");
       scheduler.register({
         name: "marketplace.tick",
         intervalMs: config.MARKETPLACE_TICK_MS,
         persist: false,
         run: async () => {
-          await market.tick(ledger);
+          for (const [name, step] of market.tickSteps(ledger)) {
+            await step().catch((e: unknown) => logger.warn({ err: e, step: name }, "marketplace tick step failed"));
+          }
           outbox.kick();
         },
       });

@@ -10,7 +10,8 @@ import { sql } from "kysely";
 import { MarketplaceService, OrderState, ProviderKind, LeaseState, NoMatchCode } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 import { auditBooks, generateActorKey, openDatabase, serviceClient, type ActorKey } from "@deai/kit";
 import { actorKeySeed } from "@deai/kit";
-import { base64Decode, ed25519DsseSigner } from "@deai/proofs";
+import { base64Decode, ed25519DsseSigner, generateNoteKey } from "@deai/proofs";
+import { waitFor } from "@deai/bench";
 import { createTestEnv, spawnService, type ServiceProcess, type TestEnv } from "@deai/testkit";
 
 import { startFakeSlashing, type FakeSlashing } from "./fake-slashing.js";
@@ -20,8 +21,13 @@ const mainJs = new URL("../dist/main.js", import.meta.url).pathname;
 let env: TestEnv;
 let slashing: FakeSlashing;
 let svc: ServiceProcess;
+let ledger: ServiceProcess;
+const logKey = generateNoteKey("ledger.market-test/log");
+const ledgerJs = new URL("../../ledger/dist/main.js", import.meta.url).pathname;
 const vars = () =>
   env.vars({
+    MARKETPLACE_LEDGER_URL: `http://127.0.0.1:${ledger.port}`,
+    MARKETPLACE_LEDGER_LOG_KEY: logKey.verifierKey,
     MARKETPLACE_SLASHING_URL: slashing.url,
     MARKETPLACE_EPOCH_MS: "1000",
     MARKETPLACE_TICK_MS: "100",
@@ -31,11 +37,17 @@ const vars = () =>
 beforeAll(async () => {
   env = await createTestEnv("marketplace-rpc");
   slashing = await startFakeSlashing();
+  ledger = await spawnService(
+    ledgerJs,
+    env.vars({ LEDGER_ORIGIN: "ledger.market-test/log", LEDGER_SIGNING_KEY: logKey.signerKey, LEDGER_CHECKPOINT_INTERVAL_MS: "100" }),
+  );
   svc = await spawnService(mainJs, vars());
 }, 60_000);
 afterAll(async () => {
   svc?.kill("SIGKILL");
   await svc?.exited;
+  ledger?.kill("SIGKILL");
+  await ledger?.exited;
   await slashing?.close();
   await env?.close();
 });
@@ -169,4 +181,28 @@ it("matches a two-group order across two providers over gRPC, funds it and settl
   }
   // A replay after the restart is a duplicate, not a second payment.
   expect((await client(providers[0]!).submitUsageReport({ leaseId: lease.leaseId, report: r0 })).duplicate).toBe(true);
+  // The lease statement and the settled report reach the real ledger; GetLease carries the receipt.
+  const anchored = await waitFor(
+    "the lease's ledger receipt",
+    async () => {
+      const l = (await client(tenantKey).getLease({ leaseId: lease.leaseId })).lease!;
+      return l.receipt ? l : undefined;
+    },
+    20_000,
+    200,
+  );
+  expect(anchored.receipt!.checkpoint.length).toBeGreaterThan(0);
+  const db2 = openDatabase<unknown>({ url: env.database.url, schema: "marketplace", poolSize: 1 });
+  try {
+    await waitFor(
+      "the usage report anchored",
+      async () =>
+        (await sql<{ state: string }>`select state from anchors where anchor_id = ${`usage:${lease.leaseId}:0`}`.execute(db2.db)).rows[0]
+          ?.state === "anchored" || undefined,
+      20_000,
+      200,
+    );
+  } finally {
+    await db2.close();
+  }
 }, 90_000);

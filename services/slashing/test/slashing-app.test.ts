@@ -169,6 +169,31 @@ describe("stake and slashes", () => {
   });
 });
 
+describe("liveness guard at apply time", () => {
+  it("a mass failure whose first evidence was proposed with a penalty is suspended when the veto window ends: jailed, nothing taken", async () => {
+    const s = await fresh();
+    const ps = Array.from({ length: 5 }, () => newSigner());
+    for (const p of ps) await s.bond(p.keyid, 1_000_000n, "b");
+    clock.advance(1000);
+    const at = clock.now().getTime();
+    // The first fault arrives alone: 1 of 5 faulting, so it is proposed with its 1 %.
+    const first = await s.submitEvidence(evidenceOf(w, "unavailability", ps[0]!, at), "r");
+    const proposed = await s.slash(first.slashId);
+    expect(proposed.amount).toBe(10_000n);
+    // The rest of the outage arrives within the detection window: 3 of 5 faulted together.
+    clock.advance(60_000);
+    await s.submitEvidence(evidenceOf(w, "unavailability", ps[1]!, at + 500), "r");
+    await s.submitEvidence(evidenceOf(w, "unavailability", ps[2]!, at + 900), "r");
+    clock.advance(params.vetoWindowMs);
+    expect(await s.applyDue()).toBe(3);
+    for (const p of ps.slice(0, 3)) expect((await s.stake(p.keyid)).bonded).toBe(1_000_000n);
+    const rec = verifySlashRecord(await s.signedRecord(first.slashId, "applied"), { serviceKey: s.serviceKey });
+    expect(rec.penalty.suspended).toMatch(/mass failure: 3 of 5/);
+    expect(rec.predicate.taken).toBe("0");
+    expect((await auditBooks(database.db)).problems).toEqual([]);
+  });
+});
+
 const COUNT = Number(process.env.SLASHING_PROPERTY_COUNT ?? 1000);
 const KINDS: EvidenceKindName[] = ["unavailability", "equivocation", "lease-breach", "invalid-contribution"];
 

@@ -18,6 +18,8 @@ import { repairMigrations } from "./repair-migrations.js";
  * - `votes`: verified single-signature votes on a re-check statement, one per (attestation, sampler).
  * - `attestations`: signed statements (own rounds, quorum re-checks, and others' received over
  *   NATS), with their ledger receipt once anchored.
+ * - `provider_availability` (0002): each provider's availability as this process last published
+ *   it (unavailable while a slot is proven unavailable), with a flip counter for event ids.
  */
 export const migrations: Record<string, ForwardMigration> = {
   "0001_da_sampler": async (db: Kysely<unknown>) => {
@@ -121,6 +123,15 @@ export const migrations: Record<string, ForwardMigration> = {
     await sql`create index attestations_unanchored on attestations (created_at) where ledger_index is null and anchor_here and refused is null`.execute(
       db,
     );
+  },
+  "0002_provider_availability": async (db: Kysely<unknown>) => {
+    await sql`create table provider_availability (
+      provider_id text primary key,
+      state text not null check (state in ('available', 'unavailable')),
+      unavailable_slots int not null,
+      sequence bigint not null,
+      changed_at timestamptz not null
+    )`.execute(db);
   },
   ...repairMigrations,
 };

@@ -115,6 +115,14 @@ export interface AttestationsTable {
   created_at: Date;
 }
 
+export interface ProviderAvailabilityTable {
+  provider_id: string;
+  state: string;
+  unavailable_slots: number;
+  sequence: Int8;
+  changed_at: Date;
+}
+
 export interface DaSamplerDb extends RepairTables {
   datasets: DatasetsTable;
   rounds: RoundsTable;
@@ -123,4 +131,5 @@ export interface DaSamplerDb extends RepairTables {
   rechecks: RechecksTable;
   votes: VotesTable;
   attestations: AttestationsTable;
+  provider_availability: ProviderAvailabilityTable;
 }

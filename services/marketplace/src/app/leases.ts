@@ -40,6 +40,7 @@ import { enqueueAnchor, leaseStatement, receiptOf } from "./anchors.js";
 import { accountIds, type MarketContext, type Trx } from "./context.js";
 import type { Escrow } from "./escrow.js";
 import { text } from "./input.js";
+import { marketMetrics } from "./metrics.js";
 import { releaseAllocations } from "./orders.js";
 import { leaseStateToProto, leaseView, money, type AllocationRow, type LeaseRow, type OrderRow } from "./views.js";
 
@@ -316,6 +317,7 @@ export class Leases {
       set: { ...set, state_seq: l.state_seq + 1 },
     });
     const view = leaseView(row, this.ctx.catalog, this.ctx.params.currency, accountIds.escrow(l.order_id));
+    marketMetrics.leaseTransitions.add(1, { state: to });
     await this.ctx.events.leaseStateChanged(trx, view, leaseStateToProto[l.state], row.state_seq, reason);
     return row;
   }
@@ -502,11 +504,14 @@ export class Leases {
                 values (${leaseId}, ${p.epoch}, ${p.provider}, ${outcome.prior.payload_sha256}, ${v.payloadSha256}, ${JSON.stringify(outcome.prior.envelope)}::jsonb,
                         ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.ctx.clock.now()})
                 on conflict do nothing`.execute(this.ctx.db);
+      marketMetrics.settlements.add(1, { outcome: "conflict" });
       throw new FailedPreconditionError(
         `epoch ${p.epoch} of lease ${leaseId} was settled from a different report signed by the same provider: refused, and kept as equivocation evidence`,
         { reason: "conflicting_report" },
       );
     }
+    marketMetrics.settlements.add(1, { outcome: outcome.kind });
+    if (outcome.kind === "settled") marketMetrics.settledAmount.add(Number(outcome.amount));
     const escrowView = outcome.kind === "settled" ? outcome.escrowView : await this.escrow.view(accountIds.escrow(outcome.l.order_id));
     return create(SubmitUsageReportResponseSchema, {
       leaseId,

@@ -88,14 +88,34 @@ export class Market {
     return closed;
   }
 
-  /** One pass of the scheduled work: expire reservations, retry unmatched orders, fund reserved ones, renew holds, anchor. */
+  /** The scheduled work, step by step: each runs even when an earlier one failed. */
+  tickSteps(ledger?: LedgerAnchoring): [string, () => Promise<unknown>][] {
+    return [
+      ["standing", () => this.refreshStanding()],
+      ["reservations", () => this.orders.expireReservations()],
+      ["rematch", () => this.orders.rematch()],
+      [
+        "fund",
+        async () => {
+          const reserved = await this.ctx.db.selectFrom("orders").select("order_id").where("state", "=", "reserved").limit(200).execute();
+          for (const o of reserved) await this.leases.fund(o.order_id as string);
+        },
+      ],
+      ["leases", () => this.leases.tick()],
+      ...(ledger ? [["anchor", () => anchorPending(this.ctx.db, this.ctx, ledger)] as [string, () => Promise<unknown>]] : []),
+    ];
+  }
+
+  /** One pass of the scheduled work: expire reservations, retry unmatched orders, fund reserved ones, renew holds, anchor. Throws the first failure after running every step. */
   async tick(ledger?: LedgerAnchoring): Promise<void> {
-    await this.refreshStanding();
-    await this.orders.expireReservations();
-    await this.orders.rematch();
-    const reserved = await this.ctx.db.selectFrom("orders").select("order_id").where("state", "=", "reserved").limit(200).execute();
-    for (const o of reserved) await this.leases.fund(o.order_id as string);
-    await this.leases.tick();
-    if (ledger) await anchorPending(this.ctx.db, this.ctx, ledger);
+    let first: unknown;
+    for (const [, step] of this.tickSteps(ledger)) {
+      try {
+        await step();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) throw first;
   }
 }

@@ -38,6 +38,7 @@ import { matchGang, type Explanation, type GangRequest, type GroupMatch, type Of
 import type { NoMatchCodeName } from "../domain/no-match.js";
 import { orderStates } from "../domain/states.js";
 import { accountIds, type MarketContext, type Trx } from "./context.js";
+import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
 import { money, orderView, type AllocationRow, type OrderRow } from "./views.js";
 
@@ -217,12 +218,13 @@ export class Orders {
   /** Candidate offers for `g`, filters pushed into SQL, cheapest first, locked (skipping busy rows unless `wait`). */
   private async lockedCandidates(trx: Trx, g: GangRequest, wait: boolean): Promise<OfferCandidate[]> {
     const minStake = g.minStake > this.ctx.params.minStake ? g.minStake : this.ctx.params.minStake;
+    // `nodes_free > 0` repeats the partial index's predicate so the planner walks it in price order.
     const limit = g.distinctProviders ? g.groups * 8 + 32 : g.groups * 2 + 8;
     const r = await sql<CandidateRow>`
       select o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price, o.gpus_per_node, o.nodes_free,
              o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability
       from gpu_offers o join providers p on p.provider_id = o.provider_id
-      where o.class_id = ${g.classId} and o.state = 'active' and o.price <= ${g.maxPricePerGpuHour.toString()}::numeric
+      where o.class_id = ${g.classId} and o.state = 'active' and o.nodes_free > 0 and o.price <= ${g.maxPricePerGpuHour.toString()}::numeric
         and o.nodes_free >= (${g.gpusPerGroup}::int + o.gpus_per_node - 1) / o.gpus_per_node
         and o.bandwidth_mbps >= ${g.minBandwidthMbps} and o.min_lease_ms <= ${g.durationMs}
         and (o.available_until is null or o.available_until >= ${new Date(g.startAtMs + g.durationMs)})
@@ -268,6 +270,16 @@ export class Orders {
    * Safe to call concurrently for one order (the order row is locked) and from any replica.
    */
   async match(orderId: string): Promise<MatchOutcome> {
+    const started = performance.now();
+    const r = await this.matchOnce(orderId);
+    if (r.state !== "skipped") {
+      marketMetrics.matches.add(1, { outcome: r.state });
+      marketMetrics.matchDuration.record((performance.now() - started) / 1000, { outcome: r.state });
+    }
+    return r;
+  }
+
+  private async matchOnce(orderId: string): Promise<MatchOutcome> {
     let wait = false;
     for (let attempt = 1; ; attempt++) {
       let outcome: MatchOutcome | undefined;

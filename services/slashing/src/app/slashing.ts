@@ -23,6 +23,7 @@ import {
   ed25519DsseSigner,
   evidenceToJson,
   IN_TOTO_PAYLOAD_TYPE,
+  inputsFromJson,
   inputsToJson,
   isLivenessKind,
   isObjectiveKind,
@@ -36,6 +37,7 @@ import {
   type DsseEnvelopeJson,
   type EvidenceInput,
   type EvidenceJson,
+  type PenaltyInputs,
   type SlashRecordEvent,
   type SlashRecordPredicate,
 } from "@deai/proofs";
@@ -568,6 +570,41 @@ export class Slashing {
     return n;
   }
 
+  /**
+   * Before funds move, the inputs that other providers' faults feed (the liveness guard's count
+   * of faulting providers, the correlated slashes and their stake) are observed again: faults
+   * that happened with this one but whose evidence arrived later (within the detection window,
+   * which the veto window exceeds) count now. A mass failure whose first evidence was proposed
+   * with a penalty is therefore suspended at apply time, and correlated faults cost what
+   * they should. Counts only grow (never below what was recorded); the record carries the
+   * inputs and penalty that were applied, so it still recomputes offline. Mutates `s`.
+   */
+  private async reobserve(trx: Trx, slashId: string, s: { amount: string; record: SlashRecordPredicate; kind: string }): Promise<void> {
+    const rec = s.record;
+    const before = inputsFromJson(rec.inputs);
+    const now = await this.observe(trx, rec.kind, rec.provider, new Date(rec.infractionAt), before.stakeAtInfraction);
+    const inputs: PenaltyInputs = {
+      ...before,
+      faultingProviders: Math.max(before.faultingProviders, now.faultingProviders),
+      correlatedSlashes: Math.max(before.correlatedSlashes, now.correlatedSlashes),
+      correlatedStake: before.correlatedStake > now.correlatedStake ? before.correlatedStake : now.correlatedStake,
+    };
+    if (
+      inputs.faultingProviders === before.faultingProviders &&
+      inputs.correlatedSlashes === before.correlatedSlashes &&
+      inputs.correlatedStake === before.correlatedStake
+    )
+      return;
+    const penalty = computePenalty(rec.params, inputs);
+    const record: SlashRecordPredicate = { ...rec, inputs: inputsToJson(inputs), penalty: penaltyToJson(penalty) };
+    await sql`update slashes set amount = ${penalty.amount.toString()}, fraction_bps = ${penalty.fractionBps}, correlated_slashes = ${inputs.correlatedSlashes},
+      reporter_reward = ${penalty.reporterReward.toString()}, record = ${JSON.stringify(record)}::jsonb where slash_id = ${slashId}`.execute(
+      trx,
+    );
+    s.amount = penalty.amount.toString();
+    s.record = record;
+  }
+
   /** Moves a slash's funds exactly once (the state transition and the transfers commit together). */
   async apply(slashId: string): Promise<boolean> {
     return inMoneyTransaction(this.db, async (trx) => {
@@ -575,6 +612,7 @@ export class Slashing {
         select state, provider_id, amount, record, kind from slashes where slash_id = ${slashId} for update`.execute(trx);
       const s = r.rows[0];
       if (!s || s.state !== "pending_veto") return false;
+      await this.reobserve(trx, slashId, s);
       const provider = s.provider_id;
       const stakeId = accounts.stake(provider);
       const [acct] = await getAccounts(trx, [stakeId]);

@@ -1,0 +1,92 @@
+// make bench-match: durable gang matches per second and match latency p50/p99 through the app
+// layer on real Postgres, with 10,000 GPU offers (1,000 providers) and orders of 4 groups × 8
+// GPUs, C concurrent clients; baseline: the same run's raw Postgres single-row UPDATE rate
+// (autocommit, same pool, same concurrency). A match is durable when its reservation (offer
+// rows, allocations, order state) committed. BENCH_QUICK=1: fewer orders (about a minute).
+import { sql } from "kysely";
+
+import { envInt, loadAverage, machineBlock, percentile, round, writeResult, benchLogger } from "@deai/bench";
+import { createTestDatabase } from "@deai/testkit";
+
+import { OrderState } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
+
+import { closeWorlds, newActor, newWorld, spec } from "../test/fixtures.js";
+
+const quick = process.env.BENCH_QUICK === "1";
+const OFFERS = envInt("BENCH_OFFERS", 10_000);
+const ORDERS = envInt("BENCH_ORDERS", quick ? 1_500 : 6_000);
+const CLIENTS = envInt("BENCH_CLIENTS", 16);
+const log = benchLogger("match");
+const load0 = loadAverage();
+
+const tdb = await createTestDatabase("marketplace-bench");
+const w = await newWorld(tdb.url, {}, CLIENTS);
+const db = w.database.db;
+const providers = 1_000;
+log(`seeding ${providers} providers and ${OFFERS} offers (bulk SQL)`);
+const now = w.clock.now();
+await sql`
+  insert into providers (provider_id, display_name, kinds, region, contact, status, stake, reliability, registered_at, updated_at)
+  select 'bench-p' || i, 'bench', array['gpu'], case when i % 3 = 0 then 'us-east' else 'eu-west' end, '', 'active', 10000000, 0.5 + (i % 50) / 100.0, ${now}, ${now}
+  from generate_series(1, ${providers}) i`.execute(db);
+await sql`
+  insert into gpu_offers (offer_id, provider_id, class_id, gpus_per_node, nodes, nodes_free, region, bandwidth_mbps, price, min_lease_ms, state, created_at)
+  select 'gpu-bench-' || lpad(i::text, 6, '0'), 'bench-p' || (1 + i % ${providers}), 'nvidia-h100-80g-sxm5', 8, 4, 4,
+         case when (1 + i % ${providers}) % 3 = 0 then 'us-east' else 'eu-west' end, 1000 + (i % 7) * 100, 1000000 + (i * 7919) % 1500000, 0, 'active', ${now}
+  from generate_series(1, ${OFFERS}) i`.execute(db);
+await sql`analyze`.execute(db);
+
+const tenant = newActor();
+const latencies: number[] = [];
+let reserved = 0;
+let next = 0;
+log(`${ORDERS} orders of 4 groups × 8 GPUs, ${CLIENTS} clients`);
+const t0 = performance.now();
+await Promise.all(
+  Array.from({ length: CLIENTS }, async () => {
+    for (let i = next++; i < ORDERS; i = next++) {
+      const s = performance.now();
+      const o = await w.market.orders.create(tenant.id, spec({ groups: 4, gpusPerGroup: 8 }), `bench-${i}`);
+      latencies.push(performance.now() - s);
+      if (o.state === OrderState.RESERVED) reserved++;
+    }
+  }),
+);
+const elapsed = (performance.now() - t0) / 1000;
+latencies.sort((a, b) => a - b);
+const double = await sql<{ n: number }>`select count(*)::int as n from gpu_offers where nodes_free < 0 or nodes_free > nodes`.execute(db);
+const partial = await sql<{ n: number }>`
+  select count(*)::int as n from (select order_id from allocations where state <> 'released' group by order_id having count(*) <> 4) x`.execute(
+  db,
+);
+
+// Baseline: raw single-row UPDATEs, autocommit, same pool and concurrency.
+await sql`create table bench_counter (id int primary key, n bigint not null default 0)`.execute(db);
+await sql`insert into bench_counter (id) select generate_series(1, 10000)`.execute(db);
+const U = quick ? 5_000 : 20_000;
+let u = 0;
+const t1 = performance.now();
+await Promise.all(
+  Array.from({ length: CLIENTS }, async () => {
+    for (let i = u++; i < U; i = u++) await sql`update bench_counter set n = n + 1 where id = ${1 + ((i * 7919) % 10000)}`.execute(db);
+  }),
+);
+const updatesPerS = U / ((performance.now() - t1) / 1000);
+const matchesPerS = reserved / elapsed;
+const result = {
+  machine: machineBlock(load0),
+  inputs: { offers: OFFERS, providers, orders: ORDERS, groups: 4, gpusPerGroup: 8, clients: CLIENTS, quick },
+  durableMatchesPerS: round(matchesPerS, 1),
+  ordersPerS: round(ORDERS / elapsed, 1),
+  reserved,
+  unmatched: ORDERS - reserved,
+  latencyMs: { p50: round(percentile(latencies, 50), 2), p99: round(percentile(latencies, 99), 2), max: round(Math.max(...latencies), 2) },
+  baseline: { rawPostgresSingleRowUpdatesPerS: round(updatesPerS, 1), matchesPerUpdateRatio: round(matchesPerS / updatesPerS, 4) },
+  goal: { matchesPerS: 2000, p99Ms: 20, met: matchesPerS >= 2000 && percentile(latencies, 99) < 20 },
+  checks: { offersOverAllocated: double.rows[0]!.n, partialGangs: partial.rows[0]!.n },
+  note: "a match is one CreateOrder use case: order + escrow account insert, then the match transaction (order lock, candidate offers FOR UPDATE SKIP LOCKED, plan, nodes_free update, 4 allocation rows, order state), then the order read back",
+};
+console.log(JSON.stringify(result, null, 2));
+console.log("wrote", writeResult(new URL("../../../../..", import.meta.url).pathname, "match", result));
+await closeWorlds();
+await tdb.drop();
