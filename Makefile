@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py test-slashing-property bench-ledger bench-match bench-slashing bench-ingest bench-encode bench-train helm-check demo clean
+        test test-ts test-py test-slashing-property bench-ledger bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -74,6 +74,10 @@ bench-match: services build ## Marketplace durable gang matches/s + p50/p99 (10,
 bench-slashing: services build ## Slashing evidence verified+applied/s vs raw Ed25519 verify/s (BENCH_EVIDENCE=n)
 	npx tsc -p services/slashing/bench/tsconfig.json
 	node services/slashing/bench/dist/bench/bench.js
+
+bench-repair: services build ## DA repair MiB/s vs plain download of the same bytes, bytes read per rebuilt shard (BENCH_QUICK=1 for ~30 s)
+	npx tsc -p services/da-sampler/bench/tsconfig.json
+	node --openssl-legacy-provider services/da-sampler/bench/dist/repair.js
 
 bench-ingest: services build ## Ingestion MiB/s end to end vs raw S3 PUTs, encode, RSS, download/reconstruct (BENCH_QUICK=1 for ~1 min)
 	npx tsc -p services/ingestion/bench/tsconfig.json

@@ -39,13 +39,26 @@ export interface DaHarness {
   close(): Promise<void>;
 }
 
-/** `natsUrl`: ingestion and the samplers use this NATS (a private one a test restarts) instead of the shared one. */
-export async function startDaHarness(label: string, providers: number, o: { natsUrl?: string } = {}): Promise<DaHarness> {
+/**
+ * `natsUrl`: ingestion and the samplers use this NATS (a private one a test restarts) instead of
+ * the shared one. `ingestionVars`: more of ingestion's environment (e.g. pinned placement signers).
+ */
+export async function startDaHarness(
+  label: string,
+  providers: number,
+  o: { natsUrl?: string; ingestionVars?: (h: Harness) => Record<string, string> } = {},
+): Promise<DaHarness> {
   const h = await startHarness(label, providers);
   const nats: Record<string, string> = o.natsUrl ? { NATS_URL: o.natsUrl } : {};
   const ingestion = await spawnService(
     ingestionMain,
-    h.env.vars({ INGESTION_PROVIDERS: h.providersJson(), INGESTION_LEDGER_URL: h.ledgerUrl, INGESTION_PART_BYTES: "5242880", ...nats }),
+    h.env.vars({
+      INGESTION_PROVIDERS: h.providersJson(),
+      INGESTION_LEDGER_URL: h.ledgerUrl,
+      INGESTION_PART_BYTES: "5242880",
+      ...nats,
+      ...(o.ingestionVars?.(h) ?? {}),
+    }),
     { timeoutMs: 90_000 },
   );
   const dbs: TestDatabase[] = [];

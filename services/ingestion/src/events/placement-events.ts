@@ -28,10 +28,6 @@ export async function followRepair(
     payload: env.payload,
     signatures: env.signatures.map((s) => ({ keyid: s.keyid, sig: s.sig })),
   };
-  if (o.log) {
-    if (!e.receipt) throw new InvalidArgumentError(`repair_completed ${e.eventId} carries no receipt`);
-    checkReceipt(e.receipt, e.ledgerIndex, o.log);
-  }
   const latest = await latestPlacement(db, e.datasetId);
   if (latest && latest.version >= e.version) return false;
   const m = d.manifest;
@@ -45,6 +41,12 @@ export async function followRepair(
     previous: { version: latest?.version ?? 1, placements: latest?.placements ?? m.placements },
     signers: o.signers,
   });
+  // The statement first (a forgery is refused for good), then its receipt (one that does not
+  // check is the ledger misbehaving: retried, as the kit's anchoring client does).
+  if (o.log) {
+    if (!e.receipt) throw new InvalidArgumentError(`repair_completed ${e.eventId} carries no receipt`);
+    checkReceipt(e.receipt, e.ledgerIndex, o.log);
+  }
   if (v.predicate.version !== e.version)
     throw new FailedPreconditionError(`repair_completed says version ${e.version}, its statement ${v.predicate.version}`);
   return insertPlacement(db, {
