@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py bench-ledger bench-match bench-slashing bench-ingest bench-encode bench-train helm-check demo clean
+        test test-ts test-py test-slashing-property bench-ledger bench-match bench-slashing bench-ingest bench-encode bench-train helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test-py: ## trainer tests (Python + PyTorch from Debian; installs them when miss
 	@rm -f .turbo/pytest-results.xml; mkdir -p .turbo
 	$(MAKE) -C services/trainer deps
 	PYTEST_ADDOPTS="--junitxml=$(CURDIR)/.turbo/pytest-results.xml" $(MAKE) -C services/trainer test
+
+test-slashing-property: services build ## Slashing property test with 100,000 randomized submissions (make test runs 1,000; SLASHING_PROPERTY_COUNT=n)
+	SLASHING_PROPERTY_COUNT=$${SLASHING_PROPERTY_COUNT:-100000} $(JEST) services/slashing/test/slashing-app.test.ts -t property
 
 bench-ledger: services build ## Ledger appends/s + proof latency vs raw Postgres INSERTs (BENCH_QUICK=1 for ~1 min)
 	npx tsc -p services/ledger/bench/tsconfig.json

@@ -148,6 +148,18 @@ export {
 } from "./in-toto.js";
 export { PredicateTypes, isPlatformPredicateType, type PredicateType } from "./predicates.js";
 export {
+  parsePlacement,
+  placementPayload,
+  placementStatement,
+  verifyPlacement,
+  type MovedSlot,
+  type PlacementContext,
+  type PlacementPredicate,
+  type PlacementReason,
+  type SlotPlacement,
+  type VerifiedPlacement,
+} from "./placement.js";
+export {
   checkSamplingPolicy,
   challengeKey,
   challengeStripes,

@@ -20,10 +20,16 @@ export const PredicateTypes = {
    */
   datasetManifest: "https://deai.dev/dataset-manifest/v1",
   /**
-   * Placement (ingestion on repair, da-sampler). Subject: the dataset's shardRoot. Predicate:
-   * the dataset's contentDigest, the slots that moved (slot, previous provider, new provider)
-   * and why (repair, rebalancing), the manifest entry it supersedes. Signed by the service
-   * that placed the shards.
+   * Placement (da-sampler repair; builder and verifier in placement.ts). A new version of where
+   * a dataset's slots live; the dataset (contentDigest, shardRoot, geometry) never changes.
+   * Subjects: the shardRoot and the contentDigest (sha256). Predicate: datasetId,
+   * contentDigest, shardRoot (hex), k, m, stripes, version (the owner's manifest is 1; each
+   * placement is one more than the one it supersedes), supersedes {version, ledgerIndex}
+   * (decimal string), placements (every slot, slot order: slot, providerId, bucket, key,
+   * endpoint; distinct providers), moved (slot, from, to, reason: unavailable | invalid |
+   * jailed | tombstoned), cause ("repair"), placedAt (RFC 3339). Slots not in `moved` keep
+   * their provider. Signed by the sampler process that rebuilt the shards; ingestion follows
+   * the latest verified version for downloads.
    */
   placement: "https://deai.dev/placement/v1",
   /**

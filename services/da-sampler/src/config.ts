@@ -1,5 +1,7 @@
 import { ConfigError, env, loadConfig, parseProviders, serviceConfigSchema, type ConfigOf, type ProviderConfig } from "@deai/kit";
 
+import { repairConfigSchema } from "./app/repair-config.js";
+
 /** The da-sampler service's configuration: the kit's variables, with this service's own. */
 export const configSchema = {
   ...serviceConfigSchema,
@@ -53,6 +55,7 @@ export const configSchema = {
   DA_REQUESTS_PER_MINUTE: env.int({ default: 10, min: 1 }),
   /** Beta reputation forgetting per sample outcome. */
   DA_REPUTATION_LAMBDA: env.string({ default: "0.999" }),
+  ...repairConfigSchema,
 } as const;
 
 export type DaSamplerConfig = ConfigOf<typeof configSchema> & {

@@ -18,6 +18,8 @@ import type { SamplerContext } from "./app/context.js";
 import { daMetrics } from "./app/metrics.js";
 import { Quorum } from "./app/quorum.js";
 import { Rounds } from "./app/rounds.js";
+import { setUpRepair } from "./app/repair-setup.js";
+import type { Repairs } from "./app/repair.js";
 import { SamplerIdentity } from "./app/sampler-identity.js";
 import { SamplingService } from "./app/sampling-service.js";
 import { ShardReader } from "./app/shard-reader.js";
@@ -63,6 +65,7 @@ export interface SamplerParts {
   readonly quorum: Quorum;
   readonly attestations: Attestations;
   readonly app: SamplingService;
+  readonly repairs: Repairs;
 }
 
 export function daSamplerDefinition(
@@ -149,7 +152,18 @@ export function daSamplerDefinition(
       for (const id of await catalog.ids()) await rounds.schedule(id);
       const tag = createHash("sha256").update(ids.join(",")).digest("hex").slice(0, 12);
       await subscribe({ bus, db, logger, metrics, processTag: tag, catalog, rounds, quorum, attestations, clock });
-      hooks.built?.({ ctx, catalog, rounds, quorum, attestations, app });
+      await bus.ensureStream("slashing");
+      const repairs = await setUpRepair({
+        config,
+        ctx,
+        catalog,
+        attestations,
+        ledger,
+        bus,
+        processTag: tag,
+        ...(logVerifier ? { logVerifier } : {}),
+      });
+      hooks.built?.({ ctx, catalog, rounds, quorum, attestations, app, repairs });
       return { bindings: [daSamplerService(app)] };
     },
   };

@@ -39,11 +39,13 @@ export interface DaHarness {
   close(): Promise<void>;
 }
 
-export async function startDaHarness(label: string, providers: number): Promise<DaHarness> {
+/** `natsUrl`: ingestion and the samplers use this NATS (a private one a test restarts) instead of the shared one. */
+export async function startDaHarness(label: string, providers: number, o: { natsUrl?: string } = {}): Promise<DaHarness> {
   const h = await startHarness(label, providers);
+  const nats: Record<string, string> = o.natsUrl ? { NATS_URL: o.natsUrl } : {};
   const ingestion = await spawnService(
     ingestionMain,
-    h.env.vars({ INGESTION_PROVIDERS: h.providersJson(), INGESTION_LEDGER_URL: h.ledgerUrl, INGESTION_PART_BYTES: "5242880" }),
+    h.env.vars({ INGESTION_PROVIDERS: h.providersJson(), INGESTION_LEDGER_URL: h.ledgerUrl, INGESTION_PART_BYTES: "5242880", ...nats }),
     { timeoutMs: 90_000 },
   );
   const dbs: TestDatabase[] = [];
@@ -72,6 +74,7 @@ export async function startDaHarness(label: string, providers: number): Promise<
         DA_SUMMARY_ROUNDS: "2",
         DA_ANCHOR_INTERVAL_MS: "200",
         DA_RECHECK_TIMEOUT_MS: "60000",
+        ...nats,
         ...overrides,
       }),
     close: async () => {

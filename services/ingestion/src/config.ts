@@ -62,6 +62,12 @@ export const configSchema = {
    */
   INGESTION_LEDGER_LOG_KEY: env.optionalString(),
   /**
+   * Actor ids allowed to sign placements after repair (the DA samplers), comma-separated.
+   * Empty: any placement whose statement verifies against the dataset is followed (reads still
+   * check every shard against its leaf, so a wrong placement can cost availability, never bytes).
+   */
+  INGESTION_PLACEMENT_SIGNERS: env.list({ default: [] }),
+  /**
    * Largest entry the ledger accepts (its leaf: the envelope's canonical JSON). Every manifest
    * statement must fit, with room for 8 signatures, so an upload that cannot is refused at create.
    */

@@ -11,6 +11,7 @@ import { Uploads, type LedgerAnchor } from "./app/uploads.js";
 import { nativeCodec } from "./coding/reed-solomon.js";
 import type { IngestionConfig } from "./config.js";
 import { DATASET_STREAM } from "./events/dataset-events.js";
+import { subscribePlacements } from "./events/placement-events.js";
 import { ingestionService } from "./grpc/ingestion-service.js";
 import { ingestionRouteDocs } from "./http/route-docs.js";
 import { ingestionRoutes } from "./http/routes.js";
@@ -95,6 +96,15 @@ export function ingestionDefinition(config: IngestionConfig): ServiceDefinition<
         name: "ingestion.sweeper",
         intervalMs: config.INGESTION_SWEEP_INTERVAL_MS,
         run: async () => void (await uploads.sweepOnce()),
+      });
+      // Downloads follow repairs (the DA sampler's re-placements).
+      await subscribePlacements({
+        bus,
+        db,
+        logger,
+        clock,
+        signers: config.INGESTION_PLACEMENT_SIGNERS,
+        ...(logVerifier ? { log: logVerifier } : {}),
       });
       return {
         bindings: [ingestionService(uploads, datasets, registry)],

@@ -21,6 +21,8 @@ export interface Harness {
   readonly ledger: ServiceProcess;
   readonly ledgerUrl: string;
   readonly verifier: NoteVerifier;
+  /** The ledger's verifier key (note format), as a pinned log key is configured. */
+  readonly verifierKey: string;
   /** INGESTION_PROVIDERS for these servers (ids p0, p1, ...). */
   providersJson(): string;
   close(): Promise<void>;
@@ -42,6 +44,7 @@ export async function startHarness(label: string, providerCount: number): Promis
     ledger,
     ledgerUrl: `http://127.0.0.1:${ledger.port}`,
     verifier: parseVerifierKey(keys.verifierKey),
+    verifierKey: keys.verifierKey,
     providersJson: () => storageProvidersJson(providers),
     close: async () => {
       ledger.kill("SIGKILL");

@@ -34,6 +34,15 @@ export const configSchema = {
   SLASHING_SERVICE_KEY: env.optionalString(),
   /** How often due slashes, matured unbondings and ended jails are processed. */
   SLASHING_TICK_MS: env.int({ default: 1000, min: 10 }),
+  /** The ledger slash records are anchored in (gRPC base URL). Unset: records are kept, not anchored, and the service warns. */
+  SLASHING_LEDGER_URL: env.optionalString(),
+  /** The ledger's pinned log verifier key (signed-note form): receipts are checked offline against it. */
+  SLASHING_LEDGER_LOG_KEY: env.optionalString(),
+  SLASHING_LEDGER_TIMEOUT_MS: env.int({ default: 30_000, min: 10 }),
+  /** How often records not yet anchored are sent to the ledger again. */
+  SLASHING_ANCHOR_INTERVAL_MS: env.int({ default: 1000, min: 10 }),
+  /** Consume DA attestations (`deai.da.attestation_issued`) as unavailability evidence. */
+  SLASHING_CONSUME_ATTESTATIONS: env.bool({ default: true }),
 } as const;
 
 export type SlashingConfig = ConfigOf<typeof configSchema> & { readonly params: SlashingParams };

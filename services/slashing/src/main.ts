@@ -2,6 +2,7 @@
 import { runMain } from "@deai/kit";
 
 import { loadSlashingConfig } from "./config.js";
-import { slashing } from "./definition.js";
+import { slashingDefinition } from "./definition.js";
 
-await runMain(slashing, loadSlashingConfig());
+const config = loadSlashingConfig();
+await runMain(slashingDefinition(config), config);

@@ -53,6 +53,11 @@ it("publishes stake, jail, tombstone and applied-slash events through the outbox
     expect(subjects.filter((s) => s === SlashingSubjects.providerTombstoned)).toHaveLength(1);
     expect(subjects.filter((s) => s === SlashingSubjects.slashApplied)).toHaveLength(2);
     expect(subjects.filter((s) => s === SlashingSubjects.providerReleased)).toHaveLength(1);
+    // The duplicate evidence adds neither an evidence_accepted nor a slash_proposed.
+    expect(subjects.filter((s) => s === SlashingSubjects.evidenceAccepted)).toHaveLength(2);
+    expect(subjects.filter((s) => s === SlashingSubjects.slashProposed)).toHaveLength(2);
+    const records = await sql<{ event: string }>`select event from slash_records order by event`.execute(database.db);
+    expect(records.rows.map((r) => r.event)).toEqual(["applied", "applied", "jailed", "released", "tombstoned"]);
     expect(subjects.filter((s) => s === SlashingSubjects.stakeChanged).length).toBeGreaterThanOrEqual(4);
     expect(rows.rows.find((r) => r.subject === SlashingSubjects.providerTombstoned)!.event_id).toBe(`slashing/tombstoned/${q.keyid}`);
   } finally {

@@ -8,6 +8,7 @@ import { da } from "./commands/da.js";
 import { dataset } from "./commands/dataset.js";
 import { keygen } from "./commands/keygen.js";
 import { ledger } from "./commands/ledger.js";
+import { slash } from "./commands/slash.js";
 import { verify } from "./commands/verify.js";
 
 const USAGE = `usage: deai [--server URL] [--json] <command>
@@ -49,9 +50,16 @@ const USAGE = `usage: deai [--server URL] [--json] <command>
                                            Beta reputation recomputed from the ledger's public entries (checked
                                            against its checkpoint); --compare fails unless the service agrees
 
+  slash verify <BUNDLE|RECEIPT> --log-key KEY [--record FILE | --receipt FILE] [--service-key ID] [--unanchored]
+                                           offline: the slash record's signature, its evidence re-verified
+                                           (every signature), the penalty recomputed, and its ledger receipt
+  slash list [--provider ID] [--records-dir DIR]
+                                           the service's slashes; each signed record written as a bundle file
+
   --server URL   service URL (default: ledger $DEAI_LEDGER_URL or http://127.0.0.1:7101;
                  dataset commands $DEAI_INGESTION_URL or http://127.0.0.1:7102;
-                 da commands $DEAI_DA_URL or http://127.0.0.1:7103)
+                 da commands $DEAI_DA_URL or http://127.0.0.1:7103;
+                 slash commands $DEAI_SLASHING_URL or http://127.0.0.1:7105)
   --json         one JSON document on stdout, for scripts
 exit status: 0 ok, 1 failed (verification, server or file error), 2 usage error`;
 
@@ -103,6 +111,10 @@ const OPTIONS = {
   lambda: { type: "string" },
   ledger: { type: "string" },
   compare: { type: "boolean" },
+  record: { type: "string" },
+  "service-key": { type: "string" },
+  unanchored: { type: "boolean" },
+  "records-dir": { type: "string" },
 } as const;
 
 /** The dataset commands' options: there `--receipt` names a receipt file (ledger get's is a flag). */
@@ -143,6 +155,8 @@ const ALLOWED: Record<string, readonly (keyof typeof DATASET_OPTIONS)[]> = {
   "da sample": ["key", "slot", "stripe", "samples"],
   "da attestations": ["provider", "dataset", "evidence", "sampler", "quorum"],
   "da reputation": ["ledger", "sampler", "quorum", "lambda", "log-key", "compare"],
+  "slash verify": ["log-key", "record", "receipt", "service-key", "unanchored"],
+  "slash list": ["provider", "records-dir"],
 };
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -154,7 +168,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     // Which command it is decides how its options parse.
     const first = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: false }).positionals[0];
-    const options = first === "dataset" ? DATASET_OPTIONS : OPTIONS;
+    const options = first === "dataset" || first === "slash" ? DATASET_OPTIONS : OPTIONS;
     const { values, positionals } = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
     json = values.json === true;
     if (values.help || positionals.length === 0) {
@@ -162,7 +176,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return values.help ? 0 : 2;
     }
     const [command, ...rest] = positionals;
-    const name = command === "ledger" || command === "dataset" || command === "da" ? `${command} ${rest[0] ?? ""}` : command!;
+    const name =
+      command === "ledger" || command === "dataset" || command === "da" || command === "slash" ? `${command} ${rest[0] ?? ""}` : command!;
     const allowed = ALLOWED[name];
     if (allowed === undefined) throw new UsageError(`unknown command ${JSON.stringify(name.trim())}`);
     for (const k of Object.keys(values)) {
@@ -173,7 +188,9 @@ async function main(argv: readonly string[]): Promise<number> {
         ? (process.env.DEAI_INGESTION_URL ?? "http://127.0.0.1:7102")
         : command === "da"
           ? (process.env.DEAI_DA_URL ?? "http://127.0.0.1:7103")
-          : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
+          : command === "slash"
+            ? (process.env.DEAI_SLASHING_URL ?? "http://127.0.0.1:7105")
+            : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
     const ctx: Context = {
       server: values.server ?? defaultServer,
       json,
@@ -187,6 +204,7 @@ async function main(argv: readonly string[]): Promise<number> {
     else if (command === "ledger") await ledger(ctx);
     else if (command === "dataset") await dataset(ctx);
     else if (command === "da") await da(ctx);
+    else if (command === "slash") await slash(ctx);
     else await verify(ctx);
     return 0;
   } catch (e) {

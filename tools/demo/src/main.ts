@@ -22,6 +22,8 @@ import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/dea
 import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
 import { PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
+import { slashingDemoEnv, slashStory } from "./slash-story.js";
+
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const SERVICES = ["ledger", "ingestion", "da-sampler", "marketplace", "slashing", "trainer-operator"] as const;
 
@@ -283,7 +285,15 @@ async function main(): Promise<void> {
     });
     say("1. Starting services");
     for (const name of SERVICES) {
-      const vars = name === "ledger" ? ledgerEnv : name === "ingestion" ? ingestionEnv() : {};
+      const ledgerUrl = `http://127.0.0.1:${running.get("ledger")?.port}`;
+      const vars =
+        name === "ledger"
+          ? ledgerEnv
+          : name === "ingestion"
+            ? ingestionEnv()
+            : name === "slashing"
+              ? slashingDemoEnv(ledgerUrl, logVerifierKey)
+              : {};
       const p = await spawnService(join(root, "services", name, "dist", "main.js"), env.vars(vars));
       running.set(name, p);
       say(`   ${name.padEnd(17)} pid ${String(p.proc.pid).padEnd(7)} port ${p.port}`);
@@ -315,6 +325,7 @@ async function main(): Promise<void> {
     const ledger = running.get("ledger")!;
     failed ||= !(await ledgerStory(`http://127.0.0.1:${ledger.port}`, logVerifierKey));
     failed ||= !(await datasetStory(`http://127.0.0.1:${running.get("ingestion")!.port}`, providers));
+    failed ||= !(await slashStory({ slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`, cli, work, logVerifierKey }));
   } finally {
     say("\n5. Stopping services (SIGTERM → drain → exit)");
     for (const p of running.values()) p.kill("SIGTERM");

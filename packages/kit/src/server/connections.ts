@@ -142,6 +142,11 @@ export class Connection {
     return this.inFlight === 0;
   }
 
+  /** Idle, but bytes of a next request (or of the first) have been read since. */
+  get arriving(): boolean {
+    return this.inFlight === 0 && this.socket.bytesRead > this.bytesAtIdle;
+  }
+
   /** Starts a request; returns the function that ends it. */
   begin(body: Receiving): () => void {
     this.inFlight++;
@@ -254,11 +259,14 @@ export class ConnectionGuard {
     let victim: Connection | undefined;
     for (const c of among) {
       if (!c.idle || c.socket.destroyed) continue;
-      // Connections still sniffing have never made a request: they go first.
+      // Connections with no bytes of a next request go first; then those still sniffing (they
+      // have never made a request); then the longest idle.
       if (
         !victim ||
-        (c.protocol === "sniffing" && victim.protocol !== "sniffing") ||
-        (c.protocol === victim.protocol && c.idleSince < victim.idleSince)
+        (victim.arriving && !c.arriving) ||
+        (victim.arriving === c.arriving &&
+          ((c.protocol === "sniffing" && victim.protocol !== "sniffing") ||
+            (c.protocol === victim.protocol && c.idleSince < victim.idleSince)))
       )
         victim = c;
     }
@@ -280,7 +288,7 @@ export class ConnectionGuard {
     if (this.timer) return;
     const l = this.limits;
     const tick = Math.max(20, Math.min(1000, Math.floor(Math.min(l.headersTimeoutMs, l.idleTimeoutMs, l.inactivityTimeoutMs) / 4)));
-    this.timer = setInterval(() => this.sweep(), tick).unref();
+    this.timer = setInterval(() => this.sweepSettled(), tick).unref();
   }
 
   /** Closes every connection whose verdict says so. */
@@ -289,6 +297,34 @@ export class ConnectionGuard {
       const why = c.verdict(now, this.limits);
       if (why) this.expire(c, why);
     }
+  }
+
+  /**
+   * The timer's sweep. Timers run before the event loop polls sockets, so after the process
+   * stalled (a loaded machine, a long GC), a request that arrived during the stall is still
+   * unread in the kernel and its connection looks idle past its deadline. A connection found
+   * idle or silent past its deadline is therefore judged again after the next poll
+   * (setImmediate), with the bytes read by then; only a verdict that still holds closes it.
+   */
+  private sweepSettled(): void {
+    const now = this.clock.nowMs();
+    const suspects: Connection[] = [];
+    for (const c of [...this.all]) {
+      const why = c.verdict(now, this.limits);
+      if (!why) continue;
+      // A body too slow was measured over a whole window (and judging it moves the window).
+      if (c.inFlight > 0) this.expire(c, why);
+      else suspects.push(c);
+    }
+    if (suspects.length === 0) return;
+    setImmediate(() => {
+      const now = this.clock.nowMs();
+      for (const c of suspects) {
+        if (!this.all.has(c)) continue;
+        const why = c.verdict(now, this.limits);
+        if (why) this.expire(c, why);
+      }
+    });
   }
 
   stop(): void {

@@ -25,6 +25,9 @@ import type { AttestationsTable } from "../store/tables.js";
 import type { SamplerContext } from "./context.js";
 import { envelopeFromProto, envelopeToProto } from "./envelopes.js";
 
+/** Appends in flight from one anchoring run. */
+const ANCHOR_CONCURRENCY = 8;
+
 type Row = { [K in keyof AttestationsTable]: AttestationsTable[K] extends { __select__: infer S } ? S : AttestationsTable[K] };
 
 /** The contract's form of a stored attestation. `rounds` attestations are never evidence: their verdict is AVAILABLE or UNSPECIFIED. */
@@ -88,8 +91,9 @@ export class Attestations {
   ) {}
 
   /** Anchors up to `limit` pending attestations; returns how many were anchored. */
-  async anchorPending(limit = 20): Promise<number> {
-    if (!this.ledger) return 0;
+  async anchorPending(limit = 40): Promise<number> {
+    const ledger = this.ledger;
+    if (!ledger) return 0;
     const rows = await this.c.db
       .selectFrom("attestations")
       .selectAll()
@@ -100,19 +104,24 @@ export class Attestations {
       .limit(limit)
       .execute();
     let n = 0;
-    for (const r of rows) {
+    let stop = false;
+    // Several appends in flight: each waits for the checkpoint that integrates it, and the
+    // ledger commits concurrent appends together; one at a time falls behind busy rounds.
+    const anchorOne = async (r: (typeof rows)[number]): Promise<void> => {
+      if (stop) return;
       const envelope = dsseFromJson(r.envelope);
       let anchored;
       try {
-        anchored = await this.ledger.anchor(envelopeToProto(envelope));
+        anchored = await ledger.anchor(envelopeToProto(envelope));
       } catch (e) {
         if (e instanceof AnchorRefusedError) {
           await this.c.db.updateTable("attestations").set({ refused: e.message }).where("attestation_id", "=", r.attestation_id).execute();
           this.c.logger.error({ err: e, attestation: r.attestation_id }, "the ledger refused an attestation");
-          continue;
+          return;
         }
-        this.c.logger.warn({ err: e }, "anchoring attestations: the ledger is not taking entries; the next run retries");
-        return n;
+        if (!stop) this.c.logger.warn({ err: e }, "anchoring attestations: the ledger is not taking entries; the next run retries");
+        stop = true;
+        return;
       }
       await this.c.db.transaction().execute(async (trx) => {
         const receipt = toJson(ReceiptSchema, anchored.receipt);
@@ -159,7 +168,9 @@ export class Attestations {
         );
       });
       n++;
-    }
+    };
+    for (let i = 0; i < rows.length && !stop; i += ANCHOR_CONCURRENCY)
+      await Promise.all(rows.slice(i, i + ANCHOR_CONCURRENCY).map(anchorOne));
     if (n > 0) this.c.outbox.kick();
     return n;
   }
@@ -227,24 +238,30 @@ export class Attestations {
     };
   }
 
-  /** A provider's reputation from the anchored attestations, in ledger order. */
-  reputation(providerId: string): Promise<Reputation> {
-    return this.reputationIn(this.c.db as unknown as Kysely<unknown>, providerId);
+  /**
+   * A provider's reputation from the anchored attestations, in ledger order; with `asOfTreeSize`
+   * only those at ledger indexes below it (the entries of the checkpoint of that size), so a
+   * verifier that scanned that checkpoint recomputes exactly this. `treeSize` is the size scored at.
+   */
+  reputation(providerId: string, asOfTreeSize?: bigint): Promise<Reputation & { treeSize: bigint }> {
+    return this.reputationIn(this.c.db as unknown as Kysely<unknown>, providerId, asOfTreeSize);
   }
 
-  private async reputationIn(db: Kysely<unknown>, providerId: string): Promise<Reputation> {
-    const rows = await (db as unknown as SamplerContext["db"])
+  private async reputationIn(db: Kysely<unknown>, providerId: string, asOfTreeSize?: bigint): Promise<Reputation & { treeSize: bigint }> {
+    let q = (db as unknown as SamplerContext["db"])
       .selectFrom("attestations")
-      .select(["attestation_id", "payload", "evidence"])
+      .select(["attestation_id", "payload", "evidence", "ledger_index"])
       .where("provider_id", "=", providerId)
-      .where("ledger_index", "is not", null)
-      .orderBy("ledger_index")
-      .execute();
+      .where("ledger_index", "is not", null);
+    if (asOfTreeSize !== undefined) q = q.where("ledger_index", "<", asOfTreeSize);
+    const rows = await q.orderBy("ledger_index").execute();
     const rep = computeReputation(
       rows.map((r) => ({ id: r.attestation_id, predicate: parseSamplingAttestation(r.payload), evidence: r.evidence })),
       { lambda: this.c.reputationLambda, priorAlpha: 1, priorBeta: 1 },
     ).get(providerId);
-    return rep ?? { alpha: 1, beta: 1, mean: 0.5, attestations: 0 };
+    const last = rows[rows.length - 1]?.ledger_index;
+    const treeSize = asOfTreeSize ?? (last === undefined || last === null ? 0n : BigInt(last) + 1n);
+    return { ...(rep ?? { alpha: 1, beta: 1, mean: 0.5, attestations: 0 }), treeSize };
   }
 
   scoreOf(rep: Reputation, at: Date) {

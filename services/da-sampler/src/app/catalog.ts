@@ -145,6 +145,11 @@ export class DatasetCatalog {
     return ds;
   }
 
+  /** Drops a cached dataset (its placements changed: repair). */
+  forget(datasetId: string): void {
+    this.cache.delete(datasetId);
+  }
+
   async ids(): Promise<string[]> {
     return (await this.db.selectFrom("datasets").select("dataset_id").orderBy("added_at").execute()).map((r) => r.dataset_id);
   }

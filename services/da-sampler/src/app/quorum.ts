@@ -29,6 +29,7 @@ import type { DaSamplerDb } from "../store/tables.js";
 import { leafOf, type DatasetCatalog } from "./catalog.js";
 import type { SamplerContext } from "./context.js";
 import { envelopeFromProto, envelopeToProto } from "./envelopes.js";
+import { noteSlotChange } from "./provider-availability.js";
 import { recordSamples, sampleResult } from "./rounds.js";
 
 /** A re-check statement's two variants, recomputed from the unavailable one a requester signed. */
@@ -285,13 +286,16 @@ export class Quorum {
       .forUpdate()
       .executeTakeFirst();
     const to = verdict === "unavailable" ? "unavailable" : "available";
-    if (slot && slot.state !== to && slotStates.canTransition(slot.state as "suspect", to))
+    if (slot && slot.state !== to && slotStates.canTransition(slot.state as "suspect", to)) {
       await trx
         .updateTable("slot_states")
         .set({ state: to })
         .where("dataset_id", "=", predicate.datasetId)
         .where("slot", "=", predicate.slot)
         .execute();
+      const change = { providerId: predicate.provider, datasetId: predicate.datasetId, slot: predicate.slot, attestationId: id };
+      await noteSlotChange(trx, this.c, change);
+    }
     this.c.metrics.attestations.add(1, { kind: "recheck", verdict });
     this.c.metrics.confidence.record(predicate.confidence, { kind: "recheck" });
     this.c.logger.info({ attestation: id, verdict, signers: votes.length, provider: predicate.provider }, "quorum reached");

@@ -28,6 +28,7 @@ import type { DaSamplerDb } from "../store/tables.js";
 import { leafOf, shardRootHex, type DatasetCatalog, type SampledDataset } from "./catalog.js";
 import type { SamplerContext } from "./context.js";
 import { envelopeToProto } from "./envelopes.js";
+import { noteSlotChange } from "./provider-availability.js";
 import type { SamplerIdentity } from "./sampler-identity.js";
 import type { ShardSample } from "./shard-reader.js";
 
@@ -229,6 +230,8 @@ export class Rounds {
       .where("dataset_id", "=", ds.datasetId)
       .where("slot", "=", slot)
       .execute();
+    if (state !== row.state)
+      await noteSlotChange(trx, this.c, { providerId: ds.placements[slot]!.providerId, datasetId: ds.datasetId, slot });
     return state;
   }
 

@@ -58,8 +58,13 @@ export class SamplingService {
     };
   }
 
-  async availability(providerId: string, windowMs: number | undefined): Promise<Omit<GetProviderAvailabilityResponse, "$typeName">> {
+  async availability(
+    providerId: string,
+    windowMs: number | undefined,
+    asOfTreeSize?: bigint,
+  ): Promise<Omit<GetProviderAvailabilityResponse, "$typeName">> {
     if (!providerId) throw new InvalidArgumentError("provider_id is required");
+    if (asOfTreeSize !== undefined && asOfTreeSize < 1n) throw new InvalidArgumentError("as_of_tree_size must be ≥ 1");
     const window = windowMs ?? DAY_MS;
     if (!(window > 0 && window <= 366 * DAY_MS)) throw new InvalidArgumentError("window must be in (0, 366 days]");
     const since = new Date(this.c.clock.nowMs() - window);
@@ -76,7 +81,7 @@ export class SamplingService {
       .orderBy("dataset_id")
       .orderBy("slot")
       .execute();
-    const rep = await this.attestations.reputation(providerId);
+    const rep = await this.attestations.reputation(providerId, asOfTreeSize);
     if (counts.total === 0 && slots.length === 0 && rep.attestations === 0)
       throw new NotFoundError(`provider ${providerId} holds no sampled slot`);
     return {
@@ -86,6 +91,8 @@ export class SamplingService {
       samplesFailed: BigInt(counts.failed),
       window: durationOf(window),
       reputation: this.attestations.scoreOf(rep, this.c.clock.now()),
+      reputationTreeSize: rep.treeSize,
+      reputationAttestations: rep.attestations,
       slots: slots.map((s) =>
         create(SlotAvailabilitySchema, {
           datasetId: s.dataset_id,

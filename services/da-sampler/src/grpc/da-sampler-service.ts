@@ -9,7 +9,11 @@ import type { SamplingService } from "../app/sampling-service.js";
 export function daSamplerService(app: SamplingService): ServiceBinding {
   return bind(DaSamplerService, {
     getProviderAvailability: async (req) =>
-      app.availability(req.providerId, req.window ? Number(req.window.seconds) * 1000 + Math.floor(req.window.nanos / 1e6) : undefined),
+      app.availability(
+        req.providerId,
+        req.window ? Number(req.window.seconds) * 1000 + Math.floor(req.window.nanos / 1e6) : undefined,
+        req.asOfTreeSize,
+      ),
     listAttestations: async (req) => app.attestations.list(req),
     getAttestation: async (req) => ({ attestation: await app.attestations.get(req.attestationId) }),
     requestSample: async (req, ctx: HandlerContext) =>

@@ -2,6 +2,8 @@ import { sql, type Kysely } from "kysely";
 
 import type { ForwardMigration } from "@deai/kit";
 
+import { repairMigrations } from "./repair-migrations.js";
+
 /**
  * Forward-only migrations of the da-sampler schema, applied in name order after the kit's own
  * (nonces, outbox, inbox, schedules).
@@ -16,6 +18,8 @@ import type { ForwardMigration } from "@deai/kit";
  * - `votes`: verified single-signature votes on a re-check statement, one per (attestation, sampler).
  * - `attestations`: signed statements (own rounds, quorum re-checks, and others' received over
  *   NATS), with their ledger receipt once anchored.
+ * - `provider_availability` (0002): each provider's availability as this process last published
+ *   it (unavailable while a slot is proven unavailable), with a flip counter for event ids.
  */
 export const migrations: Record<string, ForwardMigration> = {
   "0001_da_sampler": async (db: Kysely<unknown>) => {
@@ -120,4 +124,14 @@ export const migrations: Record<string, ForwardMigration> = {
       db,
     );
   },
+  "0002_provider_availability": async (db: Kysely<unknown>) => {
+    await sql`create table provider_availability (
+      provider_id text primary key,
+      state text not null check (state in ('available', 'unavailable')),
+      unavailable_slots int not null,
+      sequence bigint not null,
+      changed_at timestamptz not null
+    )`.execute(db);
+  },
+  ...repairMigrations,
 };

@@ -1,5 +1,7 @@
 import type { ColumnType, Generated } from "kysely";
 
+import type { RepairTables } from "./repair-tables.js";
+
 type Json<T> = ColumnType<T, string, string>;
 type Int8 = ColumnType<bigint, string | number | bigint, string | number | bigint>;
 
@@ -113,7 +115,15 @@ export interface AttestationsTable {
   created_at: Date;
 }
 
-export interface DaSamplerDb {
+export interface ProviderAvailabilityTable {
+  provider_id: string;
+  state: string;
+  unavailable_slots: number;
+  sequence: Int8;
+  changed_at: Date;
+}
+
+export interface DaSamplerDb extends RepairTables {
   datasets: DatasetsTable;
   rounds: RoundsTable;
   samples: SamplesTable;
@@ -121,4 +131,5 @@ export interface DaSamplerDb {
   rechecks: RechecksTable;
   votes: VotesTable;
   attestations: AttestationsTable;
+  provider_availability: ProviderAvailabilityTable;
 }

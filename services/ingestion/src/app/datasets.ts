@@ -19,6 +19,7 @@ import { inclusionProofFromLeaves, shardRoot } from "@deai/proofs";
 
 import { datasetByDigest, datasetById, listDatasets, recordShardFinding, type DatasetRecord } from "../store/datasets.js";
 import type { IngestionDb } from "../store/tables.js";
+import { latestPlacement } from "../store/placements.js";
 import { groupsOf } from "../store/uploads.js";
 import { codecFor } from "./codecs.js";
 import { ingestionMetrics } from "./metrics.js";
@@ -140,8 +141,18 @@ export class Datasets {
     return c;
   }
 
+  /**
+   * The placements in force: the latest version recorded after a repair (placement/v1, verified
+   * when it arrived), else the manifest's. Read on every request, so downloads follow a repair
+   * at once.
+   */
+  async placements(datasetId: string, manifest: Manifest): Promise<Manifest["placements"]> {
+    return (await latestPlacement(this.o.db, datasetId))?.placements ?? manifest.placements;
+  }
+
   async layout(datasetId: string): Promise<{ manifest: Manifest; layout: ReadLayout }> {
     const { manifest, leaves } = await this.load(datasetId);
+    const placements = await this.placements(datasetId, manifest);
     return {
       manifest,
       layout: {
@@ -152,7 +163,7 @@ export class Datasets {
         size: Number(manifest.size),
         stripes: Number(manifest.stripes),
         leaves,
-        slots: slotLocations(manifest.placements, this.o.registry),
+        slots: slotLocations(placements, this.o.registry),
       },
     };
   }
@@ -220,7 +231,7 @@ export class Datasets {
       treeSize: BigInt(size),
       inclusionProof: inclusionProofFromLeaves(index, all),
       shardRoot: manifest.shardRoot,
-      placement: manifest.placements[slot],
+      placement: (await this.placements(datasetId, manifest))[slot],
       objectOffset: stripe * BigInt(manifest.shardSize),
     });
   }
@@ -244,7 +255,7 @@ export class Datasets {
       stripes: Number(manifest.stripes),
       shardRoot: Buffer.from(manifest.shardRoot).toString("hex"),
       leaves: Array.from({ length: leaves.length / 32 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32).toString("hex")),
-      placements: manifest.placements.map((p) => ({
+      placements: (await this.placements(datasetId, manifest)).map((p) => ({
         slot: p.slot,
         provider: p.providerId,
         endpoint: p.endpoint,

@@ -86,4 +86,22 @@ export const migrations: Record<string, ForwardMigration> = {
     )`.execute(db);
     await sql`create index shard_findings_dataset on shard_findings (dataset_id, found_at)`.execute(db);
   },
+  /**
+   * Placements after repair (issue 12): version 2, 3, … of where a dataset's slots live, each a
+   * placement/v1 statement anchored in the ledger (the manifest is version 1, unchanged). Reads
+   * follow the latest version.
+   */
+  "0004_placements": async (db: Kysely<unknown>) => {
+    await sql`create table placements (
+      dataset_id text not null references datasets (dataset_id),
+      version int not null,
+      placements jsonb not null,
+      envelope jsonb not null,
+      receipt jsonb,
+      ledger_index bigint not null,
+      signer text not null,
+      created_at timestamptz not null,
+      primary key (dataset_id, version)
+    )`.execute(db);
+  },
 };

@@ -73,9 +73,22 @@ export interface ShardFindingsTable {
   found_at: Timestamp;
 }
 
+export interface PlacementsTable {
+  dataset_id: string;
+  version: number;
+  /** Placement proto JSON per slot, slot order. */
+  placements: ColumnType<unknown, string, string>;
+  envelope: ColumnType<unknown, string, string>;
+  receipt: ColumnType<unknown, string | null, string | null>;
+  ledger_index: Int8;
+  signer: string;
+  created_at: Timestamp;
+}
+
 export interface IngestionDb {
   uploads: UploadsTable;
   upload_groups: UploadGroupsTable;
   datasets: DatasetsTable;
   shard_findings: ShardFindingsTable;
+  placements: PlacementsTable;
 }

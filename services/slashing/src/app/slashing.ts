@@ -23,6 +23,7 @@ import {
   ed25519DsseSigner,
   evidenceToJson,
   IN_TOTO_PAYLOAD_TYPE,
+  inputsFromJson,
   inputsToJson,
   isLivenessKind,
   isObjectiveKind,
@@ -33,13 +34,17 @@ import {
   verifyEvidence,
   verifyVeto,
   type DsseEnvelope,
+  type DsseEnvelopeJson,
   type EvidenceInput,
+  type EvidenceJson,
+  type PenaltyInputs,
   type SlashRecordEvent,
   type SlashRecordPredicate,
 } from "@deai/proofs";
 
 import { infractionWindow, type SlashingParams } from "../domain/parameters.js";
 import { slashStates, unbondingStates } from "../domain/status.js";
+import { slashingMetrics, type SlashingMetrics } from "./metrics.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Db = Kysely<any>;
@@ -64,6 +69,85 @@ export interface StakeView {
   readonly statusSlashId: string | null;
 }
 
+export interface EvidenceView {
+  readonly evidenceId: string;
+  readonly kind: EvidenceInput["kind"];
+  readonly providerId: string;
+  readonly reporterId: string;
+  readonly infractionAt: Date;
+  readonly submittedAt: Date;
+  readonly slashId: string;
+  readonly body: EvidenceJson;
+}
+
+export interface RecordView {
+  readonly event: SlashRecordEvent;
+  readonly envelope: DsseEnvelopeJson;
+  readonly createdAt: Date;
+  readonly ledgerIndex: bigint | null;
+  /** The ledger receipt in proto3 JSON (deai.ledger.v1.Receipt), once anchored. */
+  readonly receipt: unknown;
+}
+
+export interface SlashView {
+  readonly slashId: string;
+  readonly evidenceId: string;
+  readonly kind: EvidenceInput["kind"];
+  readonly providerId: string;
+  /** The penalty computed at proposal. */
+  readonly amount: bigint;
+  /** What was actually taken, once applied. */
+  readonly taken: bigint | null;
+  readonly baseFractionBps: number;
+  readonly fractionBps: number;
+  readonly correlatedSlashes: number;
+  readonly consequence: string;
+  readonly state: "pending_veto" | "vetoed" | "applied";
+  readonly infractionAt: Date;
+  readonly proposedAt: Date;
+  readonly vetoDeadline: Date;
+  readonly appliedAt: Date | null;
+  readonly reporterId: string;
+  readonly reporterReward: bigint;
+  readonly vetoedBy: string | null;
+  readonly vetoReason: string | null;
+  readonly records: readonly RecordView[];
+}
+
+export interface SlashFilter {
+  readonly providerId?: string;
+  readonly state?: SlashView["state"];
+  readonly kind?: EvidenceInput["kind"];
+  readonly limit: number;
+  readonly offset: number;
+}
+
+interface SlashRow {
+  slash_id: string;
+  evidence_id: string;
+  kind: EvidenceInput["kind"];
+  provider_id: string;
+  amount: string;
+  taken: string | null;
+  base_fraction_bps: number;
+  fraction_bps: number;
+  correlated_slashes: number;
+  consequence: string;
+  state: SlashView["state"];
+  infraction_at: Date;
+  proposed_at: Date;
+  veto_deadline: Date;
+  applied_at: Date | null;
+  reporter_id: string;
+  reporter_reward: string;
+  vetoed_by: string | null;
+  veto_reason: string | null;
+}
+
+const SLASH_COLUMNS = sql.raw(`slash_id, evidence_id, kind, provider_id, amount::text as amount, taken::text as taken, base_fraction_bps,
+  fraction_bps, correlated_slashes, consequence, state, infraction_at, proposed_at, veto_deadline, applied_at, reporter_id,
+  reporter_reward::text as reporter_reward, vetoed_by, veto_reason`);
+
 export interface SubmitResult {
   readonly evidenceId: string;
   readonly slashId: string;
@@ -75,6 +159,7 @@ export interface SubmitResult {
 /** Events published through the outbox (subjects `deai.slashing.*`); payloads are JSON-free protobuf built by the events module. */
 export interface SlashingEvents {
   stakeChanged(trx: Trx, providerId: string): Promise<void>;
+  evidenceAccepted(trx: Trx, evidenceId: string): Promise<void>;
   slashProposed(trx: Trx, slashId: string): Promise<void>;
   slashApplied(trx: Trx, slashId: string): Promise<void>;
   slashVetoed(trx: Trx, slashId: string): Promise<void>;
@@ -85,6 +170,7 @@ export interface SlashingEvents {
 
 export const noEvents: SlashingEvents = {
   stakeChanged: async () => {},
+  evidenceAccepted: async () => {},
   slashProposed: async () => {},
   slashApplied: async () => {},
   slashVetoed: async () => {},
@@ -115,6 +201,7 @@ export class Slashing {
     /** The service's key seed: it signs slash records. */
     serviceSeed: Uint8Array,
     private readonly events: SlashingEvents = noEvents,
+    private readonly metrics: SlashingMetrics = slashingMetrics(),
   ) {
     this.signer = ed25519DsseSigner(serviceSeed);
   }
@@ -288,6 +375,18 @@ export class Slashing {
    * that already has a penalty is recorded against that penalty (`newPenalty: false`).
    */
   async submitEvidence(e: EvidenceInput, reporterId: string): Promise<SubmitResult> {
+    try {
+      const r = await this.submit(e, reporterId);
+      this.metrics.evidence.add(1, { kind: e.kind, outcome: r.duplicate ? "duplicate" : r.newPenalty ? "accepted" : "recorded" });
+      if (r.newPenalty) this.metrics.slashes.add(1, { kind: e.kind, state: "proposed" });
+      return r;
+    } catch (err) {
+      this.metrics.evidence.add(1, { kind: e.kind, outcome: "refused" });
+      throw err;
+    }
+  }
+
+  private async submit(e: EvidenceInput, reporterId: string): Promise<SubmitResult> {
     let v;
     try {
       v = verifyEvidence(e, this.params.trust);
@@ -319,6 +418,7 @@ export class Slashing {
         await sql`insert into evidence values (${v.evidenceId}, ${v.kind}, ${v.provider}, ${reporterId}, ${infractionAt}, ${now}, ${slashId}, ${JSON.stringify(evidenceToJson(e))}::jsonb)
         on conflict do nothing returning 1`.execute(trx);
       if (ins.rows.length === 0) return { evidenceId: v.evidenceId, slashId, duplicate: true, newPenalty: false };
+      await this.events.evidenceAccepted(trx, v.evidenceId);
       const held = await sql`select 1 from slashes where slash_id = ${slashId}`.execute(trx);
       if (held.rows.length > 0) return { evidenceId: v.evidenceId, slashId, duplicate: false, newPenalty: false };
       const stakeAtInfraction = await this.stakeAt(trx, v.provider, infractionAt);
@@ -352,11 +452,13 @@ export class Slashing {
           trx,
         );
         await this.events.providerTombstoned(trx, v.provider, slashId);
+        await this.writeRecord(trx, slashId, "tombstoned");
       } else if (penalty.consequence === "jail") {
         const until = new Date(now.getTime() + penalty.jailMs);
         await sql`update providers set status = 'jailed', jailed_until = greatest(coalesce(jailed_until, ${until}), ${until}), status_slash_id = ${slashId}, updated_at = ${now}
           where provider_id = ${v.provider}`.execute(trx);
         await this.events.providerJailed(trx, v.provider, until, slashId);
+        await this.writeRecord(trx, slashId, "jailed", { jailedUntil: until });
       }
       await this.events.slashProposed(trx, slashId);
       return { evidenceId: v.evidenceId, slashId, duplicate: false, newPenalty: true };
@@ -409,7 +511,12 @@ export class Slashing {
    * A council member's signed veto of a non-objective slash inside its window; k distinct
    * members veto it (funds never move; a jail it caused ends).
    */
-  async veto(slashId: string, caller: string, envelope: DsseEnvelope): Promise<{ vetoed: boolean; vetoes: number }> {
+  async veto(
+    slashId: string,
+    caller: string,
+    envelope: DsseEnvelope,
+    reason?: string,
+  ): Promise<{ vetoed: boolean; vetoes: number; threshold: number }> {
     if (!this.params.council.includes(caller)) throw new PermissionDeniedError(`${caller} is not on the veto council`);
     return inMoneyTransaction(this.db, async (trx) => {
       const r = await sql<{ evidence_id: string; kind: string; state: string; veto_deadline: Date; provider_id: string }>`
@@ -430,11 +537,13 @@ export class Slashing {
         throw new InvalidArgumentError(`veto statement: ${(e as Error).message}`);
       }
       if (v.member !== caller) throw new PermissionDeniedError("the veto statement is signed for another member");
+      if (reason !== undefined && reason !== v.reason)
+        throw new InvalidArgumentError("reason differs from the signed statement's reason", { field: "reason" });
       await sql`insert into vetoes values (${slashId}, ${caller}, ${v.reason}, ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.clock.now()}) on conflict do nothing`.execute(
         trx,
       );
       const n = (await sql<{ n: number }>`select count(*)::int as n from vetoes where slash_id = ${slashId}`.execute(trx)).rows[0]!.n;
-      if (n < this.params.vetoThreshold) return { vetoed: false, vetoes: n };
+      if (n < this.params.vetoThreshold) return { vetoed: false, vetoes: n, threshold: this.params.vetoThreshold };
       await transitionRow(trx, slashStates, {
         table: "slashes",
         key: { slash_id: slashId },
@@ -444,7 +553,9 @@ export class Slashing {
       await sql`update providers set status = 'active', jailed_until = null, updated_at = ${this.clock.now()}
         where provider_id = ${s.provider_id} and status = 'jailed' and status_slash_id = ${slashId}`.execute(trx);
       await this.events.slashVetoed(trx, slashId);
-      return { vetoed: true, vetoes: n };
+      await this.writeRecord(trx, slashId, "vetoed");
+      this.metrics.slashes.add(1, { kind: s.kind, state: "vetoed" });
+      return { vetoed: true, vetoes: n, threshold: this.params.vetoThreshold };
     });
   }
 
@@ -459,6 +570,41 @@ export class Slashing {
     return n;
   }
 
+  /**
+   * Before funds move, the inputs that other providers' faults feed (the liveness guard's count
+   * of faulting providers, the correlated slashes and their stake) are observed again: faults
+   * that happened with this one but whose evidence arrived later (within the detection window,
+   * which the veto window exceeds) count now. A mass failure whose first evidence was proposed
+   * with a penalty is therefore suspended at apply time, and correlated faults cost what
+   * they should. Counts only grow (never below what was recorded); the record carries the
+   * inputs and penalty that were applied, so it still recomputes offline. Mutates `s`.
+   */
+  private async reobserve(trx: Trx, slashId: string, s: { amount: string; record: SlashRecordPredicate; kind: string }): Promise<void> {
+    const rec = s.record;
+    const before = inputsFromJson(rec.inputs);
+    const now = await this.observe(trx, rec.kind, rec.provider, new Date(rec.infractionAt), before.stakeAtInfraction);
+    const inputs: PenaltyInputs = {
+      ...before,
+      faultingProviders: Math.max(before.faultingProviders, now.faultingProviders),
+      correlatedSlashes: Math.max(before.correlatedSlashes, now.correlatedSlashes),
+      correlatedStake: before.correlatedStake > now.correlatedStake ? before.correlatedStake : now.correlatedStake,
+    };
+    if (
+      inputs.faultingProviders === before.faultingProviders &&
+      inputs.correlatedSlashes === before.correlatedSlashes &&
+      inputs.correlatedStake === before.correlatedStake
+    )
+      return;
+    const penalty = computePenalty(rec.params, inputs);
+    const record: SlashRecordPredicate = { ...rec, inputs: inputsToJson(inputs), penalty: penaltyToJson(penalty) };
+    await sql`update slashes set amount = ${penalty.amount.toString()}, fraction_bps = ${penalty.fractionBps}, correlated_slashes = ${inputs.correlatedSlashes},
+      reporter_reward = ${penalty.reporterReward.toString()}, record = ${JSON.stringify(record)}::jsonb where slash_id = ${slashId}`.execute(
+      trx,
+    );
+    s.amount = penalty.amount.toString();
+    s.record = record;
+  }
+
   /** Moves a slash's funds exactly once (the state transition and the transfers commit together). */
   async apply(slashId: string): Promise<boolean> {
     return inMoneyTransaction(this.db, async (trx) => {
@@ -466,6 +612,7 @@ export class Slashing {
         select state, provider_id, amount, record, kind from slashes where slash_id = ${slashId} for update`.execute(trx);
       const s = r.rows[0];
       if (!s || s.state !== "pending_veto") return false;
+      await this.reobserve(trx, slashId, s);
       const provider = s.provider_id;
       const stakeId = accounts.stake(provider);
       const [acct] = await getAccounts(trx, [stakeId]);
@@ -562,37 +709,70 @@ export class Slashing {
         await this.events.stakeChanged(trx, provider);
       }
       await this.events.slashApplied(trx, slashId);
+      await this.writeRecord(trx, slashId, "applied");
+      this.metrics.slashes.add(1, { kind: s.kind, state: "applied" });
+      if (taken > 0n) this.metrics.amountSlashed.add(Number(taken), { kind: s.kind, currency: ledger });
       return true;
     });
   }
 
   /** Ends every jail whose time has passed. */
-  async releaseJails(): Promise<number> {
-    const r = await sql<{ provider_id: string; jailed_until: Date }>`
-      update providers set status = 'active', updated_at = ${this.clock.now()}
-      where status = 'jailed' and jailed_until <= ${this.clock.now()} returning provider_id, jailed_until`.execute(this.db);
-    for (const row of r.rows)
-      await this.db.transaction().execute((trx) => this.events.providerReleased(trx, row.provider_id, row.jailed_until));
-    return r.rows.length;
-  }
-
-  /** The signed slash record of an event (DSSE over the slash-record statement). */
-  async signedRecord(slashId: string, event: SlashRecordEvent): Promise<DsseEnvelope> {
-    const r = await sql<{ record: SlashRecordPredicate; taken: string | null; applied_at: Date | null }>`
-      select record, taken, applied_at from slashes where slash_id = ${slashId}`.execute(this.db);
-    const row = r.rows[0];
-    if (!row) throw new NotFoundError(`slash ${slashId} not found`);
-    const vetoes = await sql<{ envelope: unknown }>`select envelope from vetoes where slash_id = ${slashId} order by member`.execute(
+  async releaseJails(limit = 500): Promise<number> {
+    const due = await sql<{ provider_id: string }>`
+      select provider_id from providers where status = 'jailed' and jailed_until <= ${this.clock.now()} order by jailed_until limit ${limit}`.execute(
       this.db,
     );
+    let n = 0;
+    for (const { provider_id } of due.rows) {
+      // One transaction per release: the status, its event and its signed record commit together,
+      // and a replica that released it first leaves nothing to do here.
+      const done = await this.db.transaction().execute(async (trx) => {
+        const r = await sql<{ jailed_until: Date; status_slash_id: string | null }>`
+          update providers set status = 'active', updated_at = ${this.clock.now()}
+          where provider_id = ${provider_id} and status = 'jailed' and jailed_until <= ${this.clock.now()}
+          returning jailed_until, status_slash_id`.execute(trx);
+        const row = r.rows[0];
+        if (!row) return false;
+        await this.events.providerReleased(trx, provider_id, row.jailed_until);
+        if (row.status_slash_id) await this.writeRecord(trx, row.status_slash_id, "released", { jailedUntil: row.jailed_until });
+        return true;
+      });
+      if (done) n++;
+    }
+    return n;
+  }
+
+  /** The signed slash record of an event as of now (DSSE over the slash-record statement). */
+  signedRecord(slashId: string, event: SlashRecordEvent, extra: { jailedUntil?: Date } = {}): Promise<DsseEnvelope> {
+    return this.buildRecord(this.db, slashId, event, extra);
+  }
+
+  private async buildRecord(q: Trx | Db, slashId: string, event: SlashRecordEvent, extra: { jailedUntil?: Date }): Promise<DsseEnvelope> {
+    const r = await sql<{ record: SlashRecordPredicate; taken: string | null; applied_at: Date | null }>`
+      select record, taken, applied_at from slashes where slash_id = ${slashId}`.execute(q);
+    const row = r.rows[0];
+    if (!row) throw new NotFoundError(`slash ${slashId} not found`);
+    const vetoes = await sql<{ envelope: unknown }>`select envelope from vetoes where slash_id = ${slashId} order by member`.execute(q);
     const p: SlashRecordPredicate = {
       ...row.record,
       event,
-      at: (row.applied_at ?? this.clock.now()).toISOString(),
+      at: (event === "applied" && row.applied_at ? row.applied_at : this.clock.now()).toISOString(),
       ...(row.taken !== null ? { taken: row.taken } : {}),
+      ...(extra.jailedUntil ? { jailedUntil: extra.jailedUntil.toISOString() } : {}),
       ...(event === "vetoed" ? { vetoes: vetoes.rows.map((v) => v.envelope as never) } : {}),
     };
     return dsseSign(IN_TOTO_PAYLOAD_TYPE, slashRecordPayload(p), [this.signer]);
+  }
+
+  /**
+   * Signs the record of an event and stores it for the anchoring loop, in the transaction of the
+   * change it records: a change is never committed without its record, nor a record without it.
+   */
+  private async writeRecord(trx: Trx, slashId: string, event: SlashRecordEvent, extra: { jailedUntil?: Date } = {}): Promise<void> {
+    const envelope = await this.buildRecord(trx, slashId, event, extra);
+    await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
+      values (${`${slashId}/${event}`}, ${slashId}, ${event}, ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.clock.now()})
+      on conflict do nothing`.execute(trx);
   }
 
   async stake(providerId: string): Promise<StakeView> {
@@ -627,4 +807,95 @@ export class Slashing {
     const s = await this.stake(providerId);
     return s.status === "active" && s.bonded >= this.params.minStake;
   }
+
+  /** One accepted evidence (refused evidence is never stored). */
+  async evidence(evidenceId: string): Promise<EvidenceView> {
+    const r = await sql<{
+      evidence_id: string;
+      kind: EvidenceInput["kind"];
+      provider_id: string;
+      reporter_id: string;
+      infraction_at: Date;
+      submitted_at: Date;
+      slash_id: string;
+      body: EvidenceJson;
+    }>`select * from evidence where evidence_id = ${evidenceId}`.execute(this.db);
+    const e = r.rows[0];
+    if (!e) throw new NotFoundError(`evidence ${evidenceId} not found`);
+    return {
+      evidenceId: e.evidence_id,
+      kind: e.kind,
+      providerId: e.provider_id,
+      reporterId: e.reporter_id,
+      infractionAt: e.infraction_at,
+      submittedAt: e.submitted_at,
+      slashId: e.slash_id,
+      body: e.body,
+    };
+  }
+
+  async slash(slashId: string): Promise<SlashView> {
+    const v = await slashView(this.db, slashId);
+    if (!v) throw new NotFoundError(`slash ${slashId} not found`);
+    return v;
+  }
+
+  /** Slashes newest first (by proposal), filtered. */
+  async listSlashes(f: SlashFilter): Promise<SlashView[]> {
+    const r = await sql<SlashRow>`select ${SLASH_COLUMNS} from slashes
+      where (${f.providerId ?? null}::text is null or provider_id = ${f.providerId ?? null})
+        and (${f.state ?? null}::text is null or state = ${f.state ?? null})
+        and (${f.kind ?? null}::text is null or kind = ${f.kind ?? null})
+      order by proposed_at desc, slash_id limit ${f.limit} offset ${f.offset}`.execute(this.db);
+    return withRecords(this.db, r.rows);
+  }
+}
+
+/** One slash with its records, read in `q` (a transaction sees its own writes). */
+export async function slashView(q: Trx | Db, slashId: string): Promise<SlashView | undefined> {
+  const r = await sql<SlashRow>`select ${SLASH_COLUMNS} from slashes where slash_id = ${slashId}`.execute(q);
+  return (await withRecords(q, r.rows))[0];
+}
+
+async function withRecords(q: Trx | Db, rows: readonly SlashRow[]): Promise<SlashView[]> {
+  if (rows.length === 0) return [];
+  const rec = await sql<{
+    slash_id: string;
+    event: SlashRecordEvent;
+    envelope: DsseEnvelopeJson;
+    created_at: Date;
+    ledger_index: string | null;
+    receipt: unknown;
+  }>`select slash_id, event, envelope, created_at, ledger_index::text as ledger_index, receipt from slash_records
+      where slash_id = any(${rows.map((r) => r.slash_id)}::text[]) order by created_at, record_id`.execute(q);
+  return rows.map((s) => ({
+    slashId: s.slash_id,
+    evidenceId: s.evidence_id,
+    kind: s.kind,
+    providerId: s.provider_id,
+    amount: BigInt(s.amount),
+    taken: s.taken === null ? null : BigInt(s.taken),
+    baseFractionBps: s.base_fraction_bps,
+    fractionBps: s.fraction_bps,
+    correlatedSlashes: s.correlated_slashes,
+    consequence: s.consequence,
+    state: s.state,
+    infractionAt: s.infraction_at,
+    proposedAt: s.proposed_at,
+    vetoDeadline: s.veto_deadline,
+    appliedAt: s.applied_at,
+    reporterId: s.reporter_id,
+    reporterReward: BigInt(s.reporter_reward),
+    vetoedBy: s.vetoed_by,
+    vetoReason: s.veto_reason,
+    records: rec.rows
+      .filter((x) => x.slash_id === s.slash_id)
+      .map((x) => ({
+        event: x.event,
+        envelope: x.envelope,
+        createdAt: x.created_at,
+        ledgerIndex: x.ledger_index === null ? null : BigInt(x.ledger_index),
+        receipt: x.receipt,
+      })),
+  }));
 }

@@ -8,19 +8,24 @@ import { sql, type Kysely } from "kysely";
 import { enqueueEvent, type Clock } from "@deai/kit";
 import { MoneySchema } from "@deai/contracts/deai/common/v1/common_pb";
 import {
+  EvidenceAcceptedSchema,
   ProviderJailedSchema,
   ProviderReleasedSchema,
   ProviderTombstonedSchema,
   SlashAppliedSchema,
+  SlashProposedSchema,
   SlashVetoedSchema,
   StakeChangedSchema,
 } from "@deai/contracts/deai/events/v1/slashing_pb";
 import { EvidenceKind, SlashConsequence } from "@deai/contracts/deai/slashing/v1/slashing_pb";
 
-import type { SlashingEvents } from "../app/slashing.js";
+import { slashView, type SlashingEvents } from "../app/slashing.js";
+import { slashToProto } from "../grpc/views.js";
 
 export const SlashingSubjects = {
   stakeChanged: "deai.slashing.stake_changed",
+  evidenceAccepted: "deai.slashing.evidence_accepted",
+  slashProposed: "deai.slashing.slash_proposed",
   slashApplied: "deai.slashing.slash_applied",
   slashVetoed: "deai.slashing.slash_vetoed",
   providerJailed: "deai.slashing.provider_jailed",
@@ -43,7 +48,7 @@ const CONSEQUENCES: Record<string, SlashConsequence> = {
 // Money micros are int64 in the contract; stake in base units fits for any sane deployment.
 const money = (currency: string, v: bigint) => create(MoneySchema, { currency, micros: v });
 
-/** Outbox publishers for the app's events. SlashProposed is not published yet (see README). */
+/** Outbox publishers for the app's events. */
 export function outboxEvents(clock: Clock, currency: string): SlashingEvents {
   const at = () => timestampFromDate(clock.now());
   return {
@@ -70,7 +75,38 @@ export function outboxEvents(clock: Clock, currency: string): SlashingEvents {
         eventId,
       );
     },
-    slashProposed: async () => {},
+    evidenceAccepted: async (trx, evidenceId) => {
+      const r = await sql<{ kind: string; provider_id: string; reporter_id: string; slash_id: string }>`
+        select kind, provider_id, reporter_id, slash_id from evidence where evidence_id = ${evidenceId}`.execute(trx);
+      const e = r.rows[0]!;
+      const eventId = `slashing/evidence/${evidenceId}`;
+      await enqueueEvent(
+        trx as unknown as Kysely<unknown>,
+        SlashingSubjects.evidenceAccepted,
+        EvidenceAcceptedSchema,
+        create(EvidenceAcceptedSchema, {
+          eventId,
+          occurredAt: at(),
+          evidenceId,
+          kind: KINDS[e.kind],
+          providerId: e.provider_id,
+          reporterId: e.reporter_id,
+          slashId: e.slash_id,
+        }),
+        eventId,
+      );
+    },
+    slashProposed: async (trx, slashId) => {
+      const s = await slashView(trx, slashId);
+      const eventId = `slashing/slash_proposed/${slashId}`;
+      await enqueueEvent(
+        trx as unknown as Kysely<unknown>,
+        SlashingSubjects.slashProposed,
+        SlashProposedSchema,
+        create(SlashProposedSchema, { eventId, occurredAt: at(), slash: slashToProto(s!, currency) }),
+        eventId,
+      );
+    },
     slashApplied: async (trx, slashId) => {
       const r = await sql<{
         provider_id: string;

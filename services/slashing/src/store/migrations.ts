@@ -13,6 +13,9 @@ import { accountsMigrations, type ForwardMigration } from "@deai/kit";
  * - `evidence`: accepted evidence by id (its hash); refused evidence is never stored.
  * - `slashes`: at most one per (provider, kind, window) by a unique key.
  * - `vetoes`: signed council vetoes.
+ * - `slash_records` (0002): every signed slash-record statement (jailed, tombstoned, released,
+ *   applied, vetoed), written in the transaction of the change it records, with its ledger
+ *   index and receipt once the anchoring loop got them.
  */
 export const migrations: Record<string, ForwardMigration> = {
   ...accountsMigrations,
@@ -92,5 +95,20 @@ export const migrations: Record<string, ForwardMigration> = {
       at timestamptz not null,
       primary key (slash_id, member)
     )`.execute(db);
+  },
+  "0002_slash_records": async (db) => {
+    await sql`create table slash_records (
+      record_id text primary key,
+      slash_id text not null,
+      event text not null,
+      envelope jsonb not null,
+      created_at timestamptz not null,
+      ledger_index bigint,
+      receipt jsonb,
+      refused text,
+      attempts int not null default 0
+    )`.execute(db);
+    await sql`create index slash_records_pending on slash_records (created_at) where ledger_index is null and refused is null`.execute(db);
+    await sql`create index slash_records_slash on slash_records (slash_id, created_at)`.execute(db);
   },
 };

@@ -95,15 +95,20 @@ async function reputation(ctx: Context, client: ApiClient): Promise<void> {
   const mine = reputationOf(scan, lambda).get(provider) ?? { alpha: 1, beta: 1, mean: 0.5, attestations: 0 };
   const doc: Json = { provider, treeSize: scan.treeSize, reputation: mine, refused: scan.refused };
   if (flag(ctx, "compare")) {
-    const svc = await client.getJson<Json>(`/v1/da/providers/${encodeURIComponent(provider)}/availability`);
+    // At the tree size scanned: attestations anchored since are in neither score.
+    const svc = await client.getJson<Json>(`/v1/da/providers/${encodeURIComponent(provider)}/availability?asOfTreeSize=${scan.treeSize}`);
     const theirs = svc.reputation as { alpha: number; beta: number; mean: number };
+    const counted = Number(svc.reputationAttestations ?? 0);
     const close = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
-    doc.service = theirs;
+    doc.service = { ...theirs, attestations: counted, treeSize: Number(svc.reputationTreeSize ?? 0) };
+    // The score, not the count: an attestation without samples of the provider (a cut-off
+    // sampler's rounds) counts in neither α nor β, and may still be on its way to the service.
     doc.agrees = close(theirs.alpha, mine.alpha) && close(theirs.beta, mine.beta) && close(theirs.mean, mine.mean);
     if (!doc.agrees) {
       ctx.emit(doc);
       throw new CheckFailed(
-        `the service's reputation of ${provider} (α ${theirs.alpha}, β ${theirs.beta}) is not the ledger's (α ${mine.alpha}, β ${mine.beta})`,
+        `at tree size ${scan.treeSize} the service's reputation of ${provider} (α ${theirs.alpha}, β ${theirs.beta}, ${counted} attestations) ` +
+          `is not the ledger's (α ${mine.alpha}, β ${mine.beta}, ${mine.attestations} attestations)`,
         { detail: doc },
       );
     }

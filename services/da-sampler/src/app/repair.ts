@@ -1,0 +1,702 @@
+/**
+ * Repair: slots that stay unavailable past the grace period, that serve invalid shards, or
+ * whose provider slashing jailed or tombstoned are rebuilt from k others and placed at new
+ * distinct providers chosen by the shared placement scoring; the new placement is a new
+ * manifest version (a placement/v1 statement) anchored in the ledger, and goes out as
+ * `deai.da.repair_completed` (ingestion's downloads follow it, other samplers sample it).
+ *
+ * A job is a row (domain/repair-states.ts, moved by the kit's transitionRow) run by the kit
+ * Scheduler. Each stripe is read once: one verified range read per source slot per part group,
+ * all of the job's lost slots rebuilt together from the same k shards, each rebuilt shard
+ * checked against its leaf before it is written. Progress is durable per part group (the
+ * ETags of every new object's part and `stripes_done` in one UPDATE guarded by the previous
+ * value), the object keys and multipart upload ids are fixed before the first byte, and the
+ * statement is signed and stored before it is appended (the append is idempotent): a kill -9
+ * anywhere resumes from the last recorded group and places no shard twice.
+ */
+import { create, toJson } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { PlacementSchema } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
+import { RepairCompletedSchema, RepairedSlotSchema } from "@deai/contracts/deai/events/v1/da_pb";
+import { ReceiptSchema, type Receipt } from "@deai/contracts/deai/ledger/v1/ledger_pb";
+import {
+  AnchorRefusedError,
+  enqueueEvent,
+  shardLeafHash,
+  transitionRow,
+  type LedgerAnchoring,
+  type ProviderRegistry,
+  type StorageProvider,
+} from "@deai/kit";
+import { AbortedError, FailedPreconditionError, UnavailableError } from "@deai/kit/errors";
+import { choosePlacement, type PlacementCandidate } from "@deai/kit/placement";
+import { dsseFromJson, dsseToJson, ErasureCodec, placementPayload, type DsseEnvelope, type PlacementPredicate } from "@deai/proofs";
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
+
+import { decideRepairs, repairedKey, sourceSlots, stripesPerGroup, type DueSlot } from "../domain/repair-trigger.js";
+import { repairStates } from "../domain/repair-states.js";
+import type { RepairJobsTable, RepairSlotJson } from "../store/repair-tables.js";
+import type { DaSamplerDb, PlacementRow } from "../store/tables.js";
+import type { Attestations } from "./attestations.js";
+import { leafOf, shardRootHex, type DatasetCatalog, type SampledDataset } from "./catalog.js";
+import type { SamplerContext } from "./context.js";
+import { envelopeToProto } from "./envelopes.js";
+import type { RepairMetrics } from "./repair-metrics.js";
+import type { SamplerIdentity } from "./sampler-identity.js";
+
+export type RepairJob = Selectable<RepairJobsTable>;
+
+export interface RepairOptions {
+  readonly c: SamplerContext;
+  readonly catalog: DatasetCatalog;
+  readonly attestations: Attestations;
+  /** Providers repair reads from and writes to (its own deadlines). */
+  readonly registry: ProviderRegistry;
+  readonly ledger: LedgerAnchoring | undefined;
+  /** Signs placement statements. */
+  readonly signer: SamplerIdentity;
+  readonly metrics: RepairMetrics;
+  readonly graceMs: number;
+  readonly partBytes: number;
+  /** 0 = no cap. */
+  readonly maxReadBytesPerS: number;
+}
+
+/** What a job step did (tests and the bench read it). */
+export interface StepResult {
+  readonly state: string;
+  readonly stripesRebuilt: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+}
+
+const codecs = new Map<string, ErasureCodec>();
+function codecOf(k: number, m: number): ErasureCodec {
+  const key = `${k}/${m}`;
+  let c = codecs.get(key);
+  if (!c) codecs.set(key, (c = new ErasureCodec(k, m)));
+  return c;
+}
+
+const placeholders = new Map<number, Buffer>();
+/** A zero shard standing in for a slot nobody needs rebuilt (never written anywhere). */
+function placeholder(size: number): Buffer {
+  let p = placeholders.get(size);
+  if (!p) placeholders.set(size, (p = Buffer.alloc(size)));
+  return p;
+}
+
+const db = (trx: Transaction<DaSamplerDb>): Kysely<unknown> => trx as unknown as Kysely<unknown>;
+
+/** Runs a provider call; any failure becomes an UnavailableError naming the provider (the job is retried). */
+async function onProvider<T>(p: StorageProvider, what: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof UnavailableError) throw e;
+    throw new UnavailableError(`storage provider ${p.id}: could not ${what}: ${(e as Error).message}`);
+  }
+}
+
+export class Repairs {
+  constructor(private readonly o: RepairOptions) {}
+
+  /** One run of the repair loop: decide what needs repair, then advance every live job. */
+  async tick(signal?: AbortSignal): Promise<void> {
+    await this.scan();
+    for (const job of await this.liveJobs()) {
+      if (signal?.aborted) return;
+      try {
+        await this.step(job.job_id, signal);
+      } catch (e) {
+        if (e instanceof AbortedError) return;
+        this.o.c.logger.warn({ err: e, job: job.job_id }, "repair step failed; retried on the next run");
+        await this.o.c.db
+          .updateTable("repair_jobs")
+          .set({ error: (e as Error).message.slice(0, 1000), updated_at: this.o.c.clock.now() })
+          .where("job_id", "=", job.job_id)
+          .execute();
+      }
+    }
+  }
+
+  async liveJobs(): Promise<RepairJob[]> {
+    return this.o.c.db
+      .selectFrom("repair_jobs")
+      .selectAll()
+      .where("state", "in", ["rebuilding", "anchoring"])
+      .orderBy("created_at")
+      .execute();
+  }
+
+  async job(jobId: string): Promise<RepairJob | undefined> {
+    return this.o.c.db.selectFrom("repair_jobs").selectAll().where("job_id", "=", jobId).executeTakeFirst();
+  }
+
+  /** Reads slot states, watches, provider statuses; records watches; starts a job per dataset with slots due. Returns the new jobs' ids. */
+  async scan(): Promise<string[]> {
+    const { c } = this.o;
+    const now = c.clock.now();
+    const [slots, watch, statuses, busy] = await Promise.all([
+      c.db.selectFrom("slot_states").select(["dataset_id", "slot", "provider_id", "state", "last_outcome"]).execute(),
+      c.db.selectFrom("repair_watch").selectAll().execute(),
+      c.db.selectFrom("provider_status").selectAll().where("status", "in", ["jailed", "tombstoned"]).execute(),
+      c.db.selectFrom("repair_jobs").select("dataset_id").where("state", "in", ["rebuilding", "anchoring"]).execute(),
+    ]);
+    const excluded = new Map<string, "jailed" | "tombstoned">();
+    for (const s of statuses)
+      if (s.status === "tombstoned" || !s.until || s.until.getTime() > now.getTime()) excluded.set(s.provider_id, s.status as "jailed");
+    const d = decideRepairs({
+      slots: slots.map((s) => ({
+        datasetId: s.dataset_id,
+        slot: s.slot,
+        providerId: s.provider_id,
+        state: s.state,
+        lastOutcome: s.last_outcome,
+      })),
+      watch: watch.map((w) => ({ datasetId: w.dataset_id, slot: w.slot, providerId: w.provider_id, since: w.since })),
+      excluded,
+      busy: new Set(busy.map((b) => b.dataset_id)),
+      now,
+      graceMs: this.o.graceMs,
+    });
+    for (const w of d.stopWatching)
+      await c.db.deleteFrom("repair_watch").where("dataset_id", "=", w.datasetId).where("slot", "=", w.slot).execute();
+    for (const w of d.startWatching)
+      await c.db
+        .insertInto("repair_watch")
+        .values({ dataset_id: w.datasetId, slot: w.slot, provider_id: w.providerId, since: w.since })
+        .onConflict((oc) => oc.columns(["dataset_id", "slot"]).doUpdateSet({ provider_id: w.providerId, since: w.since }))
+        .execute();
+    const started: string[] = [];
+    for (const [datasetId, due] of d.due) {
+      const id = await this.start(datasetId, due, [...excluded.keys()]);
+      if (id) started.push(id);
+    }
+    return started;
+  }
+
+  /** The placement version in force (1 = the owner's manifest) and the ledger index of its statement. */
+  private async current(datasetId: string): Promise<{ version: number; ledgerIndex: bigint }> {
+    const v = await this.o.c.db
+      .selectFrom("placement_versions")
+      .select(["version", "ledger_index"])
+      .where("dataset_id", "=", datasetId)
+      .orderBy("version", "desc")
+      .executeTakeFirst();
+    if (v) return { version: v.version, ledgerIndex: BigInt(v.ledger_index) };
+    const d = await this.o.c.db.selectFrom("datasets").select("ledger_index").where("dataset_id", "=", datasetId).executeTakeFirstOrThrow();
+    return { version: 1, ledgerIndex: BigInt(d.ledger_index) };
+  }
+
+  /** The candidates for new slots: configured providers holding no slot of the dataset, not excluded, with reputation and stake. */
+  private async candidates(ds: SampledDataset, excluded: readonly string[]): Promise<PlacementCandidate[]> {
+    const holding = new Set(ds.placements.map((p) => p.providerId));
+    const stakes = new Map(
+      (await this.o.c.db.selectFrom("provider_stakes").selectAll().execute()).map((s) => [s.provider_id, Number(s.bonded)] as const),
+    );
+    const pool = this.o.registry.all.filter((p) => !holding.has(p.id) && !excluded.includes(p.id));
+    return Promise.all(
+      pool.map(async (p) => {
+        const rep = await this.o.attestations.reputation(p.id);
+        return {
+          id: p.id,
+          // Reputation where sampling has a record of the provider, its configured reliability otherwise.
+          reliability: rep.attestations > 0 ? rep.mean : p.config.reliability,
+          // Bonded stake (micros) as slashing last reported it; once slashing reports stakes, a
+          // provider it never reported has none (one unit for all). Without slashing: the configured stake.
+          stake: stakes.size > 0 ? (stakes.get(p.id) ?? 0) : p.config.stake,
+          live: await p.ping(),
+        };
+      }),
+    );
+  }
+
+  /** Starts a job for `due` slots of a dataset: chooses the new providers and fixes the object keys. */
+  private async start(datasetId: string, due: readonly DueSlot[], excluded: readonly string[]): Promise<string | undefined> {
+    const { c } = this.o;
+    const ds = await this.o.catalog.get(datasetId);
+    // A stripe survives m lost slots: more than that at once cannot be rebuilt from this job's reads.
+    const slots = due.filter((d) => ds.placements[d.slot]?.providerId === d.providerId).slice(0, ds.m);
+    if (slots.length === 0) return undefined;
+    const cur = await this.current(datasetId);
+    const version = cur.version + 1;
+    const chosen = choosePlacement(await this.candidates(ds, excluded), slots.length, { seed: `${datasetId}/v${version}` });
+    if (!("ids" in chosen)) {
+      this.o.metrics.jobs.add(1, { outcome: "no_provider" });
+      c.logger.warn(
+        { datasetId, slots: slots.map((s) => s.slot), why: chosen.shortfall.message },
+        "repair due but no new provider can be placed",
+      );
+      return undefined;
+    }
+    const rows: RepairSlotJson[] = slots.map((s, i) => {
+      const to = this.o.registry.get(chosen.ids[i]!);
+      return {
+        slot: s.slot,
+        from: s.providerId,
+        to: to.id,
+        reason: s.reason,
+        bucket: to.config.bucket,
+        key: repairedKey(datasetId, s.slot, version),
+        endpoint: to.config.endpoint,
+        uploadId: null,
+      };
+    });
+    const jobId = `${datasetId}/v${version}`;
+    const now = c.clock.now();
+    try {
+      const r = await c.db
+        .insertInto("repair_jobs")
+        .values({
+          job_id: jobId,
+          dataset_id: datasetId,
+          version,
+          base_version: cur.version,
+          slots: JSON.stringify(rows),
+          state: "rebuilding",
+          parts: "{}",
+          stripes_done: 0,
+          parts_sent: 0,
+          bytes_read: 0,
+          bytes_written: 0,
+          runs: 0,
+          created_at: now,
+          updated_at: now,
+        })
+        .onConflict((oc) => oc.column("job_id").doNothing())
+        .executeTakeFirst();
+      if (Number(r.numInsertedOrUpdatedRows ?? 0n) === 0) return undefined;
+    } catch (e) {
+      // Another runner started a job for this dataset first (one live job per dataset).
+      if ((e as { code?: string }).code === "23505") return undefined;
+      throw e;
+    }
+    this.o.metrics.jobs.add(1, { outcome: "started" });
+    c.logger.info({ jobId, slots: rows.map((r) => ({ slot: r.slot, from: r.from, to: r.to, reason: r.reason })) }, "repair started");
+    return jobId;
+  }
+
+  /** Advances one job as far as it goes (rebuild → anchor → complete). */
+  async step(jobId: string, signal?: AbortSignal): Promise<StepResult> {
+    let job = await this.job(jobId);
+    if (!job) throw new FailedPreconditionError(`repair job ${jobId} does not exist`);
+    let rebuilt = { stripes: 0, read: 0, written: 0 };
+    if (job.state === "rebuilding") {
+      rebuilt = await this.rebuild(job, signal);
+      job = (await this.job(jobId))!;
+    }
+    if (job.state === "anchoring") {
+      await this.anchor(job);
+      job = (await this.job(jobId))!;
+    }
+    return { state: job.state, stripesRebuilt: rebuilt.stripes, bytesRead: rebuilt.read, bytesWritten: rebuilt.written };
+  }
+
+  private async rebuild(job: RepairJob, signal?: AbortSignal): Promise<{ stripes: number; read: number; written: number }> {
+    const { c } = this.o;
+    const ds = await this.o.catalog.get(job.dataset_id);
+    const slots = job.slots;
+    for (const s of slots) {
+      if (ds.placements[s.slot]?.providerId !== s.from)
+        return this.fail(job, `slot ${s.slot} is no longer at ${s.from}: the placement changed since the job started`).then(() => ({
+          stripes: 0,
+          read: 0,
+          written: 0,
+        }));
+    }
+    await c.db
+      .updateTable("repair_jobs")
+      .set({ runs: sql`runs + 1` })
+      .where("job_id", "=", job.job_id)
+      .execute();
+    // Fix each new object's multipart upload before the first byte: a resumed run adds parts to the same one.
+    for (const s of slots) {
+      if (s.uploadId) continue;
+      const p = this.o.registry.get(s.to);
+      s.uploadId = await onProvider(p, `start the upload of ${s.key}`, () => p.initiateMultipart(s.key));
+      await c.db
+        .updateTable("repair_jobs")
+        .set({ slots: JSON.stringify(slots), updated_at: c.clock.now() })
+        .where("job_id", "=", job.job_id)
+        .where("state", "=", "rebuilding")
+        .execute();
+    }
+    const parts = { ...job.parts };
+    const g = stripesPerGroup(this.o.partBytes, ds.shardSize, ds.stripes);
+    const lost = slots.map((s) => s.slot);
+    let done = Number(job.stripes_done);
+    if (done % g !== 0)
+      throw new FailedPreconditionError(
+        `repair job ${job.job_id} stopped at stripe ${done}, not a multiple of ${g}: DA_REPAIR_PART_BYTES changed mid-repair`,
+      );
+    const from = done;
+    let read = 0;
+    let written = 0;
+    const t0 = c.clock.nowMs();
+    // Where a run's time goes (waiting for reads and rebuilds not hidden behind writes; writes and records; completion).
+    const timing = { read: 0, write: 0, finish: 0 };
+    // One group read and rebuilt ahead while the previous one is written: reads and writes overlap.
+    const ahead = (at: number) => {
+      if (at >= ds.stripes) return undefined;
+      const p = this.rebuildGroup(ds, lost, at, Math.min(ds.stripes, at + g));
+      p.catch(() => undefined);
+      return p;
+    };
+    let next = ahead(done);
+    while (done < ds.stripes) {
+      if (signal?.aborted) throw new AbortedError("repair stopped");
+      const end = Math.min(ds.stripes, done + g);
+      const tr = performance.now();
+      const { shards, bytesRead } = await next!;
+      next = ahead(end);
+      timing.read += performance.now() - tr;
+      const tw = performance.now();
+      const part = done / g + 1;
+      const etags = await Promise.all(
+        slots.map((s, i) => {
+          const p = this.o.registry.get(s.to);
+          return onProvider(p, `write part ${part} of ${s.key}`, () => p.uploadPart(s.key, s.uploadId!, part, Buffer.concat(shards[i]!)));
+        }),
+      );
+      const bytesWritten = slots.length * (end - done) * ds.shardSize;
+      slots.forEach((s, i) => {
+        const list = (parts[String(s.slot)] ??= []);
+        list[part - 1] = etags[i]!;
+      });
+      const r = await c.db
+        .updateTable("repair_jobs")
+        .set({
+          stripes_done: BigInt(end),
+          parts: JSON.stringify(parts),
+          parts_sent: sql`parts_sent + ${slots.length}`,
+          bytes_read: sql`bytes_read + ${bytesRead}`,
+          bytes_written: sql`bytes_written + ${bytesWritten}`,
+          error: null,
+          updated_at: c.clock.now(),
+        })
+        .where("job_id", "=", job.job_id)
+        .where("state", "=", "rebuilding")
+        .where("stripes_done", "=", BigInt(done))
+        .executeTakeFirst();
+      if (Number(r.numUpdatedRows) !== 1) throw new AbortedError(`repair job ${job.job_id} was advanced by another runner`);
+      timing.write += performance.now() - tw;
+      this.o.metrics.bytes.add(bytesRead, { direction: "read" });
+      this.o.metrics.bytes.add(bytesWritten, { direction: "written" });
+      for (const s of slots) this.o.metrics.shards.add(end - done, { reason: s.reason });
+      read += bytesRead;
+      written += bytesWritten;
+      done = end;
+      if (this.o.maxReadBytesPerS > 0) {
+        const dueMs = t0 + (read / this.o.maxReadBytesPerS) * 1000;
+        const wait = dueMs - c.clock.nowMs();
+        if (wait > 0 && done < ds.stripes) await c.clock.sleep(wait, signal);
+      }
+    }
+    const tf = performance.now();
+    await this.finishObjects(ds, slots, parts);
+    timing.finish = performance.now() - tf;
+    c.logger.info(
+      { job: job.job_id, ms: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, Math.round(v)])) },
+      "repair rebuilt",
+    );
+    const cur = await this.current(ds.datasetId);
+    if (cur.version !== job.base_version) {
+      await this.fail(job, `placement version ${cur.version} is in force, the job was built on ${job.base_version}`);
+      return { stripes: done - from, read, written };
+    }
+    const moved = new Map(slots.map((s) => [s.slot, s]));
+    const predicate: PlacementPredicate = {
+      datasetId: ds.datasetId,
+      contentDigest: ds.contentDigest,
+      shardRoot: shardRootHex(ds),
+      k: ds.k,
+      m: ds.m,
+      stripes: ds.stripes,
+      version: job.version,
+      supersedes: { version: cur.version, ledgerIndex: cur.ledgerIndex.toString() },
+      placements: ds.placements.map((p) => {
+        const s = moved.get(p.slot);
+        return s ? { slot: p.slot, providerId: s.to, bucket: s.bucket, key: s.key, endpoint: s.endpoint } : { ...p };
+      }),
+      moved: slots.map((s) => ({ slot: s.slot, from: s.from, to: s.to, reason: s.reason })),
+      cause: "repair",
+      placedAt: c.clock.now().toISOString(),
+    };
+    const payload = placementPayload(predicate);
+    const envelope = this.o.signer.signStatement(payload);
+    await transitionRow(c.db, repairStates, {
+      table: "repair_jobs",
+      key: { job_id: job.job_id },
+      to: "anchoring",
+      from: ["rebuilding"],
+      set: {
+        statement: Buffer.from(payload),
+        envelope: JSON.stringify(dsseToJson(envelope)),
+        rebuilt_at: c.clock.now(),
+        updated_at: c.clock.now(),
+      },
+    });
+    return { stripes: done - from, read, written };
+  }
+
+  /**
+   * Reads stripes [from, to) once and rebuilds every lost slot of them: one verified range
+   * read per source slot (the first k surviving, data slots first); a stripe left with fewer
+   * than k valid shards is completed shard by shard from the other surviving slots. Every
+   * rebuilt shard must hash to its leaf. Returns the rebuilt shards per lost slot, stripe order.
+   */
+  async rebuildGroup(
+    ds: SampledDataset,
+    lost: readonly number[],
+    from: number,
+    to: number,
+  ): Promise<{ shards: Buffer[][]; bytesRead: number }> {
+    const n = ds.k + ds.m;
+    const S = ds.shardSize;
+    const count = to - from;
+    const sources = sourceSlots(n, lost);
+    const got: (Buffer | undefined)[][] = Array.from({ length: count }, () => new Array<Buffer | undefined>(n).fill(undefined));
+    let bytesRead = 0;
+    const providerOf = (slot: number): StorageProvider | undefined => {
+      const id = ds.placements[slot]!.providerId;
+      return this.o.registry.has(id) ? this.o.registry.get(id) : undefined;
+    };
+    await Promise.all(
+      sources.slice(0, ds.k).map(async (slot) => {
+        const p = providerOf(slot);
+        if (!p) return;
+        let bytes: Buffer;
+        try {
+          bytes = await p.readRange(ds.placements[slot]!.key, from * S, count * S);
+        } catch (e) {
+          this.o.c.logger.warn({ err: e, datasetId: ds.datasetId, slot }, "repair: a source slot could not be read; using others");
+          return;
+        }
+        bytesRead += bytes.length;
+        for (let i = 0; i < count; i++) {
+          const shard = bytes.subarray(i * S, (i + 1) * S);
+          if (shardLeafHash(shard).equals(leafOf(ds, from + i, slot))) got[i]![slot] = shard;
+        }
+      }),
+    );
+    for (let i = 0; i < count; i++) {
+      const stripe = from + i;
+      const have = (): number => got[i]!.filter((x) => x !== undefined).length;
+      for (const slot of sources.slice(ds.k)) {
+        if (have() >= ds.k) break;
+        const p = providerOf(slot);
+        if (!p) continue;
+        try {
+          got[i]![slot] = await p.readShard(ds.placements[slot]!.key, stripe, S, leafOf(ds, stripe, slot));
+          bytesRead += S;
+        } catch {
+          // Another slot may still answer.
+        }
+      }
+      if (have() < ds.k)
+        throw new UnavailableError(
+          `stripe ${stripe} of ${ds.datasetId}: only ${have()} of the k = ${ds.k} shards needed could be read and verified`,
+        );
+    }
+    const codec = codecOf(ds.k, ds.m);
+    const shards: Buffer[][] = lost.map(() => []);
+    const gone = new Set(lost);
+    for (let i = 0; i < count; i++) {
+      const stripe = from + i;
+      // The codec rebuilds every absent slot; slots neither lost nor read are not wanted. Past the
+      // last shard read they can hold a placeholder: the codec decodes from the first k present,
+      // which are then all real shards.
+      const row = got[i]!;
+      let last = -1;
+      row.forEach((x, s) => {
+        if (x !== undefined) last = s;
+      });
+      const input = row.map((x, s) => (x === undefined && !gone.has(s) && s > last ? placeholder(S) : x));
+      const all = codec.reconstruct(input);
+      lost.forEach((slot, j) => {
+        const shard = Buffer.from(all[slot]!.buffer, all[slot]!.byteOffset, all[slot]!.byteLength);
+        if (!shardLeafHash(shard).equals(leafOf(ds, stripe, slot)))
+          throw new Error(
+            `rebuilt shard (${stripe}, ${slot}) of ${ds.datasetId} does not match its leaf: the codec and the manifest disagree`,
+          );
+        shards[j]!.push(shard);
+      });
+    }
+    return { shards, bytesRead };
+  }
+
+  /** Completes every new object (a completed one is recognized by its size), checks a shard of each, drops stray uploads. */
+  private async finishObjects(ds: SampledDataset, slots: readonly RepairSlotJson[], parts: Record<string, string[]>): Promise<void> {
+    const size = ds.stripes * ds.shardSize;
+    for (const s of slots) {
+      const p = this.o.registry.get(s.to);
+      const etags = parts[String(s.slot)] ?? [];
+      try {
+        await p.completeMultipart(s.key, s.uploadId!, etags);
+      } catch (e) {
+        // Completed by a run that died before recording it: the object is there, whole.
+        const stat = await p.client.statObject(s.bucket, s.key).catch(() => undefined);
+        if (!stat || stat.size !== size) throw e;
+      }
+      for (const stripe of new Set([0, ds.stripes - 1]))
+        await onProvider(p, `read back ${s.key}`, () => p.readShard(s.key, stripe, ds.shardSize, leafOf(ds, stripe, s.slot)));
+      // Uploads of this key a run started but never recorded (killed between start and record): abort them.
+      await this.abortStrays(p, s).catch((e: unknown) => this.o.c.logger.debug({ err: e, key: s.key }, "could not list stray uploads"));
+    }
+  }
+
+  private async abortStrays(p: StorageProvider, s: RepairSlotJson): Promise<void> {
+    const stray: string[] = [];
+    const stream = p.client.listIncompleteUploads(s.bucket, s.key, true);
+    for await (const u of stream as AsyncIterable<{ key: string; uploadId: string }>)
+      if (u.key === s.key && u.uploadId !== s.uploadId) stray.push(u.uploadId);
+    for (const id of stray) await p.abortMultipart(s.key, id);
+  }
+
+  private async anchor(job: RepairJob): Promise<void> {
+    const { c } = this.o;
+    if (!this.o.ledger) throw new FailedPreconditionError("DA_LEDGER_URL is not set: placements cannot be anchored");
+    const envelope = dsseFromJson(job.envelope);
+    let anchored;
+    try {
+      anchored = await this.o.ledger.anchor(envelopeToProto(envelope));
+    } catch (e) {
+      if (e instanceof AnchorRefusedError) return this.fail(job, e.message);
+      throw e;
+    }
+    const ds = await this.o.catalog.get(job.dataset_id);
+    const slots = job.slots;
+    await c.db.transaction().execute(async (trx) => {
+      await transitionRow(trx, repairStates, {
+        table: "repair_jobs",
+        key: { job_id: job.job_id },
+        to: "completed",
+        from: ["anchoring"],
+        set: {
+          ledger_index: anchored.index,
+          receipt: JSON.stringify(toJson(ReceiptSchema, anchored.receipt)),
+          completed_at: c.clock.now(),
+          updated_at: c.clock.now(),
+        },
+      });
+      await applyPlacement(trx, ds, job.version, envelope, anchored.index, slots, c.clock.now());
+      await enqueueRepairCompleted(trx, job, ds, slots, envelope, anchored.index, anchored.receipt, c.clock.now());
+    });
+    this.o.catalog.forget(job.dataset_id);
+    c.outbox.kick();
+    this.o.metrics.jobs.add(1, { outcome: "completed" });
+    this.o.metrics.duration.record((c.clock.nowMs() - job.created_at.getTime()) / 1000);
+    c.logger.info({ job: job.job_id, ledgerIndex: anchored.index.toString() }, "repair completed: new placement anchored");
+  }
+
+  private async fail(job: RepairJob, why: string): Promise<void> {
+    await transitionRow(this.o.c.db, repairStates, {
+      table: "repair_jobs",
+      key: { job_id: job.job_id },
+      to: "failed",
+      set: { error: why.slice(0, 1000), updated_at: this.o.c.clock.now() },
+    });
+    this.o.metrics.jobs.add(1, { outcome: "failed" });
+    this.o.c.logger.error({ job: job.job_id, why }, "repair failed");
+  }
+}
+
+/**
+ * Puts a new placement in force in this process's state, in the caller's transaction: the
+ * dataset's placements, the version row, the slot states (the new provider starts available;
+ * the next rounds sample it), no watch on the moved slots, and the moved slots' rounds not yet
+ * summarized kept out of the new provider's attestations (they were the old provider's).
+ */
+export async function applyPlacement(
+  trx: Transaction<DaSamplerDb>,
+  ds: SampledDataset,
+  version: number,
+  envelope: DsseEnvelope,
+  ledgerIndex: bigint,
+  slots: readonly { slot: number; to: string; bucket: string; key: string; endpoint: string }[],
+  at: Date,
+): Promise<void> {
+  const moved = new Map(slots.map((s) => [s.slot, s]));
+  const placements: PlacementRow[] = ds.placements.map((p) => {
+    const s = moved.get(p.slot);
+    return s ? { slot: p.slot, providerId: s.to, bucket: s.bucket, key: s.key, endpoint: s.endpoint } : p;
+  });
+  await trx
+    .updateTable("datasets")
+    .set({ placements: JSON.stringify(placements) })
+    .where("dataset_id", "=", ds.datasetId)
+    .execute();
+  await trx
+    .insertInto("placement_versions")
+    .values({
+      dataset_id: ds.datasetId,
+      version,
+      placements: JSON.stringify(placements),
+      envelope: JSON.stringify(dsseToJson(envelope)),
+      ledger_index: ledgerIndex,
+      created_at: at,
+    })
+    .execute();
+  for (const s of slots) {
+    await trx
+      .updateTable("slot_states")
+      .set({ provider_id: s.to, state: "available", consecutive_failures: 0, last_outcome: null, last_sampled_at: null })
+      .where("dataset_id", "=", ds.datasetId)
+      .where("slot", "=", s.slot)
+      .execute();
+    await trx.deleteFrom("repair_watch").where("dataset_id", "=", ds.datasetId).where("slot", "=", s.slot).execute();
+    await trx
+      .updateTable("rounds")
+      .set({ attestation_id: `superseded:v${version}` })
+      .where("dataset_id", "=", ds.datasetId)
+      .where("slot", "=", s.slot)
+      .where("attestation_id", "is", null)
+      .execute();
+  }
+}
+
+async function enqueueRepairCompleted(
+  trx: Transaction<DaSamplerDb>,
+  job: RepairJob,
+  ds: SampledDataset,
+  slots: readonly RepairSlotJson[],
+  envelope: DsseEnvelope,
+  ledgerIndex: bigint,
+  receipt: Receipt,
+  at: Date,
+): Promise<void> {
+  const placement = (s: RepairSlotJson) =>
+    create(PlacementSchema, { slot: s.slot, providerId: s.to, bucket: s.bucket, key: s.key, endpoint: s.endpoint });
+  const first = slots[0]!;
+  const eventId = `da/repair/${ds.datasetId}/${first.slot}/${ledgerIndex}`;
+  const totals = await trx
+    .selectFrom("repair_jobs")
+    .select(["bytes_read", "bytes_written"])
+    .where("job_id", "=", job.job_id)
+    .executeTakeFirstOrThrow();
+  await enqueueEvent(
+    db(trx),
+    "deai.da.repair_completed",
+    RepairCompletedSchema,
+    create(RepairCompletedSchema, {
+      eventId,
+      occurredAt: timestampFromDate(at),
+      datasetId: ds.datasetId,
+      slot: first.slot,
+      previousProviderId: first.from,
+      placement: placement(first),
+      stripes: BigInt(ds.stripes),
+      ledgerIndex,
+      envelope: envelopeToProto(envelope),
+      receipt,
+      version: job.version,
+      repaired: slots.map((s) =>
+        create(RepairedSlotSchema, { slot: s.slot, previousProviderId: s.from, placement: placement(s), reason: s.reason }),
+      ),
+      bytesRead: BigInt(totals.bytes_read),
+      bytesWritten: BigInt(totals.bytes_written),
+    }),
+    eventId,
+  );
+}
