@@ -1,7 +1,7 @@
 // The kit's abuse suite against the marketplace's real handlers on the built service process,
 // slashing stood in for by a server of its own contract (fake-slashing.ts).
 import { MarketplaceService } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
-import { runAbuseSuite, spawnAbuseTarget } from "@deai/testkit";
+import { KIT_BOOKKEEPING_TABLES, runAbuseSuite, spawnAbuseTarget } from "@deai/testkit";
 
 import { startFakeSlashing } from "./fake-slashing.js";
 
@@ -17,6 +17,9 @@ runAbuseSuite({
       name: "marketplace",
       mainJs: new URL("../dist/main.js", import.meta.url).pathname,
       vars: { MARKETPLACE_SLASHING_URL: slashing.url, MARKETPLACE_TICK_MS: "200" },
+      // The replay group's first (valid) request queues an event the relay publishes and deletes
+      // while the replay is judged: the outbox drains on its own. Domain rows still count.
+      exclude: [...KIT_BOOKKEEPING_TABLES, "kit_outbox"],
     });
     return { ...target, stop: async () => (await target.stop(), await slashing.close()) };
   },

@@ -22,10 +22,11 @@ import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/dea
 import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
 import { PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
+import { marketplaceDemoEnv, marketStory } from "./market-story.js";
 import { slashingDemoEnv, slashStory } from "./slash-story.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const SERVICES = ["ledger", "ingestion", "da-sampler", "marketplace", "slashing", "trainer-operator"] as const;
+const SERVICES = ["ledger", "ingestion", "da-sampler", "slashing", "marketplace", "trainer-operator"] as const;
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 const run = promisify(execFile);
@@ -293,7 +294,9 @@ async function main(): Promise<void> {
             ? ingestionEnv()
             : name === "slashing"
               ? slashingDemoEnv(ledgerUrl, logVerifierKey)
-              : {};
+              : name === "marketplace"
+                ? marketplaceDemoEnv(`http://127.0.0.1:${running.get("slashing")!.port}`, ledgerUrl, logVerifierKey)
+                : {};
       const p = await spawnService(join(root, "services", name, "dist", "main.js"), env.vars(vars));
       running.set(name, p);
       say(`   ${name.padEnd(17)} pid ${String(p.proc.pid).padEnd(7)} port ${p.port}`);
@@ -325,6 +328,10 @@ async function main(): Promise<void> {
     const ledger = running.get("ledger")!;
     failed ||= !(await ledgerStory(`http://127.0.0.1:${ledger.port}`, logVerifierKey));
     failed ||= !(await datasetStory(`http://127.0.0.1:${running.get("ingestion")!.port}`, providers));
+    failed ||= !(await marketStory({
+      marketplaceUrl: `http://127.0.0.1:${running.get("marketplace")!.port}`,
+      slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`,
+    }));
     failed ||= !(await slashStory({ slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`, cli, work, logVerifierKey }));
   } finally {
     say("\n5. Stopping services (SIGTERM → drain → exit)");

@@ -158,6 +158,7 @@ export class Orders {
     const { spec, startAfter, startBefore } = this.checkSpec(specIn, now);
     const sha = createHash("sha256").update(toBinary(OrderSpecSchema, spec)).digest("hex");
     const orderId = `ord-${randomUUID()}`;
+    const started = performance.now();
     const escrow = accountIds.escrow(orderId);
     const created = await this.ctx.db.transaction().execute(async (trx) => {
       const row = (
@@ -177,7 +178,12 @@ export class Orders {
         flags: { debitsMustNotExceedCredits: true },
       });
       await sql`insert into escrow_owners (account_id, owner_id, order_id) values (${escrow}, ${tenant}, ${orderId})`.execute(trx);
-      return row;
+      // First match attempt in the creating transaction (one commit for the common case); the
+      // row is not visible to anyone else yet, so it needs no lock of its own.
+      const g = this.gangOfRow(row);
+      const first = matchGang(await this.lockedCandidates(trx, g, false), g);
+      if (first.matched) await this.reserve(trx, row, first.plan);
+      return { row, reserved: first.matched };
     });
     if (!created) {
       const existing = (await this.ctx.db
@@ -192,7 +198,12 @@ export class Orders {
         });
       return this.get(existing.order_id);
     }
-    await this.match(orderId);
+    if (created.reserved) {
+      marketMetrics.matches.add(1, { outcome: "reserved" });
+      marketMetrics.matchDuration.record((performance.now() - started) / 1000, { outcome: "reserved" });
+    } else {
+      await this.match(orderId);
+    }
     return this.get(orderId);
   }
 
