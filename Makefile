@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py bench-ledger bench-slashing bench-ingest bench-encode bench-train helm-check demo clean
+        test test-ts test-py bench-ledger bench-da bench-slashing bench-ingest bench-encode bench-train helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ test-py: ## trainer tests (Python + PyTorch from Debian; installs them when miss
 bench-ledger: services build ## Ledger appends/s + proof latency vs raw Postgres INSERTs (BENCH_QUICK=1 for ~1 min)
 	npx tsc -p services/ledger/bench/tsconfig.json
 	node services/ledger/bench/dist/bench.js
+
+bench-da: services build ## DA sampling: verified shards/s vs raw GETs, detection p50/p99, miss rate vs epsilon, audit bytes, chaos false evidence (BENCH_QUICK=1 for ~1 min)
+	npx tsc -p services/da-sampler/bench/tsconfig.json
+	node services/da-sampler/bench/dist/da.js
 
 bench-slashing: services build ## Slashing evidence verified+applied/s vs raw Ed25519 verify/s (BENCH_EVIDENCE=n)
 	npx tsc -p services/slashing/bench/tsconfig.json
