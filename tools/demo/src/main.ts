@@ -22,6 +22,8 @@ import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/dea
 import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
 import { PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
+import { daStory } from "./da-story.js";
+
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const SERVICES = ["ledger", "ingestion", "da-sampler", "marketplace", "slashing", "trainer-operator"] as const;
 
@@ -284,7 +286,8 @@ async function main(): Promise<void> {
     say("1. Starting services");
     for (const name of SERVICES) {
       const vars = name === "ledger" ? ledgerEnv : name === "ingestion" ? ingestionEnv() : {};
-      const p = await spawnService(join(root, "services", name, "dist", "main.js"), env.vars(vars));
+      // A loaded machine can take well over 20 s to start a process (the tests allow 90 s too).
+      const p = await spawnService(join(root, "services", name, "dist", "main.js"), env.vars(vars), { timeoutMs: 90_000 });
       running.set(name, p);
       say(`   ${name.padEnd(17)} pid ${String(p.proc.pid).padEnd(7)} port ${p.port}`);
     }
@@ -315,8 +318,10 @@ async function main(): Promise<void> {
     const ledger = running.get("ledger")!;
     failed ||= !(await ledgerStory(`http://127.0.0.1:${ledger.port}`, logVerifierKey));
     failed ||= !(await datasetStory(`http://127.0.0.1:${running.get("ingestion")!.port}`, providers));
+    const [ingestionUrl, ledgerUrl] = [`http://127.0.0.1:${running.get("ingestion")!.port}`, `http://127.0.0.1:${ledger.port}`];
+    failed ||= !(await daStory({ root, work, cli, ingestionUrl, ledgerUrl, logVerifierKey, providers, vars: env.vars, say }));
   } finally {
-    say("\n5. Stopping services (SIGTERM → drain → exit)");
+    say("\n6. Stopping services (SIGTERM → drain → exit)");
     for (const p of running.values()) p.kill("SIGTERM");
     for (const [name, p] of running) {
       const code = await p.exited;
