@@ -319,7 +319,7 @@ async function main(): Promise<void> {
     failed ||= !(await ledgerStory(`http://127.0.0.1:${ledger.port}`, logVerifierKey));
     failed ||= !(await datasetStory(`http://127.0.0.1:${running.get("ingestion")!.port}`, providers));
     const [ingestionUrl, ledgerUrl] = [`http://127.0.0.1:${running.get("ingestion")!.port}`, `http://127.0.0.1:${ledger.port}`];
-    failed ||= !(await daStory({ root, work, cli, ingestionUrl, ledgerUrl, logVerifierKey, providers, vars: env.vars, say }));
+    failed ||= !(await daStory({ root, work, cli, ingestionUrl, ledgerUrl, logVerifierKey, providers, vars: (v) => env.vars(v), say }));
   } finally {
     say("\n6. Stopping services (SIGTERM → drain → exit)");
     for (const p of running.values()) p.kill("SIGTERM");
