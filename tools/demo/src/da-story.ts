@@ -1,6 +1,6 @@
 /**
  * The DA sampling part of `make demo` (issue 12): a sampler process running three identities
- * (quorum 2 of 3, rounds every second for the demo) samples the uploaded dataset; one provider
+ * (quorum 2 of 3, rounds every 2 s for the demo) samples the uploaded dataset; one provider
  * silently drops its slot; a sampler catches it, the others re-check, and two signatures make the
  * evidence, anchored in the ledger; the CLI verifies the quorum and the receipt offline.
  */
@@ -57,9 +57,12 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
       DA_INGESTION_URL: o.ingestionUrl,
       DA_LEDGER_URL: o.ledgerUrl,
       DA_LEDGER_LOG_KEY: o.logVerifierKey,
-      // Demo pace: a round a second, a one-minute window; the defaults are 10 min and a day.
-      DA_ROUND_INTERVAL_MS: "1000",
+      // Demo pace: a round every 2 s, a one-minute window, a 10 % loss target (2 samples a round:
+      // 36 loops of 3 samplers × 12 slots in one process on a small machine); the defaults are
+      // 10 min, a day and 1 %.
+      DA_ROUND_INTERVAL_MS: "2000",
       DA_WINDOW_MS: "60000",
+      DA_MISSING_FRACTION: "0.1",
       DA_AUDIT_BUDGET: "1000000",
       DA_SUMMARY_ROUNDS: "5",
       DA_ANCHOR_INTERVAL_MS: "200",
@@ -72,7 +75,7 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
     const datasets = await until(
       "the sampler to take the dataset",
       async () => {
-        const r = (await (await fetch(`${base}/v1/da/providers/p0/availability`)).json()) as Json;
+        const r = (await (await fetch(`${base}/v1/da/providers/p0/availability`, { signal: AbortSignal.timeout(5000) })).json()) as Json;
         return Number(r.samplesTotal) > 0 ? r : undefined;
       },
       60_000,
@@ -95,7 +98,11 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
     const evidence = await until(
       "quorum evidence",
       async () => {
-        const r = (await (await fetch(`${base}/v1/da/attestations?verdict=ATTESTATION_VERDICT_UNAVAILABLE&pageSize=500`)).json()) as Json;
+        const r = (await (
+          await fetch(`${base}/v1/da/attestations?verdict=ATTESTATION_VERDICT_UNAVAILABLE&pageSize=500`, {
+            signal: AbortSignal.timeout(5000),
+          })
+        ).json()) as Json;
         return (r.attestations as Json[] | undefined)?.find((a) => a.receipt && a.slot === 5);
       },
       90_000,
