@@ -51,6 +51,8 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
     join(o.root, "services", "da-sampler", "dist", "main.js"),
     o.vars({
       DATABASE_URL: db.url,
+      // 36 round loops (3 samplers × 12 slots), consumers and anchoring share the pool.
+      DB_POOL_SIZE: "20",
       DA_SAMPLER_KEYS: seeds.join(","),
       DA_SAMPLERS: ids.join(","),
       DA_PROVIDERS: storageProvidersJson(o.providers),
