@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py test-slashing-property bench-ledger bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train helm-check demo clean
+        test test-ts test-py test-slashing-property bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,10 @@ test-slashing-property: services build ## Slashing property test with 100,000 ra
 bench-ledger: services build ## Ledger appends/s + proof latency vs raw Postgres INSERTs (BENCH_QUICK=1 for ~1 min)
 	npx tsc -p services/ledger/bench/tsconfig.json
 	node services/ledger/bench/dist/bench.js
+
+bench-da: services build ## DA sampling: verified shards/s vs raw GETs, detection p50/p99, miss rate vs epsilon, audit bytes, chaos false evidence (BENCH_QUICK=1 for ~1 min)
+	npx tsc -p services/da-sampler/bench/tsconfig.json
+	node services/da-sampler/bench/dist/da.js
 
 bench-match: services build ## Marketplace durable gang matches/s + p50/p99 (10,000 offers, 4 × 8 GPUs) vs raw Postgres single-row UPDATEs (BENCH_QUICK=1 for ~1 min)
 	npx tsc -p services/marketplace/bench/tsconfig.json

@@ -1,6 +1,7 @@
 export * from "./env.js";
 export * from "./nats.js";
 export * from "./nats-server.js";
+export * from "./delay-proxy.js";
 export * from "./postgres.js";
 export * from "./s3.js";
 export * from "./signed-fetch.js";

@@ -192,7 +192,12 @@ export async function startS3(opts: { buckets?: string[] } = {}): Promise<TestS3
   const stop = async (): Promise<void> => {
     const s = server;
     server = undefined;
-    await s?.close();
+    if (!s) return;
+    const closed = s.close();
+    // A provider that goes down drops its connections too: close() alone waits for every
+    // keep-alive connection to go idle, and a client reading every second keeps it open (and served).
+    (s as unknown as { httpServer?: { closeAllConnections?: () => void } }).httpServer?.closeAllConnections?.();
+    await closed;
   };
   return {
     get endpoint() {

@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AttestationIssuedSchema, ProviderAvailabilityChangedSchema, RecheckRequestedSchema } from "@deai/contracts/deai/events/v1/da_pb";
 import { createLogger, EventBus, generateActorKey, startService, type RunningService } from "@deai/kit";
-import { natsUrl } from "@deai/testkit";
+import { natsUrl, startDelayProxy, type DelayProxy } from "@deai/testkit";
 import { dsseSign, ed25519DsseSigner, IN_TOTO_PAYLOAD_TYPE } from "@deai/proofs";
 import pg from "pg";
 
@@ -15,7 +15,6 @@ import { leafOf } from "../src/app/catalog.js";
 import { loadDaSamplerConfig } from "../src/config.js";
 import { daSamplerDefinition, type SamplerParts } from "../src/definition.js";
 import type { DaSamplerDb } from "../src/store/tables.js";
-import { startDelayProxy, type DelayProxy } from "./delay-proxy.js";
 import { bytesOf, newSampler, providerClient, startDaHarness, uploadAll, type DaHarness } from "./harness.js";
 
 type Json = ReturnType<typeof JSON.parse>;

@@ -2,13 +2,20 @@
 // middle of rounds resumes without doubling a round; a private NATS server killed and started
 // again while a provider loses a slot delays the evidence but neither loses nor doubles it.
 import { openDatabase, type ActorKey, type Database } from "@deai/kit";
-import { spawnService, startPrivateNats, type PrivateNats, type ServiceProcess, type TestDatabase } from "@deai/testkit";
+import {
+  spawnService,
+  startPrivateNats,
+  type PrivateNats,
+  type ServiceProcess,
+  type TestDatabase,
+  startDelayProxy,
+  type DelayProxy,
+} from "@deai/testkit";
 import { generateActorKey } from "@deai/kit";
 import { parseSamplingAttestation } from "@deai/proofs";
 import type { Kysely } from "kysely";
 
 import type { DaSamplerDb } from "../src/store/tables.js";
-import { startDelayProxy, type DelayProxy } from "./delay-proxy.js";
 import { bytesOf, newSampler, providerClient, samplerMain, startDaHarness, uploadAll, type DaHarness } from "./harness.js";
 
 type Json = ReturnType<typeof JSON.parse>;
@@ -23,7 +30,6 @@ let q: Kysely<DaSamplerDb>;
 let vars: Record<string, string>;
 let sampler: ServiceProcess;
 const proxies: DelayProxy[] = [];
-let datasetId: string;
 
 async function eventually<T>(f: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
   const until = Date.now() + ms;
@@ -49,7 +55,7 @@ beforeAll(async () => {
   nats = await startPrivateNats();
   d = await startDaHarness("da-restart", 6, { natsUrl: nats.url });
   const up = await uploadAll(d.ingestionUrl, owner, bytesOf(200_000, 5), { k: 4, m: 2, shardSize: 4096 });
-  datasetId = up.done.datasetId as string;
+  expect(up.done.datasetId).toBeDefined();
   const providers = JSON.parse(d.h.providersJson()) as Json[];
   for (const p of providers) proxies.push(await startDelayProxy(p.endpoint));
   // Reads take ~0.4 s: a kill lands in the middle of rounds.

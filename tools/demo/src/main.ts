@@ -22,6 +22,7 @@ import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/dea
 import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
 import { PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
+import { daStory } from "./da-story.js";
 import { marketplaceDemoEnv, marketStory } from "./market-story.js";
 import { slashingDemoEnv, slashStory } from "./slash-story.js";
 
@@ -297,7 +298,8 @@ async function main(): Promise<void> {
               : name === "marketplace"
                 ? marketplaceDemoEnv(`http://127.0.0.1:${running.get("slashing")!.port}`, ledgerUrl, logVerifierKey)
                 : {};
-      const p = await spawnService(join(root, "services", name, "dist", "main.js"), env.vars(vars));
+      // A loaded machine can take well over 20 s to start a process (the tests allow 90 s too).
+      const p = await spawnService(join(root, "services", name, "dist", "main.js"), env.vars(vars), { timeoutMs: 90_000 });
       running.set(name, p);
       say(`   ${name.padEnd(17)} pid ${String(p.proc.pid).padEnd(7)} port ${p.port}`);
     }
@@ -328,13 +330,15 @@ async function main(): Promise<void> {
     const ledger = running.get("ledger")!;
     failed ||= !(await ledgerStory(`http://127.0.0.1:${ledger.port}`, logVerifierKey));
     failed ||= !(await datasetStory(`http://127.0.0.1:${running.get("ingestion")!.port}`, providers));
+    const [ingestionUrl, ledgerUrl0] = [`http://127.0.0.1:${running.get("ingestion")!.port}`, `http://127.0.0.1:${ledger.port}`];
+    failed ||= !(await daStory({ root, work, cli, ingestionUrl, ledgerUrl: ledgerUrl0, logVerifierKey, providers, vars: (v) => env.vars(v), say }));
     failed ||= !(await marketStory({
       marketplaceUrl: `http://127.0.0.1:${running.get("marketplace")!.port}`,
       slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`,
     }));
     failed ||= !(await slashStory({ slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`, cli, work, logVerifierKey }));
   } finally {
-    say("\n5. Stopping services (SIGTERM → drain → exit)");
+    say("\n8. Stopping services (SIGTERM → drain → exit)");
     for (const p of running.values()) p.kill("SIGTERM");
     for (const [name, p] of running) {
       const code = await p.exited;

@@ -37,7 +37,7 @@ function newKey() {
 
 /** Runs the story; true when every step checked out. */
 export async function marketStory(o: { marketplaceUrl: string; slashingUrl: string }): Promise<boolean> {
-  say("\nMarketplace: a two-group GPU order matched across two providers, funded from escrow and settled per epoch");
+  say("\n6. Marketplace: a two-group GPU order matched across two providers, funded from escrow and settled per epoch");
   let ok = true;
   const check = (cond: boolean, line: string) => {
     ok &&= cond;

@@ -44,7 +44,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the story; true when every step checked out. */
 export async function slashStory(o: { slashingUrl: string; cli: string; work: string; logVerifierKey: string }): Promise<boolean> {
-  say("\nSlashing: a provider bonds stake, equivocates, is slashed after the veto window, and the slash is verified offline");
+  say("\n7. Slashing: a provider bonds stake, equivocates, is slashed after the veto window, and the slash is verified offline");
   const cli = (args: string[]) => run(process.execPath, [o.cli, ...args], { env: { ...process.env, DEAI_SLASHING_URL: o.slashingUrl } });
   const seed = new Uint8Array(32);
   crypto.getRandomValues(seed);

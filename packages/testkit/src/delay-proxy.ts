@@ -1,4 +1,4 @@
-// A TCP proxy in front of one S3 server that holds every answer back by `delayMs` (settable
+// A TCP proxy in front of one server (an S3 provider) that holds every answer back by `delayMs` (settable
 // while running): a provider that is slow but serving. Chunks keep their order.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
