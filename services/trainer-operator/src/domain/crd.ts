@@ -111,7 +111,7 @@ export const OVERLAY: Readonly<Record<string, SchemaNode>> = {
   [`${P}CompressionPolicy.min_rank`]: { minimum: 1, default: 1 },
   [`${P}CompressionPolicy.max_rank`]: { minimum: 1, default: 32 },
   [`${P}CompressionPolicy.energy`]: { minimum: 0, exclusiveMinimum: true, maximum: 1, default: 0.8 },
-  [`${P}CompressionPolicy.bits`]: { enum: [0, 2, 4, 8, 16], default: 8 },
+  [`${P}CompressionPolicy.bits`]: { enum: [0, 2, 4, 8], default: 8 },
   [`${P}WorkerResources.gpus`]: { maximum: 16, default: 0 },
   [`${P}WorkerResources.workers_per_group`]: { minimum: 1, maximum: 256 },
   [`${P}WorkerResources.cpu`]: { pattern: QUANTITY_PATTERN },

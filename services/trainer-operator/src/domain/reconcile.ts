@@ -27,7 +27,7 @@
 import { create, equals } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 
-import { DigestSchema, type Digest } from "@deai/contracts/deai/common/v1/common_pb";
+import { DigestSchema } from "@deai/contracts/deai/common/v1/common_pb";
 import {
   ConditionStatus,
   ConditionSchema,
@@ -96,7 +96,7 @@ export interface Observed {
 }
 
 export interface ResumeFrom {
-  readonly digest: Digest;
+  readonly digest: { readonly algorithm: string; readonly hex: string };
   readonly uri: string;
 }
 
