@@ -331,7 +331,17 @@ async function main(): Promise<void> {
     failed ||= !(await ledgerStory(`http://127.0.0.1:${ledger.port}`, logVerifierKey));
     failed ||= !(await datasetStory(`http://127.0.0.1:${running.get("ingestion")!.port}`, providers));
     const [ingestionUrl, ledgerUrl0] = [`http://127.0.0.1:${running.get("ingestion")!.port}`, `http://127.0.0.1:${ledger.port}`];
-    failed ||= !(await daStory({ root, work, cli, ingestionUrl, ledgerUrl: ledgerUrl0, logVerifierKey, providers, vars: (v) => env.vars(v), say }));
+    failed ||= !(await daStory({
+      root,
+      work,
+      cli,
+      ingestionUrl,
+      ledgerUrl: ledgerUrl0,
+      logVerifierKey,
+      providers,
+      vars: (v) => env.vars(v),
+      say,
+    }));
     failed ||= !(await marketStory({
       marketplaceUrl: `http://127.0.0.1:${running.get("marketplace")!.port}`,
       slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`,
