@@ -51,6 +51,15 @@ describe("planSlot", () => {
     // One fewer sample per round would not meet it.
     expect(missProbability(stripes, 0.01, 3, 432)).toBeGreaterThan(1e-6);
   });
+  it("plans an unbounded slot (2^40 stripes) at once, as GetSamplingPolicy asks", () => {
+    // (lo + hi) >> 1 wrapped at 2^31 (mid = 0 forever) and each step multiplied up to 2^39
+    // terms: GetSamplingPolicy hung the service. Bisection by division, products cut at the bound.
+    const t0 = Date.now();
+    const p = planSlot(policy, 2 ** 40);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(p.samplesPerRound).toBe(4);
+    expect(p.targetMet).toBe(true);
+  });
   it("says what confidence a short budget buys", () => {
     const p = planSlot(policy, 24); // 24 stripes, budget 1 → 24 samples a day over 3 samplers
     expect(p.targetMet).toBe(false);

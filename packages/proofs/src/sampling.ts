@@ -114,12 +114,23 @@ export function planSlot(p: SamplingPolicyParams, stripes: number): SlotPlan {
   const rounds = Math.floor(p.windowMs / p.roundIntervalMs);
   const missing = missingShards(stripes, p.missingFraction);
   const logEps = Math.log(p.epsilon);
-  const meets = (s: number, r: number): boolean => r * p.samplers * logRoundMiss(stripes, missing, s) <= logEps;
+  // r·samplers·ln(miss of one round) ≤ ln ε, the product accumulated only until it meets the
+  // bound: a bisection over a huge slot (2^40 stripes) would otherwise multiply 2^39 terms.
+  const meets = (s: number, r: number): boolean => {
+    if (s + missing > stripes) return true;
+    const floor = logEps / (r * p.samplers);
+    let log = 0;
+    for (let i = 0; i < s; i++) {
+      log += Math.log((stripes - missing - i) / (stripes - i));
+      if (log <= floor) return true;
+    }
+    return false;
+  };
   // The miss probability falls with s, so bisect for the smallest s that meets the target.
   let lo = 1;
   let hi = stripes;
   while (lo < hi) {
-    const mid = (lo + hi) >> 1;
+    const mid = Math.floor((lo + hi) / 2); // not >> 1: stripes may exceed 2^31
     if (meets(mid, rounds)) hi = mid;
     else lo = mid + 1;
   }
