@@ -92,6 +92,8 @@ it("bonds, takes evidence once, jails, vetoes, applies after the window and anch
   await pc.bond({ amount: money(1_000_000n), idempotencyKey: "b1" });
   await pc.bond({ amount: money(1_000_000n), idempotencyKey: "b1" }); // a retry: the first result
   await client(actorOf(q)).bond({ amount: money(500_000n), idempotencyKey: "b" });
+  // Bystanders: with only p and q bonded, their two faults would be a mass failure (the guard).
+  for (let i = 0; i < 5; i++) await parts.app.bond(newSigner().keyid, 1_000_000n, "b");
   st = await client().getProviderStatus({ providerId: p.keyid });
   expect(st).toMatchObject({ status: ProviderStatus.ACTIVE, eligible: true, bonded: { micros: 1_000_000n } });
 
