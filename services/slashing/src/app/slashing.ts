@@ -326,9 +326,7 @@ export class Slashing {
     const due = await sql<{ unbonding_id: string }>`
       select unbonding_id from unbondings u where state = 'unbonding' and completes_at <= ${this.clock.now()}
         and not exists (select 1 from slashes s where s.provider_id = u.provider_id and s.state = 'pending_veto')
-      order by completes_at limit ${limit}`.execute(
-      this.db,
-    );
+      order by completes_at limit ${limit}`.execute(this.db);
     for (const { unbonding_id } of due.rows) {
       await inMoneyTransaction(this.db, async (trx) => {
         const row = await transitionRow<"unbonding" | "completed", { provider_id: string; amount: string; hold_id: string }>(
@@ -459,7 +457,9 @@ export class Slashing {
         await this.writeRecord(trx, slashId, "tombstoned");
       } else if (penalty.consequence === "jail") {
         const until = new Date(now.getTime() + penalty.jailMs);
-        const eff = await sql<{ jailed_until: Date }>`update providers set status = 'jailed', jailed_until = greatest(coalesce(jailed_until, ${until}), ${until}), status_slash_id = ${slashId}, updated_at = ${now}
+        const eff = await sql<{
+          jailed_until: Date;
+        }>`update providers set status = 'jailed', jailed_until = greatest(coalesce(jailed_until, ${until}), ${until}), status_slash_id = ${slashId}, updated_at = ${now}
           where provider_id = ${v.provider} returning jailed_until`.execute(trx);
         // The event reports the effective end (the latest of every running jail), not this slash's own.
         await this.events.providerJailed(trx, v.provider, eff.rows[0]!.jailed_until, slashId);
@@ -487,7 +487,9 @@ export class Slashing {
     const prior = await sql<{
       n: number;
     }>`select count(*)::int as n from slashes where provider_id = ${provider} and kind in ('unavailability', 'lease-breach')
-      and state <> 'vetoed' and fraction_bps > 0 and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(trx);
+      and state <> 'vetoed' and fraction_bps > 0 and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(
+      trx,
+    );
     const corr = await sql<{ n: number; s: string }>`
       select count(*)::int as n, coalesce(sum((record->'inputs'->>'stakeAtInfraction')::numeric), 0)::text as s
       from slashes where kind = ${kind} and provider_id <> ${provider} and state <> 'vetoed'
@@ -586,7 +588,9 @@ export class Slashing {
         where provider_id = ${providerId}`.execute(trx);
       return;
     }
-    await sql`update providers set status = 'active', jailed_until = null, updated_at = ${now} where provider_id = ${providerId}`.execute(trx);
+    await sql`update providers set status = 'active', jailed_until = null, updated_at = ${now} where provider_id = ${providerId}`.execute(
+      trx,
+    );
     await this.events.providerReleased(trx, providerId, now);
     await this.writeRecord(trx, vetoedSlashId, "released", { jailedUntil: now });
   }
