@@ -110,15 +110,19 @@ function int(v: unknown, what: string, min = 0): number {
   return v;
 }
 
+/** Deepest nesting canonicalJson accepts: statements are shallow; deeper input is refused, not a stack overflow. */
+export const MAX_JSON_DEPTH = 64;
+
 /** JSON with object keys sorted: two predicates are the same claim exactly when these agree. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+export function canonicalJson(v: unknown, depth = 0): string {
+  if (depth > MAX_JSON_DEPTH) fail(`statement nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x, depth + 1)).join(",")}]`;
   if (v !== null && typeof v === "object") {
     const o = v as Record<string, unknown>;
     return `{${Object.keys(o)
       .sort()
       .filter((k) => o[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k], depth + 1)}`)
       .join(",")}}`;
   }
   return JSON.stringify(v);

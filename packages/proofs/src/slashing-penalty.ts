@@ -121,7 +121,7 @@ export function livenessGuard(p: PenaltyParams, i: PenaltyInputs): string | unde
 /**
  * The penalty: fraction = min(10000, base × escalation + correlation) where escalation =
  * min(1 + prior liveness faults, maxEscalation) for liveness kinds (1 otherwise) and
- * correlation = ⌊10000 × min(factor × correlatedStake, total) / total⌋; amount = ⌊stake ×
+ * correlation = ⌊10000 × min(factor × correlatedStake, total) / total⌋ for objective kinds only (0 for liveness kinds); amount = ⌊stake ×
  * fraction / 10000⌋; reporter ⌊amount × reporterBps / 10000⌋, repair (unavailability)
  * ⌊amount × repairBps / 10000⌋, treasury the rest. Equivocation tombstones, liveness kinds jail
  * for jailMs × 2^min(prior, maxJailDoublings). The liveness guard turns the fraction to 0.
@@ -134,7 +134,8 @@ export function computePenalty(p: PenaltyParams, i: PenaltyInputs): Penalty {
   const escalation = live ? Math.min(1 + i.priorLivenessFaults, p.maxEscalation) : 1;
   const total = i.totalStake;
   let correlationBps = 0;
-  if (total > 0n && i.correlatedSlashes > 0) {
+  // Correlation only for objective kinds: a liveness fault is jailed and guarded, never multiplied by others' faults.
+  if (!live && total > 0n && i.correlatedSlashes > 0) {
     const slashed = BigInt(p.correlationFactor) * i.correlatedStake;
     correlationBps = Number((BigInt(BPS) * (slashed < total ? slashed : total)) / total);
   }

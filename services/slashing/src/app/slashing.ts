@@ -283,6 +283,8 @@ export class Slashing {
     key(idempotencyKey);
     const unbondingId = sha256Hex(new TextEncoder().encode(`unbond\n${providerId}\n${idempotencyKey}`)).slice(0, 32);
     return inMoneyTransaction(this.db, async (trx) => {
+      // Serialise a provider's unbondings: a concurrent retry with the same key waits, then reads the first one's row.
+      await sql`select 1 from providers where provider_id = ${providerId} for update`.execute(trx);
       const prev = await sql<{
         amount: string;
         completes_at: Date;
@@ -322,9 +324,9 @@ export class Slashing {
   /** Posts every unbonding whose delay has passed; returns how many. */
   async matureUnbondings(limit = 500): Promise<number> {
     const due = await sql<{ unbonding_id: string }>`
-      select unbonding_id from unbondings where state = 'unbonding' and completes_at <= ${this.clock.now()} order by completes_at limit ${limit}`.execute(
-      this.db,
-    );
+      select unbonding_id from unbondings u where state = 'unbonding' and completes_at <= ${this.clock.now()}
+        and not exists (select 1 from slashes s where s.provider_id = u.provider_id and s.state = 'pending_veto')
+      order by completes_at limit ${limit}`.execute(this.db);
     for (const { unbonding_id } of due.rows) {
       await inMoneyTransaction(this.db, async (trx) => {
         const row = await transitionRow<"unbonding" | "completed", { provider_id: string; amount: string; hold_id: string }>(
@@ -455,9 +457,12 @@ export class Slashing {
         await this.writeRecord(trx, slashId, "tombstoned");
       } else if (penalty.consequence === "jail") {
         const until = new Date(now.getTime() + penalty.jailMs);
-        await sql`update providers set status = 'jailed', jailed_until = greatest(coalesce(jailed_until, ${until}), ${until}), status_slash_id = ${slashId}, updated_at = ${now}
-          where provider_id = ${v.provider}`.execute(trx);
-        await this.events.providerJailed(trx, v.provider, until, slashId);
+        const eff = await sql<{
+          jailed_until: Date;
+        }>`update providers set status = 'jailed', jailed_until = greatest(coalesce(jailed_until, ${until}), ${until}), status_slash_id = ${slashId}, updated_at = ${now}
+          where provider_id = ${v.provider} returning jailed_until`.execute(trx);
+        // The event reports the effective end (the latest of every running jail), not this slash's own.
+        await this.events.providerJailed(trx, v.provider, eff.rows[0]!.jailed_until, slashId);
         await this.writeRecord(trx, slashId, "jailed", { jailedUntil: until });
       }
       await this.events.slashProposed(trx, slashId);
@@ -477,16 +482,20 @@ export class Slashing {
   ) {
     const p = this.params.penalty;
     const t = at.getTime();
+    // Only providers bonded at least the minimum stake count for the guard: dust bonds cannot dilute it.
+    const minBonded = this.params.minStake > 0n ? this.params.minStake : 1n;
     const prior = await sql<{
       n: number;
     }>`select count(*)::int as n from slashes where provider_id = ${provider} and kind in ('unavailability', 'lease-breach')
-      and state <> 'vetoed' and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(trx);
+      and state <> 'vetoed' and fraction_bps > 0 and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(
+      trx,
+    );
     const corr = await sql<{ n: number; s: string }>`
       select count(*)::int as n, coalesce(sum((record->'inputs'->>'stakeAtInfraction')::numeric), 0)::text as s
       from slashes where kind = ${kind} and provider_id <> ${provider} and state <> 'vetoed'
         and infraction_at between ${new Date(t - p.correlationWindowMs)} and ${new Date(t + p.correlationWindowMs)}`.execute(trx);
     const total = await sql<{ s: string; n: number }>`
-      select coalesce(sum(credits_posted - debits_posted), 0)::text as s, count(*) filter (where credits_posted - debits_posted > 0)::int as n
+      select coalesce(sum(credits_posted - debits_posted), 0)::text as s, count(*) filter (where credits_posted - debits_posted >= ${minBonded.toString()}::numeric)::int as n
       from money_accounts where kind = 'stake'`.execute(trx);
     const faulting = await sql<{
       n: number;
@@ -550,13 +559,40 @@ export class Slashing {
         to: "vetoed",
         set: { vetoed_by: caller, veto_reason: v.reason },
       });
-      await sql`update providers set status = 'active', jailed_until = null, updated_at = ${this.clock.now()}
-        where provider_id = ${s.provider_id} and status = 'jailed' and status_slash_id = ${slashId}`.execute(trx);
       await this.events.slashVetoed(trx, slashId);
       await this.writeRecord(trx, slashId, "vetoed");
+      await this.rejail(trx, s.provider_id, slashId);
       this.metrics.slashes.add(1, { kind: s.kind, state: "vetoed" });
       return { vetoed: true, vetoes: n, threshold: this.params.vetoThreshold };
     });
+  }
+
+  /**
+   * After a veto: the jail is recomputed from the provider's jailing slashes that were not
+   * vetoed (each jails from its proposal for its penalty's jailMs). If one still runs, the
+   * provider stays jailed until the latest end, under that slash; otherwise it is released now,
+   * with the provider_released event and a `released` record on the vetoed slash.
+   */
+  private async rejail(trx: Trx, providerId: string, vetoedSlashId: string): Promise<void> {
+    const now = this.clock.now();
+    const pr = await sql<{ status: string; jailed_until: Date | null }>`
+      select status, jailed_until from providers where provider_id = ${providerId} for update`.execute(trx);
+    if (pr.rows[0]?.status !== "jailed") return;
+    const live = await sql<{ slash_id: string; until: Date }>`
+      select slash_id, proposed_at + ((record->'penalty'->>'jailMs')::bigint * interval '1 millisecond') as until
+      from slashes where provider_id = ${providerId} and consequence = 'jail' and state <> 'vetoed'
+      order by until desc, slash_id limit 1`.execute(trx);
+    const top = live.rows[0];
+    if (top && top.until > now) {
+      await sql`update providers set jailed_until = ${top.until}, status_slash_id = ${top.slash_id}, updated_at = ${now}
+        where provider_id = ${providerId}`.execute(trx);
+      return;
+    }
+    await sql`update providers set status = 'active', jailed_until = null, updated_at = ${now} where provider_id = ${providerId}`.execute(
+      trx,
+    );
+    await this.events.providerReleased(trx, providerId, now);
+    await this.writeRecord(trx, vetoedSlashId, "released", { jailedUntil: now });
   }
 
   /** Applies every slash whose veto window has passed; returns how many. */
