@@ -117,6 +117,7 @@ export {
   type TilePath,
 } from "./tiles.js";
 export * from "./dataset-layout.js";
+export * from "./dataset-manifest.js";
 export { ERASURE_MAX_K, ERASURE_MAX_M, ERASURE_SHARD_ALIGNMENT, ErasureCodec } from "./erasure.js";
 export {
   ENVELOPE_SIGNATURE_JSON_SIZE,

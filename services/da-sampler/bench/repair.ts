@@ -58,6 +58,8 @@ export interface RepairBenchOptions {
   readonly shardSize?: number;
   /** Bytes per part (and per read window). @default 8 MiB */
   readonly partBytes?: number;
+  /** Leaf hash threads (DA_REPAIR_HASH_THREADS). @default the service's */
+  readonly hashThreads?: number;
   /** BENCH_QUICK: a smaller dataset. */
   readonly quick?: boolean;
   readonly log?: (message: string) => void;

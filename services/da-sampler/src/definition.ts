@@ -12,7 +12,7 @@ import {
 import { parseVerifierKey, type AttestedPolicy } from "@deai/proofs";
 
 import { Attestations } from "./app/attestations.js";
-import { DatasetCatalog, ingestionLeafTables } from "./app/catalog.js";
+import { DatasetCatalog, ingestionDatasets } from "./app/catalog.js";
 import { CheckpointSource } from "./app/checkpoints.js";
 import type { SamplerContext } from "./app/context.js";
 import { daMetrics } from "./app/metrics.js";
@@ -127,7 +127,7 @@ export function daSamplerDefinition(
         recheckTimeoutMs: config.DA_RECHECK_TIMEOUT_MS,
         reputationLambda: config.reputationLambda,
       };
-      const catalog = new DatasetCatalog(db, config.DA_INGESTION_URL ? ingestionLeafTables(config.DA_INGESTION_URL, 30_000) : undefined);
+      const catalog = new DatasetCatalog(db, config.DA_INGESTION_URL ? ingestionDatasets(config.DA_INGESTION_URL, 30_000) : undefined);
       const rounds = new Rounds(ctx, catalog);
       const quorum = new Quorum(ctx, catalog);
       const ledger = config.DA_LEDGER_URL

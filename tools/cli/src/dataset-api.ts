@@ -1,6 +1,8 @@
 // The ingestion service's REST JSON (proto3 JSON of deai.ingestion.v1: camelCase, 64-bit
 // integers as decimal strings, bytes as base64, default values omitted).
 
+import type { ManifestJson as ProofsManifestJson } from "@deai/proofs";
+
 export interface DigestJson {
   algorithm: string;
   hex: string;
@@ -14,25 +16,8 @@ export interface PlacementJson {
   endpoint: string;
 }
 
-export interface ManifestJson {
-  contentDigest?: DigestJson;
-  size?: string;
-  k?: number;
-  m?: number;
-  shardSize?: number;
-  stripes?: string;
-  shardRoot?: string;
-  placements?: PlacementJson[];
-  mediaType?: string;
-  name?: string;
-  license?: string;
-  usageTerms?: string;
-  owner?: string;
-  parents?: DigestJson[];
-  createdAt?: string;
-  codec?: string;
-  provenance?: Record<string, string>;
-}
+/** The manifest in proto3 JSON: the one shape, from proofs (its parser reads it). */
+export type ManifestJson = ProofsManifestJson;
 
 export interface EnvelopeJsonForm {
   payloadType: string;

@@ -6,12 +6,12 @@
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 
-import { ErasureCodec, shardLeaf, shardRoot } from "@deai/proofs";
+import { DATASET_CODEC_ID, ErasureCodec, shardLeaf, shardRoot } from "@deai/proofs";
 
 import { CheckFailed } from "./cli.js";
 
 /** The erasure codec every manifest names (the one codec). */
-export const CODEC_ID = "rs-cauchy-ronomon-v1";
+export const CODEC_ID = DATASET_CODEC_ID;
 
 export interface Geometry {
   readonly k: number;

@@ -5,13 +5,14 @@
  * evidence, anchored in the ledger; the CLI verifies the quorum and the receipt offline.
  */
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
 import { actorKeyFromSeed, s3Client } from "@deai/kit";
 import { createTestDatabase, spawnService, storageProvidersJson, type TestS3 } from "@deai/testkit";
+
+import { repairStory } from "./repair-story.js";
 
 const run = promisify(execFile);
 type Json = ReturnType<typeof JSON.parse>;
@@ -24,6 +25,8 @@ export interface DaStoryInput {
   readonly ledgerUrl: string;
   readonly logVerifierKey: string;
   readonly providers: readonly TestS3[];
+  /** The samplers' key seeds (ingestion trusts placements signed by their ids). */
+  readonly samplerSeeds: readonly string[];
   /** Environment of a service process on the demo's NATS prefix (env.vars). */
   readonly vars: (overrides: Record<string, string>) => Record<string, string>;
   readonly say: (s: string) => void;
@@ -44,7 +47,7 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
   const { say } = o;
   const node = (args: string[]) => run(process.execPath, [o.cli, ...args], { maxBuffer: 16 * 1024 * 1024 });
   say("\n5. DA sampling: three sampler identities, a provider that silently drops its shards, quorum evidence");
-  const seeds = [0, 1, 2].map(() => randomBytes(32).toString("base64url"));
+  const seeds = o.samplerSeeds;
   const ids = seeds.map((s) => actorKeyFromSeed(s).id);
   const db = await createTestDatabase("demo-da");
   const sampler = await spawnService(
@@ -68,6 +71,10 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
       DA_AUDIT_BUDGET: "1000000",
       DA_SUMMARY_ROUNDS: "5",
       DA_ANCHOR_INTERVAL_MS: "200",
+      // Repair a slot 5 s after the quorum proved it unavailable (default 4 h: no repair for
+      // short outages), checked every second.
+      DA_REPAIR_GRACE_MS: "5000",
+      DA_REPAIR_INTERVAL_MS: "1000",
     }),
     { timeoutMs: 90_000 },
   );
@@ -130,7 +137,20 @@ export async function daStory(o: DaStoryInput): Promise<boolean> {
     say(`   deai verify (offline): ${verified.stdout.trim()}`);
     const availability = (await (await fetch(`${base}/v1/da/providers/${victim.providerId}/availability`)).json()) as Json;
     say(`   ${victim.providerId}: reputation ${Number(availability.reputation.mean).toFixed(3)} after the evidence`);
-    return verified.stdout.startsWith("OK") && line.includes("evidence (quorum verified)");
+    const attested = verified.stdout.startsWith("OK") && line.includes("evidence (quorum verified)");
+    const repaired = await repairStory({
+      ingestionUrl: o.ingestionUrl,
+      ledgerUrl: o.ledgerUrl,
+      logVerifierKey: o.logVerifierKey,
+      datasetId,
+      slot: 5,
+      contentDigest: manifest.contentDigest.hex as string,
+      samplers: ids,
+      say,
+      section: "5b",
+      timeoutMs: 120_000,
+    });
+    return attested && repaired;
   } catch (e) {
     say(`   ✗ ${(e as Error).message}`);
     return false;

@@ -8,7 +8,7 @@
  * they drained and exited 0. Later issues extend the story.
  */
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 
+import { actorKeyFromSeed } from "@deai/kit";
 import { GetInfoRequestSchema, GetInfoResponseSchema } from "@deai/contracts/deai/system/v1/system_pb";
 import { createTestEnv, grpcUnary, spawnService, startS3, storageProvidersJson, type ServiceProcess, type TestS3 } from "@deai/testkit";
 import { PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
@@ -140,7 +141,9 @@ async function writeCorpus(path: string): Promise<number> {
 
 /** The ingestion part of the story: a corpus in, erasure-coded across providers, out again with m of them down, verified offline. */
 async function datasetStory(ingestionUrl: string, providers: readonly TestS3[]): Promise<boolean> {
-  say(`\n4. Datasets: ${CORPUS_MIB} MiB of JSONL erasure-coded (k=${K}, m=${M}, S=256 KiB) across ${K + M} storage providers`);
+  say(
+    `\n4. Datasets: ${CORPUS_MIB} MiB of JSONL erasure-coded (k=${K}, m=${M}, S=256 KiB) across ${K + M} of ${providers.length} storage providers`,
+  );
   const corpus = join(work, "corpus.jsonl");
   const size = await writeCorpus(corpus);
   const digest = await fileSha256(corpus);
@@ -259,7 +262,7 @@ async function datasetStory(ingestionUrl: string, providers: readonly TestS3[]):
 
 async function main(): Promise<void> {
   say(
-    `DeAI OS demo — one machine: Postgres + NATS on localhost, an embedded S3 server, six services, ${K + M} simulated storage providers\n`,
+    `DeAI OS demo — one machine: Postgres + NATS on localhost, an embedded S3 server, six services, ${K + M + 1} simulated storage providers (k + m and a spare)\n`,
   );
   const env = await createTestEnv("demo");
   say(`  postgres  ${env.database.url}`);
@@ -280,10 +283,15 @@ async function main(): Promise<void> {
   const logVerifierKey = keyLines.find((l) => l.startsWith("demo.deai.dev/log+"))!;
   try {
     // The simulated storage providers: one embedded S3 server each.
-    providers.push(...(await Promise.all(Array.from({ length: K + M }, () => startS3({ buckets: ["shards"] })))));
+    // k + m for the dataset and one spare, where repair re-places a lost slot.
+    providers.push(...(await Promise.all(Array.from({ length: K + M + 1 }, () => startS3({ buckets: ["shards"] })))));
+    // The DA samplers' identities, made before ingestion starts: it follows placements they sign.
+    const samplerSeeds = [0, 1, 2].map(() => randomBytes(32).toString("base64url"));
+    const samplerIds = samplerSeeds.map((s) => actorKeyFromSeed(s).id);
     const ingestionEnv = (): Record<string, string> => ({
       INGESTION_PROVIDERS: storageProvidersJson(providers),
       INGESTION_LEDGER_URL: `http://127.0.0.1:${running.get("ledger")!.port}`,
+      INGESTION_PLACEMENT_SIGNERS: samplerIds.join(","),
     });
     say("1. Starting services");
     for (const name of SERVICES) {
@@ -339,6 +347,7 @@ async function main(): Promise<void> {
       ledgerUrl: ledgerUrl0,
       logVerifierKey,
       providers,
+      samplerSeeds,
       vars: (v) => env.vars(v),
       say,
     }));

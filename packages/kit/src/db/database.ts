@@ -35,6 +35,12 @@ export function openDatabase<DB>(opts: { url: string; schema: string; poolSize?:
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
+  // Nor a dropped checked-out one: pg-pool takes its error listener off a client while it is
+  // checked out, so a backend that dies between two queries of a transaction (the code awaiting
+  // a fetch or an S3 read) emitted "error" with no listener, an uncaught exception that took a
+  // whole service down. The error is not lost: the client is no longer queryable, so its next
+  // query fails for whoever holds it, and the pool discards it on release.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = new Kysely<DB>({ dialect: new TracedPostgresDialect({ pool }, opts.schema) });
   const unobserve = observePool(pool, opts.schema);
   return {

@@ -1,6 +1,14 @@
 import type { DatasetIngested } from "@deai/contracts/deai/events/v1/ingestion_pb";
+import type { Manifest } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError } from "@deai/kit/errors";
-import { bytesEqual, hexEncode, rootFromLeafHashes } from "@deai/proofs";
+import {
+  bytesEqual,
+  hexEncode,
+  rootFromLeafHashes,
+  verifyManifestEnvelope,
+  type DsseEnvelopeJson,
+  type ManifestStatement,
+} from "@deai/proofs";
 import type { Kysely, Transaction } from "kysely";
 
 import type { DaSamplerDb, PlacementRow } from "../store/tables.js";
@@ -25,22 +33,69 @@ export function leafOf(ds: SampledDataset, stripe: number, slot: number): Buffer
   return ds.leaves.subarray(i, i + 32);
 }
 
-/** Fetches a dataset's leaf table from ingestion (GET /v1/datasets/{id}/leaves). */
-export type LeafTableSource = (datasetId: string) => Promise<Buffer>;
+/** What sampling reads of a dataset from ingestion: its leaf table and the owner-signed manifest envelope. */
+export interface DatasetSource {
+  /** GET /v1/datasets/{id}/leaves: the leaf table, stripes × n × 32 bytes. */
+  leafTable(datasetId: string): Promise<Buffer>;
+  /** GET /v1/datasets/{id}: the DSSE envelope over the manifest statement, as logged. */
+  manifestEnvelope(datasetId: string): Promise<DsseEnvelopeJson>;
+}
 
-export function ingestionLeafTables(baseUrl: string, timeoutMs: number): LeafTableSource {
-  return async (datasetId) => {
+export function ingestionDatasets(baseUrl: string, timeoutMs: number): DatasetSource {
+  const get = async (datasetId: string, path: string, what: string): Promise<Response> => {
     let res: Response;
     try {
-      res = await fetch(`${baseUrl.replace(/\/$/, "")}/v1/datasets/${encodeURIComponent(datasetId)}/leaves`, {
+      res = await fetch(`${baseUrl.replace(/\/$/, "")}/v1/datasets/${encodeURIComponent(datasetId)}${path}`, {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (e) {
-      throw new UnavailableError(`could not fetch the leaf table of ${datasetId} from ingestion: ${(e as Error).message}`);
+      throw new UnavailableError(`could not fetch ${what} of ${datasetId} from ingestion: ${(e as Error).message}`);
     }
-    if (!res.ok) throw new UnavailableError(`ingestion answered ${res.status} for the leaf table of ${datasetId}`);
-    return Buffer.from(await res.arrayBuffer());
+    if (!res.ok) throw new UnavailableError(`ingestion answered ${res.status} for ${what} of ${datasetId}`);
+    return res;
   };
+  return {
+    leafTable: async (datasetId) => Buffer.from(await (await get(datasetId, "/leaves", "the leaf table")).arrayBuffer()),
+    manifestEnvelope: async (datasetId) => {
+      const body = (await (await get(datasetId, "", "the manifest envelope")).json()) as {
+        dataset?: { manifestEnvelope?: DsseEnvelopeJson };
+      };
+      const envelope = body.dataset?.manifestEnvelope;
+      if (!envelope) throw new UnavailableError(`ingestion returned no manifest envelope for ${datasetId}`);
+      return envelope;
+    },
+  };
+}
+
+/**
+ * Checks that the owner-signed manifest statement says what the event's manifest says: the
+ * owner's Ed25519 signature over the statement, then every commitment sampling relies on
+ * (contentDigest, shardRoot, size, geometry, owner, and each slot's provider, bucket and key).
+ * A `dataset.ingested` event is then trusted only as far as the owner signed it.
+ */
+export function checkSignedManifest(datasetId: string, m: Manifest, envelope: DsseEnvelopeJson): void {
+  let st: ManifestStatement;
+  try {
+    st = verifyManifestEnvelope(envelope);
+  } catch (e) {
+    throw new InvalidArgumentError(`the manifest envelope of ${datasetId} does not verify: ${(e as Error).message}`);
+  }
+  const differs = (what: string, signed: unknown, event: unknown): never => {
+    throw new InvalidArgumentError(
+      `dataset.ingested ${datasetId}: ${what} ${JSON.stringify(event)} is not the owner-signed manifest's ${JSON.stringify(signed)}`,
+    );
+  };
+  if (st.contentDigest !== m.contentDigest?.hex) differs("contentDigest", st.contentDigest, m.contentDigest?.hex);
+  if (st.shardRoot !== hexEncode(m.shardRoot)) differs("shardRoot", st.shardRoot, hexEncode(m.shardRoot));
+  if (st.owner !== m.owner) differs("owner", st.owner, m.owner);
+  if (st.size !== Number(m.size)) differs("size", st.size, Number(m.size));
+  if (st.k !== m.k || st.m !== m.m || st.shardSize !== m.shardSize || st.stripes !== Number(m.stripes))
+    differs("geometry", [st.k, st.m, st.shardSize, st.stripes], [m.k, m.m, m.shardSize, Number(m.stripes)]);
+  const slot = (p: { slot?: number; providerId: string; bucket: string; key: string }) =>
+    `${p.slot ?? 0}:${p.providerId}:${p.bucket}:${p.key}`;
+  const signed = (st.manifest.placements ?? []).map(slot);
+  const event = m.placements.map(slot);
+  if (signed.join("|") !== event.join("|")) differs("placements", signed, event);
 }
 
 function rowToDataset(r: {
@@ -68,8 +123,8 @@ function rowToDataset(r: {
 }
 
 /**
- * The datasets under sampling, from `deai.dataset.ingested`: the manifest from the event, the
- * leaf table from ingestion, accepted only when its RFC 6962 root is the manifest's shardRoot
+ * The datasets under sampling, from `deai.dataset.ingested`: the manifest from the event, checked
+ * against the owner-signed envelope ingestion serves, the leaf table from ingestion, accepted only when its RFC 6962 root is the manifest's shardRoot
  * (the anchored commitment), so a wrong table can never turn good shards into "invalid".
  */
 export class DatasetCatalog {
@@ -77,19 +132,20 @@ export class DatasetCatalog {
 
   constructor(
     private readonly db: Kysely<DaSamplerDb>,
-    private readonly leafTables: LeafTableSource | undefined,
+    private readonly source: DatasetSource | undefined,
   ) {}
 
   /** Checks an ingested event's manifest and leaf table, before any transaction. */
   async prepare(e: DatasetIngested): Promise<SampledDataset> {
     const m = e.manifest;
     if (!m) throw new InvalidArgumentError(`dataset.ingested ${e.datasetId} carries no manifest`);
-    if (!this.leafTables) throw new FailedPreconditionError("DA_INGESTION_URL is not set: leaf tables cannot be fetched");
+    if (!this.source) throw new FailedPreconditionError("DA_INGESTION_URL is not set: manifests and leaf tables cannot be fetched");
     const n = m.k + m.m;
     const stripes = Number(m.stripes);
     if (m.placements.length !== n)
       throw new InvalidArgumentError(`manifest of ${e.datasetId} has ${m.placements.length} placements for ${n} slots`);
-    const leaves = await this.leafTables(e.datasetId);
+    checkSignedManifest(e.datasetId, m, await this.source.manifestEnvelope(e.datasetId));
+    const leaves = await this.source.leafTable(e.datasetId);
     if (leaves.length !== stripes * n * 32)
       throw new InvalidArgumentError(`leaf table of ${e.datasetId} is ${leaves.length} bytes, expected ${stripes * n * 32}`);
     const hashes = Array.from({ length: stripes * n }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));

@@ -11,9 +11,9 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import type { DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
 import { ManifestSchema, type Manifest } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { InvalidArgumentError, PermissionDeniedError } from "@deai/kit/errors";
-import { IN_TOTO_PAYLOAD_TYPE, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
+import { DATASET_CODEC_ID, IN_TOTO_PAYLOAD_TYPE, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
 
-export const CODEC_ID = "rs-cauchy-ronomon-v1";
+export const CODEC_ID = DATASET_CODEC_ID;
 
 /** The manifest's JSON form (proto3 JSON, camelCase). */
 export function manifestJson(manifest: Manifest): JsonValue {

@@ -11,13 +11,12 @@ import { createWriteStream, existsSync, type WriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { basename } from "node:path";
 
-import { shardRoot } from "@deai/proofs";
+import { checkEnvelopeSignatures, parseManifestStatement, shardRoot, type ManifestStatement } from "@deai/proofs";
 
 import { ApiError, Unreachable, type ApiClient } from "../api-client.js";
 import { CheckFailed, str, UsageError, type Context } from "../cli.js";
 import { u64, type DatasetJson } from "../dataset-api.js";
 import { ShardChecker } from "../dataset-commitments.js";
-import { checkEnvelopeSignatures, parseManifestStatement, type ManifestStatement } from "../manifest-statement.js";
 import { formatBytes, Progress } from "../progress.js";
 import { backoffMs, retriesOf, sleep } from "../retry.js";
 

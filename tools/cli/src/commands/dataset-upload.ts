@@ -9,7 +9,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 
-import { bytesEqual, hexEncode, leafHash } from "@deai/proofs";
+import { bytesEqual, checkEnvelopeSignatures, hexEncode, leafHash, parseManifestStatement } from "@deai/proofs";
 
 import { readKeyFile, signDigestHeaders, type ActorKey } from "../actor-key.js";
 import { ApiError, Unreachable, type ApiClient } from "../api-client.js";
@@ -27,7 +27,6 @@ import {
 } from "../dataset-api.js";
 import { CommitmentHasher, fileCommitments, fileRangeDigest, type Commitments, type Geometry } from "../dataset-commitments.js";
 import { envelopeLeaf, signStatement } from "../envelope.js";
-import { checkEnvelopeSignatures, parseManifestStatement } from "../manifest-statement.js";
 import { backoffMs, retriesOf, sleep } from "../retry.js";
 import { formatBytes, Progress } from "../progress.js";
 import { reportDataset } from "./dataset-report.js";

@@ -7,14 +7,13 @@
 // the pinned key, and that the file's size, SHA-256 and recomputed shardRoot are the manifest's.
 import { readFile, stat } from "node:fs/promises";
 
-import { hexEncode } from "@deai/proofs";
+import { checkEnvelopeSignatures, hexEncode, parseManifestStatement, type ManifestStatement } from "@deai/proofs";
 
 import type { ApiClient } from "../api-client.js";
 import { CheckFailed, str, UsageError, type Context } from "../cli.js";
 import type { DatasetJson } from "../dataset-api.js";
 import { fileCommitments, type Commitments } from "../dataset-commitments.js";
 import { envelopeLeaf, isEnvelopeJson, type EnvelopeJson } from "../envelope.js";
-import { checkEnvelopeSignatures, parseManifestStatement, type ManifestStatement } from "../manifest-statement.js";
 import { Progress } from "../progress.js";
 import { pinnedLogArgs, verifyReceipt } from "./verify.js";
 

@@ -1,15 +1,21 @@
-import { generateKeyPairSync } from "node:crypto";
+import { randomBytes } from "node:crypto";
 
-import { STATEMENT_V1_TYPE } from "@deai/proofs";
+import {
+  checkEnvelopeSignatures,
+  DATASET_CODEC_ID as CODEC_ID,
+  DATASET_MANIFEST_PREDICATE,
+  parseManifestStatement,
+  verifyManifestEnvelope,
+} from "./dataset-manifest.js";
+import { dsseSign, dsseToJson, ed25519DsseSigner, type DsseEnvelopeJson, type DsseSigner } from "./dsse.js";
+import { IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1_TYPE } from "./in-toto.js";
 
-import { CODEC_ID } from "./dataset-commitments.js";
-import { signStatement } from "./envelope.js";
-import { checkEnvelopeSignatures, DATASET_MANIFEST_PREDICATE, parseManifestStatement } from "./manifest-statement.js";
-
-function actor(): { id: string; privateKey: ReturnType<typeof generateKeyPairSync>["privateKey"] } {
-  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
-  return { id: publicKey.export({ format: "jwk" }).x!, privateKey };
+function actor(): DsseSigner & { id: string } {
+  const signer = ed25519DsseSigner(randomBytes(32));
+  return Object.assign(signer, { id: signer.keyid });
 }
+
+const signStatement = (bytes: Uint8Array, by: DsseSigner): DsseEnvelopeJson => dsseToJson(dsseSign(IN_TOTO_PAYLOAD_TYPE, bytes, [by]));
 
 /** A parsed JSON value (statements are edited field by field). */
 type Json = ReturnType<typeof JSON.parse>;
@@ -76,7 +82,21 @@ describe("checkEnvelopeSignatures", () => {
     expect(() => checkEnvelopeSignatures(signStatement(bytes, actor()), owner.id)).toThrow(/not by the manifest's owner/);
     const env = signStatement(bytes, owner);
     const changed = { ...env, payload: statement((s) => (s.predicate.size = "300002")).toString("base64") };
-    expect(() => checkEnvelopeSignatures(changed, owner.id)).toThrow(/signature 0 .* does not verify/);
+    expect(() => checkEnvelopeSignatures(changed, owner.id)).toThrow(/signatures\[0\] does not verify/);
     expect(() => checkEnvelopeSignatures({ ...env, signatures: [] }, owner.id)).toThrow(/no signatures/);
+  });
+
+  it("verifyManifestEnvelope checks the owner the statement names", () => {
+    const bytes = statement();
+    expect(verifyManifestEnvelope(signStatement(bytes, owner)).owner).toBe(owner.id);
+    expect(() => verifyManifestEnvelope(signStatement(bytes, actor()))).toThrow(/not by the manifest's owner/);
+    expect(() =>
+      verifyManifestEnvelope(
+        signStatement(
+          statement((s) => (s.predicate.codec = "x")),
+          owner,
+        ),
+      ),
+    ).toThrow(/codec/);
   });
 });

@@ -1,11 +1,36 @@
 // The owner-signed dataset manifest as a verifier reads it, trusting nothing but the bytes: an
 // in-toto Statement v1 whose predicate is the manifest (proto3 JSON) and whose subjects are its
-// contentDigest and shardRoot, in a DSSE envelope signed by the manifest's owner.
-import { actorPublicKey, ed25519Verify, IN_TOTO_PAYLOAD_TYPE, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
+// contentDigest and shardRoot, in a DSSE envelope signed by the manifest's owner. One parser for
+// every reader: the CLI (upload, download, verify) and the DA sampler (which checks the owner's
+// signature before it samples a dataset).
+import { dsseFromJson, dsseVerify, type DsseEnvelopeJson } from "./dsse.js";
+import { base64Decode, base64Encode, hexEncode, utf8Decode } from "./encoding.js";
+import { IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1_TYPE } from "./in-toto.js";
+import { PredicateTypes } from "./predicates.js";
 
-import { CODEC_ID } from "./dataset-commitments.js";
-import type { ManifestJson } from "./dataset-api.js";
-import type { EnvelopeJson } from "./envelope.js";
+/** The erasure codec every manifest names (the one codec: Cauchy Reed-Solomon, ronomon layout). */
+export const DATASET_CODEC_ID = "rs-cauchy-ronomon-v1";
+
+/** A manifest in its proto3 JSON form (deai.ingestion.v1.Manifest: camelCase, 64-bit integers as strings, bytes as base64). */
+export interface ManifestJson {
+  contentDigest?: { algorithm: string; hex: string };
+  size?: string;
+  k?: number;
+  m?: number;
+  shardSize?: number;
+  stripes?: string;
+  shardRoot?: string;
+  placements?: { slot?: number; providerId: string; bucket: string; key: string; endpoint: string }[];
+  mediaType?: string;
+  name?: string;
+  license?: string;
+  usageTerms?: string;
+  owner?: string;
+  parents?: { algorithm: string; hex: string }[];
+  createdAt?: string;
+  codec?: string;
+  provenance?: Record<string, string>;
+}
 
 export const DATASET_MANIFEST_PREDICATE = PredicateTypes.datasetManifest;
 
@@ -41,7 +66,9 @@ function positiveInt(v: unknown, what: string): number {
 export function parseManifestStatement(bytes: Uint8Array): ManifestStatement {
   let st: Record<string, unknown>;
   try {
-    st = JSON.parse(Buffer.from(bytes).toString("utf8")) as Record<string, unknown>;
+    const text = utf8Decode(bytes);
+    if (text === undefined) throw new Error("not UTF-8");
+    st = JSON.parse(text) as Record<string, unknown>;
   } catch (e) {
     throw new Error(`the statement is not JSON: ${(e as Error).message}`, { cause: e });
   }
@@ -56,10 +83,11 @@ export function parseManifestStatement(bytes: Uint8Array): ManifestStatement {
   const cd = manifest.contentDigest;
   if (cd?.algorithm !== "sha256" || !HEX64.test(cd.hex))
     throw new Error("manifest contentDigest must be a sha256 digest (64 lowercase hex)");
-  const root = Buffer.from(manifest.shardRoot ?? "", "base64");
-  if (root.length !== 32 || root.toString("base64") !== manifest.shardRoot) throw new Error("manifest shardRoot must be 32 bytes (base64)");
-  const shardRoot = root.toString("hex");
-  if (manifest.codec !== CODEC_ID) throw new Error(`manifest codec is ${JSON.stringify(manifest.codec)}; this verifier knows ${CODEC_ID}`);
+  const root = base64Decode(manifest.shardRoot ?? "");
+  if (root?.length !== 32 || base64Encode(root) !== manifest.shardRoot) throw new Error("manifest shardRoot must be 32 bytes (base64)");
+  const shardRoot = hexEncode(root);
+  if (manifest.codec !== DATASET_CODEC_ID)
+    throw new Error(`manifest codec is ${JSON.stringify(manifest.codec)}; this verifier knows ${DATASET_CODEC_ID}`);
   const size = positiveInt(manifest.size, "manifest size");
   const k = positiveInt(manifest.k, "manifest k");
   const m = positiveInt(manifest.m, "manifest m");
@@ -87,23 +115,26 @@ export function parseManifestStatement(bytes: Uint8Array): ManifestStatement {
   return { manifest, contentDigest: cd.hex, shardRoot, size, k, m, shardSize, stripes, owner: manifest.owner };
 }
 
-/** An actor id (base64url Ed25519 public key) as its 32 key bytes, or undefined. */
 /**
- * Checks a DSSE envelope over a manifest statement: in-toto payload type, every signature
- * verifies (Ed25519 over PAE, keyid = actor id), and one is by `owner`. Throws naming the failure.
+ * Checks a DSSE envelope over a manifest statement: in-toto payload type, every signature by a
+ * known key verifies (Ed25519 over PAE, keyid = actor id; `dsseVerify`), and one is by `owner`.
+ * Throws naming the failure.
  */
-export function checkEnvelopeSignatures(envelope: EnvelopeJson, owner: string): void {
+export function checkEnvelopeSignatures(envelope: DsseEnvelopeJson, owner: string): void {
   if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE)
     throw new Error(`envelope payloadType is ${JSON.stringify(envelope.payloadType)}, not ${IN_TOTO_PAYLOAD_TYPE}`);
-  if (envelope.signatures.length === 0) throw new Error("envelope has no signatures");
-  const message = pae(envelope.payloadType, Buffer.from(envelope.payload, "base64"));
-  for (const [i, s] of envelope.signatures.entries()) {
-    const key = actorPublicKey(s.keyid);
-    if (!key) throw new Error(`envelope signature ${i}: keyid ${JSON.stringify(s.keyid)} is not an actor id`);
-    if (!ed25519Verify(key, message, Buffer.from(s.sig, "base64")))
-      throw new Error(`envelope signature ${i} by ${s.keyid} does not verify`);
-  }
-  if (!envelope.signatures.some((s) => s.keyid === owner)) {
+  const { signers } = dsseVerify(dsseFromJson(envelope));
+  if (!signers.includes(owner)) {
     throw new Error(`envelope is signed by ${envelope.signatures.map((s) => s.keyid).join(", ")}, not by the manifest's owner ${owner}`);
   }
+}
+
+/**
+ * The manifest statement of an owner-signed envelope: the owner's signature checked, then the
+ * statement parsed and checked (`parseManifestStatement`). Throws naming the first failure.
+ */
+export function verifyManifestEnvelope(envelope: DsseEnvelopeJson): ManifestStatement {
+  const st = parseManifestStatement(dsseFromJson(envelope).payload);
+  checkEnvelopeSignatures(envelope, st.owner);
+  return st;
 }
