@@ -203,6 +203,7 @@ export {
   contributionPayload,
   leaseBreachPayload,
   slotKeyOf,
+  EQUIVOCATION_PREDICATE_TYPES,
   spotCheckPayload,
   verifyEvidence,
   type EvidenceInput,
@@ -234,6 +235,7 @@ export {
   vetoPayload,
   type EvidenceJson,
   type SlashRecordEvent,
+  type SlashRecordPins,
   type SlashRecordPredicate,
   type VerifiedSlashRecord,
 } from "./slash-record.js";

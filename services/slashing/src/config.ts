@@ -24,6 +24,8 @@ export const configSchema = {
   /** Operators whose lease-breach attestations count, and checkers whose spot checks count. */
   SLASHING_OPERATORS: env.list({ default: [] }),
   SLASHING_CHECKERS: env.list({ default: [] }),
+  /** Keys whose countersignature makes a lease-breach attestation count (tenant monitors, operator keys); empty: no lease breach verifies. */
+  SLASHING_COUNTERSIGNERS: env.list({ default: [] }),
   SLASHING_MIN_MISSED_HEARTBEATS: env.int({ default: 3, min: 1 }),
   /** The veto council (actor ids) and k of its n. */
   SLASHING_COUNCIL: env.list({ default: [] }),
@@ -64,6 +66,7 @@ export function loadSlashingConfig(source: Record<string, string | undefined> = 
       samplers: c.SLASHING_SAMPLERS,
       quorumThreshold: c.SLASHING_QUORUM_THRESHOLD,
       operators: c.SLASHING_OPERATORS,
+      countersigners: c.SLASHING_COUNTERSIGNERS,
       checkers: c.SLASHING_CHECKERS,
       minMissedHeartbeats: c.SLASHING_MIN_MISSED_HEARTBEATS,
     },

@@ -8,7 +8,7 @@ const params: SlashingParams = {
   minStake: 1_000n,
   council: ["a", "b", "c"],
   vetoThreshold: 2,
-  trust: { samplers: ["s1"], quorumThreshold: 1, operators: [], checkers: [], minMissedHeartbeats: 3 },
+  trust: { samplers: ["s1"], quorumThreshold: 1, operators: [], countersigners: [], checkers: [], minMissedHeartbeats: 3 },
   penalty: DEFAULT_PENALTY_PARAMS,
 };
 
