@@ -4,7 +4,7 @@
 // not hold back the records after it.
 import { randomBytes } from "node:crypto";
 
-import { sql, type Kysely } from "kysely";
+import { sql } from "kysely";
 
 import { actorKeyFromSeed, createLogger, LedgerAnchoringClient, ManualClock, migrate, openDatabase, type Database } from "@deai/kit";
 import {
@@ -70,7 +70,7 @@ it("a record the ledger refuses for good is marked refused and counted, and the 
     metrics,
   );
   await s.init();
-  const db = database.db as Kysely<unknown>;
+  const db = database.db;
   // A record as an unchecked service could have written it: one signed statement over the entry limit.
   const big = dsseSign(
     IN_TOTO_PAYLOAD_TYPE,

@@ -3,7 +3,7 @@
 // still open is in the README ("Not done (review)").
 import { randomBytes } from "node:crypto";
 
-import { sql, type Kysely } from "kysely";
+import { sql } from "kysely";
 
 import { ManualClock, migrate, openDatabase, type Database } from "@deai/kit";
 import {
@@ -368,7 +368,7 @@ describe("review: open findings, fixed", () => {
 
   it("one slash whose apply keeps failing does not block the other due slashes of the tick", async () => {
     const s = await fresh();
-    const db = opened.at(-1)!.db as Kysely<unknown>;
+    const db = opened.at(-1)!.db;
     const [a, b] = [newSigner(), newSigner()];
     for (const p of [a, b]) await s.bond(p.keyid, 1_000_000n, "b");
     const broken = await s.submitEvidence(evidenceOf(w, "equivocation", a, clock.now().getTime()), "r");
