@@ -349,6 +349,8 @@ the component's publicAuthorities (ingress hosts). */}}
   value: {{ .c.council | default list | join "," | quote }}
 - name: SLASHING_VETO_THRESHOLD
   value: {{ .c.vetoThreshold | default 1 | int | quote }}
+- name: SLASHING_PROVIDER_INFRA
+  value: {{ .c.providerInfrastructure | default dict | toJson | quote }}
 {{- /* The key slash records are signed with, shared by every replica (what `deai slash verify --service-key` pins). */}}
 - name: SLASHING_SERVICE_KEY
   valueFrom:

@@ -59,7 +59,7 @@ export function evidenceFromJson(j: EvidenceJson): EvidenceInput {
   }
 }
 
-type Jsonified<T> = { readonly [K in keyof T]: T[K] extends bigint ? string : T[K] };
+type Jsonified<T> = { readonly [K in keyof T]: NonNullable<T[K]> extends bigint ? string : T[K] };
 
 export interface SlashRecordPredicate {
   readonly event: SlashRecordEvent;
@@ -106,10 +106,12 @@ function big(v: unknown, what: string): bigint {
 }
 
 export function inputsFromJson(j: Jsonified<PenaltyInputs>): PenaltyInputs {
+  const { sharedInfraStake, ...rest } = j;
   return {
-    ...j,
+    ...rest,
     stakeAtInfraction: big(j.stakeAtInfraction, "inputs.stakeAtInfraction"),
     correlatedStake: big(j.correlatedStake, "inputs.correlatedStake"),
+    ...(sharedInfraStake !== undefined ? { sharedInfraStake: big(sharedInfraStake, "inputs.sharedInfraStake") } : {}),
     totalStake: big(j.totalStake, "inputs.totalStake"),
   };
 }

@@ -15,6 +15,7 @@ import {
   PredicateTypes,
   statementBytes,
   statementOf,
+  verifySlashRecord,
   vetoPayload,
   type EvidenceInput,
 } from "@deai/proofs";
@@ -52,11 +53,11 @@ afterAll(async () => {
   await tdb.drop();
 });
 
-async function fresh(): Promise<Slashing> {
+async function fresh(given: SlashingParams = params): Promise<Slashing> {
   const database = openDatabase<unknown>({ url: tdb.url, schema: `review_${++schemas}`, poolSize: 6 });
   opened.push(database);
   await migrate(database, migrations);
-  const s = new Slashing(database.db as never, clock, params, new Uint8Array(randomBytes(32)));
+  const s = new Slashing(database.db as never, clock, given, new Uint8Array(randomBytes(32)));
   await s.init();
   return s;
 }
@@ -381,5 +382,38 @@ describe("review: open findings, fixed", () => {
     const err = await refusal(s.applyDue());
     expect(err?.message).toMatch(new RegExp(`slashing apply: 1 of 2 failed \\(${broken.slashId}: .*\\); the others were processed`));
     expect([(await s.slash(broken.slashId)).state, (await s.slash(fine.slashId)).state]).toEqual(["pending_veto", "applied"]);
+  });
+
+  it("correlation: a fault of a provider sharing a region (or vendor) with another slashed one costs more than an unrelated one's", async () => {
+    const ps = Array.from({ length: 20 }, () => newSigner());
+    const [a, b, c] = [ps[0]!, ps[1]!, ps[2]!];
+    const s = await fresh({
+      ...params,
+      infrastructure: {
+        [a.keyid]: { region: "eu-1", vendor: "v-a" },
+        [b.keyid]: { region: "eu-1" },
+        [c.keyid]: { region: "us-2", vendor: "v-c" },
+      },
+    });
+    for (const p of ps) await s.bond(p.keyid, 1_000_000n, "b");
+    clock.advance(1000);
+    const ids = [];
+    for (const p of [b, a, c]) {
+      ids.push((await s.submitEvidence(evidenceOf(w, "equivocation", p, clock.now().getTime()), "r")).slashId);
+      clock.advance(1000);
+    }
+    clock.advance(DEFAULT_TIMING.vetoWindowMs);
+    await s.applyDue();
+    const [sb, sa, sc] = await Promise.all(ids.map((id) => s.slash(id)));
+    // Of 20 M bonded, 3 M slashed together: c (no shared infrastructure) 500 + ⌊10000 × 3 × 2 M / 20 M⌋ = 3500 bps;
+    // a shares eu-1 with b, whose 1 M counts twice: 500 + ⌊10000 × 3 × 3 M / 20 M⌋ = 5000 bps.
+    expect({ a: sa!.fractionBps, b: sb!.fractionBps, c: sc!.fractionBps }).toEqual({ a: 5000, b: 5000, c: 3500 });
+    expect(sa!.taken).toBe(500_000n);
+    // The applied record carries the shared stake and recomputes offline.
+    const rec = verifySlashRecord(await s.signedRecord(sa!.slashId, "applied"), { serviceKey: s.serviceKey });
+    expect({ shared: rec.predicate.inputs.sharedInfraStake, fraction: rec.penalty.fractionBps }).toEqual({
+      shared: "1000000",
+      fraction: 5000,
+    });
   });
 });

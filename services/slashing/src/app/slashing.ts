@@ -44,7 +44,7 @@ import {
   type SlashRecordPredicate,
 } from "@deai/proofs";
 
-import { infractionWindow, type SlashingParams } from "../domain/parameters.js";
+import { infractionWindow, sharesInfrastructure, type SlashingParams } from "../domain/parameters.js";
 import { slashStates, unbondingStates } from "../domain/status.js";
 import { slashingMetrics, type SlashingMetrics } from "./metrics.js";
 
@@ -194,6 +194,8 @@ export const RECORD_HEADROOM = 512;
 function leafSize(e: DsseEnvelope): number {
   return Buffer.byteLength(JSON.stringify(dsseToJson(e)), "utf8");
 }
+
+const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 
 function positive(a: bigint, field: string): bigint {
   checkedAmount(a, field);
@@ -610,10 +612,17 @@ export class Slashing {
       and state <> 'vetoed' and fraction_bps > 0 and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(
       trx,
     );
-    const corr = await sql<{ n: number; s: string }>`
-      select count(*)::int as n, coalesce(sum((record->'inputs'->>'stakeAtInfraction')::numeric), 0)::text as s
+    const corr = await sql<{ provider_id: string; s: string }>`
+      select provider_id, (record->'inputs'->>'stakeAtInfraction')::numeric::text as s
       from slashes where kind = ${kind} and provider_id <> ${provider} and state <> 'vetoed'
         and infraction_at between ${new Date(t - p.correlationWindowMs)} and ${new Date(t + p.correlationWindowMs)}`.execute(trx);
+    const infra = this.params.infrastructure ?? {};
+    let correlatedStake = 0n;
+    let sharedInfraStake = 0n;
+    for (const c of corr.rows) {
+      correlatedStake += BigInt(c.s);
+      if (sharesInfrastructure(infra[provider], infra[c.provider_id])) sharedInfraStake += BigInt(c.s);
+    }
     const total = await sql<{ s: string; n: number }>`
       select coalesce(sum(credits_posted - debits_posted), 0)::text as s, count(*) filter (where credits_posted - debits_posted >= ${minBonded.toString()}::numeric)::int as n
       from money_accounts where kind = 'stake'`.execute(trx);
@@ -627,8 +636,10 @@ export class Slashing {
       kind,
       stakeAtInfraction: stake,
       priorLivenessFaults: isLivenessKind(kind) ? prior.rows[0]!.n : 0,
-      correlatedSlashes: corr.rows[0]!.n,
-      correlatedStake: BigInt(corr.rows[0]!.s),
+      correlatedSlashes: corr.rows.length,
+      correlatedStake,
+      // Only when the provider's infrastructure is known: records of others stay as they were.
+      ...(infra[provider] ? { sharedInfraStake } : {}),
       totalStake: BigInt(total.rows[0]!.s),
       bondedProviders: total.rows[0]!.n,
       faultingProviders: faulting.rows[0]!.n + 1,
@@ -753,11 +764,15 @@ export class Slashing {
       faultingProviders: Math.max(before.faultingProviders, now.faultingProviders),
       correlatedSlashes: Math.max(before.correlatedSlashes, now.correlatedSlashes),
       correlatedStake: before.correlatedStake > now.correlatedStake ? before.correlatedStake : now.correlatedStake,
+      ...(before.sharedInfraStake !== undefined || now.sharedInfraStake !== undefined
+        ? { sharedInfraStake: maxBig(before.sharedInfraStake ?? 0n, now.sharedInfraStake ?? 0n) }
+        : {}),
     };
     if (
       inputs.faultingProviders === before.faultingProviders &&
       inputs.correlatedSlashes === before.correlatedSlashes &&
-      inputs.correlatedStake === before.correlatedStake
+      inputs.correlatedStake === before.correlatedStake &&
+      inputs.sharedInfraStake === before.sharedInfraStake
     )
       return;
     const penalty = computePenalty(rec.params, inputs);
