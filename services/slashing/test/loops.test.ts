@@ -1,12 +1,26 @@
-// Anchoring slash records in the real ledger process (real Postgres): a record the ledger refuses
-// for good (here one too large for an entry, as a service before the submit-time size check
-// could write) is marked refused, counted in deai.slashing.anchors{outcome="refused"}, and does
-// not hold back the records after it.
+// The scheduled loops against real Postgres, NATS and the real ledger process. Anchoring: a
+// record the ledger refuses for good (here one too large for an entry, as a service before the
+// submit-time size check could write) is marked refused, counted in
+// deai.slashing.anchors{outcome="refused"}, and does not hold back the records after it. The
+// tick: a due slash whose apply keeps failing does not stop the tick's other steps (unbondings
+// mature, jails end), time moved on the kit's ManualClock.
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 
 import { sql } from "kysely";
 
-import { actorKeyFromSeed, createLogger, LedgerAnchoringClient, ManualClock, migrate, openDatabase, type Database } from "@deai/kit";
+import {
+  actorKeyFromSeed,
+  actorKeySeed,
+  createLogger,
+  generateActorKey,
+  LedgerAnchoringClient,
+  ManualClock,
+  migrate,
+  openDatabase,
+  startService,
+  type Database,
+} from "@deai/kit";
 import {
   DEFAULT_PENALTY_PARAMS,
   dsseSign,
@@ -23,9 +37,11 @@ import { installTestMetricReader, metricPoints } from "@deai/testkit";
 import { RecordAnchoring } from "../src/app/anchoring.js";
 import { slashingMetrics } from "../src/app/metrics.js";
 import { Slashing } from "../src/app/slashing.js";
+import { loadSlashingConfig } from "../src/config.js";
+import { slashingDefinition, type SlashingParts } from "../src/definition.js";
 import { DEFAULT_TIMING } from "../src/domain/parameters.js";
 import { migrations } from "../src/store/migrations.js";
-import { evidenceOf, newSigner } from "./evidence-factory.js";
+import { evidenceOf, leaseBreach, newSigner } from "./evidence-factory.js";
 import { startSlashHarness, type SlashHarness } from "./harness.js";
 
 let h: SlashHarness;
@@ -114,4 +130,45 @@ it("a record the ledger refuses for good is marked refused and counted, and the 
   ]);
   expect(rows.rows[0]!.refused).toMatch(/limit is 65535|too large|bytes/);
   expect(await anchoring.pending()).toBe(0);
+}, 60_000);
+
+it("the tick: a due slash whose apply keeps failing does not stop unbondings maturing or jails ending", async () => {
+  const clock = new ManualClock(new Date());
+  let parts: SlashingParts | undefined;
+  const config = loadSlashingConfig(
+    h.vars({ SLASHING_SERVICE_KEY: actorKeySeed(generateActorKey()), SLASHING_CONSUME_ATTESTATIONS: "false" }),
+  );
+  const running = await startService(slashingDefinition(config, { built: (p) => (parts = p) }), config, {
+    clock,
+    logger: createLogger({ service: "slashing", level: "silent" }),
+  });
+  try {
+    const app = parts!.app;
+    const [p, q, r] = [newSigner(), newSigner(), newSigner()];
+    for (const x of [p, q, r]) await app.bond(x.keyid, 1_000_000n, "b");
+    await app.unbond(p.keyid, 10n, "u");
+    const broken = await app.submitEvidence(evidenceOf(h.world, "equivocation", q, clock.now().getTime()), "reporter");
+    await app.submitEvidence(leaseBreach(h.world, r.keyid, clock.now().getTime()), "reporter");
+    expect((await app.stake(r.keyid)).status).toBe("jailed");
+    // The first due slash cannot be applied (a row its apply cannot read): every tick's apply step throws.
+    await sql`update slashes set record = jsonb_set(record || '{"params": null}', '{penalty,reporterReward}', '"not a number"')
+      where slash_id = ${broken.slashId}`.execute(running.deps.db);
+    clock.advance(config.params.unbondingDelayMs + 1000);
+    let state = { unbonding: -1, r: "", q: "" };
+    for (let i = 0; i < 100; i++) {
+      state = {
+        unbonding: (await app.stake(p.keyid)).unbonding.length,
+        r: (await app.stake(r.keyid)).status,
+        q: (await app.slash(broken.slashId)).state,
+      };
+      if (state.unbonding === 0 && state.r === "active") break;
+      clock.advance(config.SLASHING_TICK_MS);
+      await sleep(100);
+    }
+    expect(state).toEqual({ unbonding: 0, r: "active", q: "pending_veto" });
+    const failures = await metricPoints("deai.slashing.tick_failures");
+    expect(failures.some((x) => x.attributes.step === "apply" && Number(x.value) >= 1)).toBe(true);
+  } finally {
+    await running.stop();
+  }
 }, 60_000);
