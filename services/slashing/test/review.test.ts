@@ -292,12 +292,21 @@ describe("review: open findings, fixed", () => {
     await s.bond(p.keyid, 1_000_000n, "b");
     clock.advance(1000);
     const results = [];
+    const jails = [];
     for (let h = 0; h < 4; h++) {
       results.push(await s.submitEvidence(evidenceOf(w, "unavailability", p, clock.now().getTime(), h), "r"));
+      // Still failing: jailed again (no new penalty) for the outage's jail length from now.
+      jails.push((await s.stake(p.keyid)).jailedUntil?.getTime() === clock.now().getTime() + DEFAULT_PENALTY_PARAMS.jailMs);
       clock.advance(HOUR);
+      await s.releaseJails();
     }
     expect(results.map((r) => r.newPenalty)).toEqual([true, false, false, false]);
     expect(new Set(results.map((r) => r.slashId)).size).toBe(1);
+    expect(jails).toEqual([true, true, true, true]);
+    // Every jail and release has its own signed record.
+    const events = (await s.slash(results[0]!.slashId)).records.map((r) => r.event);
+    expect(events.filter((e) => e === "jailed").length).toBe(4);
+    expect(events.filter((e) => e === "released").length).toBe(4);
     // After a gap longer than the window, the provider fails again: a new outage, escalated (×2).
     clock.advance(2 * HOUR);
     const again = await s.submitEvidence(evidenceOf(w, "unavailability", p, clock.now().getTime(), 9), "r");

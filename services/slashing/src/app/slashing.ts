@@ -495,7 +495,10 @@ export class Slashing {
         on conflict do nothing returning 1`.execute(trx);
       if (ins.rows.length === 0) return { evidenceId: v.evidenceId, slashId: target, duplicate: true, newPenalty: false };
       await this.events.evidenceAccepted(trx, v.evidenceId);
-      if (joined) return { evidenceId: v.evidenceId, slashId: joined, duplicate: false, newPenalty: false };
+      if (joined) {
+        if (joined !== slashId) await this.rejailForOutage(trx, v.provider, joined, now);
+        return { evidenceId: v.evidenceId, slashId: joined, duplicate: false, newPenalty: false };
+      }
       const stakeAtInfraction = await this.stakeAt(trx, v.provider, infractionAt);
       const inputs = await this.observe(trx, v.kind, v.provider, infractionAt, stakeAtInfraction, v.signers, v.quorumSize);
       const penalty = computePenalty(p, inputs);
@@ -542,6 +545,27 @@ export class Slashing {
       await this.events.slashProposed(trx, slashId);
       return { evidenceId: v.evidenceId, slashId, duplicate: false, newPenalty: true };
     });
+  }
+
+  /**
+   * A fault that continues an outage jails the provider again for the outage's slash's jail
+   * length, from now, when that ends later than the jail it is in (if any): no new penalty, but
+   * a provider still failing stays out of the marketplace. The jail, its event and its record
+   * commit together.
+   */
+  private async rejailForOutage(trx: Trx, providerId: string, outageSlashId: string, now: Date): Promise<void> {
+    const r = await sql<{ jail_ms: string | null }>`
+      select record->'penalty'->>'jailMs' as jail_ms from slashes where slash_id = ${outageSlashId} and consequence = 'jail'`.execute(trx);
+    const jailMs = Number(r.rows[0]?.jail_ms ?? 0);
+    if (jailMs <= 0) return;
+    const until = new Date(now.getTime() + jailMs);
+    const up = await sql<{ jailed_until: Date }>`
+      update providers set status = 'jailed', jailed_until = ${until}, status_slash_id = ${outageSlashId}, updated_at = ${now}
+      where provider_id = ${providerId} and status <> 'tombstoned' and (status <> 'jailed' or jailed_until is null or jailed_until < ${until})
+      returning jailed_until`.execute(trx);
+    if (up.rows.length === 0) return;
+    await this.events.providerJailed(trx, providerId, until, outageSlashId);
+    await this.writeRecord(trx, outageSlashId, "jailed", { jailedUntil: until });
   }
 
   /**
@@ -950,10 +974,15 @@ export class Slashing {
    * change it records: a change is never committed without its record, nor a record without it.
    */
   private async writeRecord(trx: Trx, slashId: string, event: SlashRecordEvent, extra: { jailedUntil?: Date } = {}): Promise<void> {
-    const envelope = await this.buildRecord(trx, slashId, event, extra);
-    await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
-      values (${`${slashId}/${event}`}, ${slashId}, ${event}, ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.clock.now()})
-      on conflict do nothing`.execute(trx);
+    const envelope = JSON.stringify(dsseToJson(await this.buildRecord(trx, slashId, event, extra)));
+    const ins = await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
+      values (${`${slashId}/${event}`}, ${slashId}, ${event}, ${envelope}::jsonb, ${this.clock.now()})
+      on conflict do nothing returning 1`.execute(trx);
+    // A slash jails (and releases) once per stretch of an outage: later jails and releases get their own record, by jail end.
+    if (ins.rows.length === 0 && extra.jailedUntil && (event === "jailed" || event === "released"))
+      await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
+        values (${`${slashId}/${event}/${extra.jailedUntil.toISOString()}`}, ${slashId}, ${event}, ${envelope}::jsonb, ${this.clock.now()})
+        on conflict do nothing`.execute(trx);
   }
 
   async stake(providerId: string): Promise<StakeView> {
