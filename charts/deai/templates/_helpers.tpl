@@ -323,6 +323,46 @@ the component's publicAuthorities (ingress hosts). */}}
       key: INGESTION_SERVICE_KEY
       {{- end }}
 {{- end }}
+{{- if eq .name "slashing" }}
+{{- /* Slash records are anchored in this release's ledger, receipts checked against its verifier key. */}}
+{{- if $v.components.ledger.enabled }}
+- name: SLASHING_LEDGER_LOG_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "deai.ledgerKeySecretName" .root }}
+      key: LEDGER_VERIFIER_KEY
+- name: SLASHING_LEDGER_URL
+  value: {{ printf "http://%s:%v" (include "deai.componentName" (dict "root" .root "component" "ledger")) $v.components.ledger.port | quote }}
+{{- end }}
+{{- /* Whom evidence verification trusts (actor ids), and the veto council. */}}
+- name: SLASHING_SAMPLERS
+  value: {{ .c.samplers | default list | join "," | quote }}
+- name: SLASHING_QUORUM_THRESHOLD
+  value: {{ .c.quorumThreshold | default 2 | int | quote }}
+- name: SLASHING_OPERATORS
+  value: {{ .c.operators | default list | join "," | quote }}
+- name: SLASHING_COUNTERSIGNERS
+  value: {{ .c.countersigners | default list | join "," | quote }}
+- name: SLASHING_CHECKERS
+  value: {{ .c.checkers | default list | join "," | quote }}
+- name: SLASHING_COUNCIL
+  value: {{ .c.council | default list | join "," | quote }}
+- name: SLASHING_VETO_THRESHOLD
+  value: {{ .c.vetoThreshold | default 1 | int | quote }}
+- name: SLASHING_PROVIDER_INFRA
+  value: {{ .c.providerInfrastructure | default dict | toJson | quote }}
+{{- /* The key slash records are signed with, shared by every replica (what `deai slash verify --service-key` pins). */}}
+- name: SLASHING_SERVICE_KEY
+  valueFrom:
+    secretKeyRef:
+      {{- if .c.serviceKeySecret.name }}
+      name: {{ .c.serviceKeySecret.name }}
+      key: {{ .c.serviceKeySecret.key | default "seed" }}
+      {{- else }}
+      name: {{ include "deai.serviceKeysSecretName" .root }}
+      key: SLASHING_SERVICE_KEY
+      {{- end }}
+{{- end }}
 {{- range $k, $val := .c.env }}
 - name: {{ $k }}
   value: {{ $val | toString | quote }}
@@ -394,7 +434,7 @@ verifierKey: {{ printf "%s+%s+%s" .name $id (printf "\x01%s" $pub | b64enc) | qu
 {{- .Values.components.ledger.signingKey.existingSecret | default (printf "%s-ledger-key" (include "deai.fullname" .)) }}
 {{- end }}
 
-{{/* Secret holding INGESTION_SERVICE_KEY (generated) unless serviceKeySecret names one. */}}
+{{/* Secret holding the generated INGESTION_SERVICE_KEY and SLASHING_SERVICE_KEY (each unless its component's serviceKeySecret names one). */}}
 {{- define "deai.serviceKeysSecretName" -}}
 {{- printf "%s-service-keys" (include "deai.fullname" .) }}
 {{- end }}

@@ -204,6 +204,7 @@ export {
   contributionPayload,
   leaseBreachPayload,
   slotKeyOf,
+  EQUIVOCATION_PREDICATE_TYPES,
   spotCheckPayload,
   verifyEvidence,
   type EvidenceInput,
@@ -235,6 +236,7 @@ export {
   vetoPayload,
   type EvidenceJson,
   type SlashRecordEvent,
+  type SlashRecordPins,
   type SlashRecordPredicate,
   type VerifiedSlashRecord,
 } from "./slash-record.js";

@@ -88,7 +88,7 @@ export const PredicateTypes = {
    * event (applied, vetoed, jailed, released, tombstoned), slashId, evidenceId, kind, provider,
    * reporter, currency, infractionAt, proposedAt, vetoDeadline, at, the evidence itself (DSSE
    * JSON envelopes), the trust it was verified with (samplers, quorumThreshold, operators,
-   * checkers, minMissedHeartbeats), the penalty parameters, the inputs observed (stake at the
+   * countersigners, checkers, minMissedHeartbeats), the penalty parameters, the inputs observed (stake at the
    * infraction, prior liveness faults, correlated slashes and stake, total stake, bonded and
    * faulting providers, sampler signatures and quorum size), the computed penalty (bps, amount,
    * consequence, jail, reporter reward, repair share, treasury; amounts as decimal strings),

@@ -59,7 +59,7 @@ export function evidenceFromJson(j: EvidenceJson): EvidenceInput {
   }
 }
 
-type Jsonified<T> = { readonly [K in keyof T]: T[K] extends bigint ? string : T[K] };
+type Jsonified<T> = { readonly [K in keyof T]: NonNullable<T[K]> extends bigint ? string : T[K] };
 
 export interface SlashRecordPredicate {
   readonly event: SlashRecordEvent;
@@ -106,10 +106,12 @@ function big(v: unknown, what: string): bigint {
 }
 
 export function inputsFromJson(j: Jsonified<PenaltyInputs>): PenaltyInputs {
+  const { sharedInfraStake, ...rest } = j;
   return {
-    ...j,
+    ...rest,
     stakeAtInfraction: big(j.stakeAtInfraction, "inputs.stakeAtInfraction"),
     correlatedStake: big(j.correlatedStake, "inputs.correlatedStake"),
+    ...(sharedInfraStake !== undefined ? { sharedInfraStake: big(sharedInfraStake, "inputs.sharedInfraStake") } : {}),
     totalStake: big(j.totalStake, "inputs.totalStake"),
   };
 }
@@ -150,19 +152,32 @@ export interface VerifiedSlashRecord {
   readonly checks: readonly string[];
 }
 
+/** What a slash record is checked against, pinned out of band (never taken from the record itself). */
+export interface SlashRecordPins {
+  /** The slashing service's actor id: the record must be signed by it. */
+  readonly serviceKey: string;
+  /** The veto council and its k: a vetoed record needs k distinct members' signed vetoes. Required for vetoed records. */
+  readonly council?: { readonly members: readonly string[]; readonly threshold: number };
+}
+
 /**
- * Verifies a slash record envelope offline: the service's signature (against `serviceKey`
- * when given), the evidence (re-verified with the record's trust), that it accuses the
+ * Verifies a slash record envelope offline: the service's signature (against the pinned
+ * `serviceKey`; a key the envelope names proves nothing by itself), the evidence (re-verified with the record's trust), that it accuses the
  * recorded provider with the recorded id, the penalty recomputed from the recorded parameters
- * and inputs, the amount taken never above the penalty, and for a veto each member's signed
- * veto. Throws ProofError on the first failure.
+ * and inputs, the amount taken never above the penalty, and for a veto the signed vetoes of at
+ * least the pinned council's k distinct members. Throws ProofError on the first failure.
  */
-export function verifySlashRecord(envelope: DsseEnvelope, opts: { serviceKey?: string } = {}): VerifiedSlashRecord {
+export function verifySlashRecord(envelope: DsseEnvelope, pins: SlashRecordPins): VerifiedSlashRecord {
   const checks: string[] = [];
+  if (typeof pins?.serviceKey !== "string" || pins.serviceKey === "")
+    throw new ProofError(
+      "invalid-argument",
+      "the slashing service key must be pinned: a record is only as good as the key it is checked against",
+    );
   const v = dsseVerify(envelope, { expectedPayloadType: IN_TOTO_PAYLOAD_TYPE });
-  if (opts.serviceKey !== undefined && !v.signers.includes(opts.serviceKey))
-    throw new ProofError("no-verified-signature", `the record is not signed by the slashing service key ${opts.serviceKey}`);
-  checks.push(`signed by ${v.signers.join(", ")}`);
+  if (!v.signers.includes(pins.serviceKey))
+    throw new ProofError("no-verified-signature", `the record is not signed by the slashing service key ${pins.serviceKey}`);
+  checks.push(`signed by the pinned service key ${pins.serviceKey}`);
   const st = parseStatementFrame(envelope.payload);
   if (st.predicateType !== PredicateTypes.slashRecord)
     throw new ProofError("invalid-argument", `predicateType must be ${PredicateTypes.slashRecord}`);
@@ -189,10 +204,22 @@ export function verifySlashRecord(envelope: DsseEnvelope, opts: { serviceKey?: s
   if (p.taken !== undefined && big(p.taken, "taken") > penalty.amount)
     throw new ProofError("invalid-argument", `taken ${p.taken} exceeds the penalty ${penalty.amount}`);
   if (p.event === "vetoed") {
+    const council = pins.council;
+    if (!council) throw new ProofError("invalid-argument", "a vetoed record is checked against the pinned council and its threshold");
     const members = new Set<string>();
-    for (const j of p.vetoes ?? []) members.add(verifyVeto(dsseFromJson(j), { slashId: p.slashId, evidenceId: p.evidenceId }).member);
-    if (members.size === 0) throw new ProofError("invalid-argument", "a vetoed record carries its signed vetoes");
-    checks.push(`vetoed by ${members.size} council member(s): ${[...members].join(", ")}`);
+    for (const j of p.vetoes ?? []) {
+      const m = verifyVeto(dsseFromJson(j), { slashId: p.slashId, evidenceId: p.evidenceId }).member;
+      if (!council.members.includes(m)) throw new ProofError("no-verified-signature", `veto by ${m}, who is not on the pinned council`);
+      members.add(m);
+    }
+    if (members.size < council.threshold)
+      throw new ProofError(
+        "witness-quorum",
+        `vetoed by ${members.size} distinct council member(s); the pinned threshold is ${council.threshold} of ${council.members.length}`,
+      );
+    checks.push(
+      `vetoed by ${members.size} of ${council.members.length} council members (threshold ${council.threshold}): ${[...members].join(", ")}`,
+    );
   }
   return { predicate: p, signers: v.signers, penalty, checks };
 }

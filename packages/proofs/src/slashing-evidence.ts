@@ -10,11 +10,12 @@
  * - unavailability: a DA sampler `recheck` sampling attestation (sampling-attestation.ts) with
  *   verdict unavailable, signed by at least the quorum of distinct known samplers; the trigger's
  *   stripe must be one its sampler was due to challenge in that round (challenge derivation).
- * - equivocation: two different statements signed by the accused for one slot (same predicate
- *   type and slot key: a usage report's lease and epoch, a contribution's job/round/group, or a
- *   predicate's own `slot`).
+ * - equivocation: two different claims (issuedAt aside) signed by the accused for one slot, of
+ *   an allow-listed predicate type (EQUIVOCATION_PREDICATE_TYPES: a usage report's lease and
+ *   epoch, a contribution's job/round/group).
  * - lease breach: an evidence/v1 `lease-breach` statement signed by a known operator and
- *   countersigned by another key (the tenant or a monitor), naming enough missed heartbeats.
+ *   countersigned by a trusted countersigner (trust.countersigners, neither the operator nor the
+ *   provider), naming enough missed heartbeats.
  * - invalid contribution: the provider-signed training-contribution/v1 statement and a known
  *   checker's evidence/v1 `spot-check` statement naming its digest with a different recomputed
  *   update digest.
@@ -63,6 +64,8 @@ export interface EvidenceTrust {
   readonly quorumThreshold: number;
   /** Operators whose lease-breach attestations count. */
   readonly operators: readonly string[];
+  /** Keys whose countersignature on a lease-breach attestation counts (tenants' monitors, operator keys; never the accused). */
+  readonly countersigners: readonly string[];
   /** Checkers whose spot checks count. */
   readonly checkers: readonly string[];
   /** Fewest missed heartbeats that make a lease breach. */
@@ -77,6 +80,8 @@ export interface VerifiedEvidence {
   readonly provider: string;
   /** Milliseconds since the epoch, from the signed statements. */
   readonly infractionAtMs: number;
+  /** For equivocation: the earlier statement's issuedAt (the max age applies to every statement the evidence rests on). */
+  readonly earliestAtMs?: number;
   /** For unavailability: distinct sampler signatures, and the quorum's size (policy.samplers). */
   readonly signers?: number;
   readonly quorumSize?: number;
@@ -173,12 +178,23 @@ function signersOf(e: DsseEnvelope, what: string): readonly string[] {
   }
 }
 
+/**
+ * The predicate types whose statements a provider signs once per slot: only two of these can
+ * equivocate. Any other statement (a generic `slot` field included) proves nothing by conflicting.
+ */
+export const EQUIVOCATION_PREDICATE_TYPES: readonly string[] = [PredicateTypes.usageReport, PredicateTypes.trainingContribution];
+
 /** The slot a provider statement speaks for: two different statements for one slot are equivocation. */
 export function slotKeyOf(predicateType: string, p: Record<string, unknown>): string {
   if (predicateType === PredicateTypes.usageReport) return `lease:${str(p.leaseId, "leaseId")}/epoch:${int(p.epoch, "epoch")}`;
   if (predicateType === PredicateTypes.trainingContribution)
     return `job:${str(p.jobId, "jobId")}/round:${int(p.round, "round")}/group:${int(p.group, "group")}`;
-  return `slot:${str(p.slot, "slot")}`;
+  fail(`predicate type ${predicateType} is not one equivocation applies to (${EQUIVOCATION_PREDICATE_TYPES.join(", ")})`);
+}
+
+/** The claim a statement makes, without its issue time: re-signing the same claim later is not equivocation. */
+function claimOf(p: Record<string, unknown>): string {
+  return canonicalJson({ ...p, issuedAt: undefined });
 }
 
 function verifyUnavailability(attestation: DsseEnvelope, trust: EvidenceTrust): Omit<VerifiedEvidence, "evidenceId"> {
@@ -224,12 +240,19 @@ function verifyEquivocation(first: DsseEnvelope, second: DsseEnvelope): Omit<Ver
   const ka = slotKeyOf(a.predicateType, pa);
   const kb = slotKeyOf(b.predicateType, pb);
   if (ka !== kb) fail(`the statements are for different slots (${ka} vs ${kb})`);
-  if (canonicalJson(pa) === canonicalJson(pb)) fail("the two statements make the same claim: no equivocation");
+  if (claimOf(pa) === claimOf(pb)) fail("the two statements make the same claim (issuedAt aside): no equivocation");
   if (!signersOf(first, "first").includes(provider)) throw new ProofError("no-verified-signature", "first is not signed by its provider");
   if (!signersOf(second, "second").includes(provider))
     throw new ProofError("no-verified-signature", "second is not signed by its provider");
-  const at = Math.max(timeMs(pa.issuedAt, "first issuedAt"), timeMs(pb.issuedAt, "second issuedAt"));
-  return { kind: "equivocation", provider, infractionAtMs: at, summary: `two different ${a.predicateType} statements for ${ka}` };
+  const ta = timeMs(pa.issuedAt, "first issuedAt");
+  const tb = timeMs(pb.issuedAt, "second issuedAt");
+  return {
+    kind: "equivocation",
+    provider,
+    infractionAtMs: Math.max(ta, tb),
+    earliestAtMs: Math.min(ta, tb),
+    summary: `two different ${a.predicateType} statements for ${ka}`,
+  };
 }
 
 function verifyLeaseBreach(
@@ -256,8 +279,12 @@ function verifyLeaseBreach(
   if (missed < trust.minMissedHeartbeats) fail(`${missed} missed heartbeats is below the breach threshold ${trust.minMissedHeartbeats}`);
   const signers = signersOf(env, "attestation");
   if (!signers.includes(operator)) throw new ProofError("no-verified-signature", "attestation is not signed by its operator");
-  if (!signers.some((s) => s !== operator && s !== provider))
-    throw new ProofError("no-verified-signature", "attestation is not countersigned by a key other than the operator's and the provider's");
+  // A second key only counts when it is a trusted countersigner: a throwaway key would let one operator breach alone.
+  if (!signers.some((s) => s !== operator && s !== provider && trust.countersigners.includes(s)))
+    throw new ProofError(
+      "no-verified-signature",
+      `attestation is not countersigned by a trusted countersigner (signed by ${signers.join(", ")}; the operator and the provider do not count)`,
+    );
   return { kind: "lease-breach", provider, infractionAtMs: until, summary: `lease ${leaseId}: ${missed} heartbeats missed` };
 }
 

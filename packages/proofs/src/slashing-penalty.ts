@@ -58,6 +58,12 @@ export interface PenaltyInputs {
   /** Other providers slashed in the correlation window, and their stake at their infractions. */
   readonly correlatedSlashes: number;
   readonly correlatedStake: bigint;
+  /**
+   * Of `correlatedStake`, the stake of the providers that share infrastructure (region or
+   * storage vendor) with this one: it counts twice. Absent (0) when the service knows no
+   * infrastructure for the provider.
+   */
+  readonly sharedInfraStake?: bigint;
   /** All bonded stake (the denominator of the correlation). */
   readonly totalStake: bigint;
   /** Providers with stake, and of them those with a liveness fault in the guard window (this one included). */
@@ -121,14 +127,17 @@ export function livenessGuard(p: PenaltyParams, i: PenaltyInputs): string | unde
 /**
  * The penalty: fraction = min(10000, base × escalation + correlation) where escalation =
  * min(1 + prior liveness faults, maxEscalation) for liveness kinds (1 otherwise) and
- * correlation = ⌊10000 × min(factor × correlatedStake, total) / total⌋ for objective kinds only (0 for liveness kinds); amount = ⌊stake ×
+ * correlation = ⌊10000 × min(factor × (correlatedStake + sharedInfraStake), total) / total⌋ for objective kinds only (0 for liveness kinds); amount = ⌊stake ×
  * fraction / 10000⌋; reporter ⌊amount × reporterBps / 10000⌋, repair (unavailability)
  * ⌊amount × repairBps / 10000⌋, treasury the rest. Equivocation tombstones, liveness kinds jail
  * for jailMs × 2^min(prior, maxJailDoublings). The liveness guard turns the fraction to 0.
  */
 export function computePenalty(p: PenaltyParams, i: PenaltyInputs): Penalty {
-  if (i.stakeAtInfraction < 0n || i.totalStake < 0n || i.correlatedStake < 0n)
+  const shared = i.sharedInfraStake ?? 0n;
+  if (i.stakeAtInfraction < 0n || i.totalStake < 0n || i.correlatedStake < 0n || shared < 0n)
     throw new ProofError("invalid-argument", "stakes must be ≥ 0");
+  if (shared > i.correlatedStake)
+    throw new ProofError("invalid-argument", "sharedInfraStake is part of correlatedStake: it cannot exceed it");
   const baseBps = p.baseBps[i.kind];
   const live = isLivenessKind(i.kind);
   const escalation = live ? Math.min(1 + i.priorLivenessFaults, p.maxEscalation) : 1;
@@ -136,7 +145,8 @@ export function computePenalty(p: PenaltyParams, i: PenaltyInputs): Penalty {
   let correlationBps = 0;
   // Correlation only for objective kinds: a liveness fault is jailed and guarded, never multiplied by others' faults.
   if (!live && total > 0n && i.correlatedSlashes > 0) {
-    const slashed = BigInt(p.correlationFactor) * i.correlatedStake;
+    // Faults on shared infrastructure (one region, one storage vendor) count twice: they look like one operator's, not chance.
+    const slashed = BigInt(p.correlationFactor) * (i.correlatedStake + shared);
     correlationBps = Number((BigInt(BPS) * (slashed < total ? slashed : total)) / total);
   }
   const suspended = livenessGuard(p, i);

@@ -31,4 +31,15 @@ describe("slashing config", () => {
     expect(() => loadSlashingConfig({ SLASHING_COUNCIL: "a,b", SLASHING_VETO_THRESHOLD: "3" })).toThrow(/SLASHING_VETO_THRESHOLD/);
     expect(() => loadSlashingConfig({ SLASHING_MIN_STAKE: "1.5" })).toThrow(/SLASHING_MIN_STAKE/);
   });
+  it("reads the providers' infrastructure (SLASHING_PROVIDER_INFRA) and refuses a malformed one, naming the variable", () => {
+    expect(loadSlashingConfig({ SLASHING_PROVIDER_INFRA: '{"p1":{"region":"eu-1","vendor":"v"},"p2":{}}' }).params.infrastructure).toEqual({
+      p1: { region: "eu-1", vendor: "v" },
+      p2: {},
+    });
+    expect(loadSlashingConfig({}).params.infrastructure).toEqual({});
+    expect(() => loadSlashingConfig({ SLASHING_PROVIDER_INFRA: "[1]" })).toThrow(/SLASHING_PROVIDER_INFRA: not an object/);
+    expect(() => loadSlashingConfig({ SLASHING_PROVIDER_INFRA: '{"p1":{"zone":"a"}}' })).toThrow(
+      /SLASHING_PROVIDER_INFRA: p1 has unknown fields zone/,
+    );
+  });
 });

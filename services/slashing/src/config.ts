@@ -1,7 +1,7 @@
 import { ConfigError, env, loadConfig, serviceConfigSchema, type ConfigOf } from "@deai/kit";
 import { DEFAULT_PENALTY_PARAMS } from "@deai/proofs";
 
-import { checkSlashingParams, DEFAULT_TIMING, type SlashingParams } from "./domain/parameters.js";
+import { checkSlashingParams, DEFAULT_TIMING, type ProviderInfrastructure, type SlashingParams } from "./domain/parameters.js";
 
 const S = 1000;
 
@@ -24,6 +24,8 @@ export const configSchema = {
   /** Operators whose lease-breach attestations count, and checkers whose spot checks count. */
   SLASHING_OPERATORS: env.list({ default: [] }),
   SLASHING_CHECKERS: env.list({ default: [] }),
+  /** Keys whose countersignature makes a lease-breach attestation count (tenant monitors, operator keys); empty: no lease breach verifies. */
+  SLASHING_COUNTERSIGNERS: env.list({ default: [] }),
   SLASHING_MIN_MISSED_HEARTBEATS: env.int({ default: 3, min: 1 }),
   /** The veto council (actor ids) and k of its n. */
   SLASHING_COUNCIL: env.list({ default: [] }),
@@ -41,11 +43,39 @@ export const configSchema = {
   SLASHING_LEDGER_TIMEOUT_MS: env.int({ default: 30_000, min: 10 }),
   /** How often records not yet anchored are sent to the ledger again. */
   SLASHING_ANCHOR_INTERVAL_MS: env.int({ default: 1000, min: 10 }),
+  /**
+   * Where providers run, for the shared-infrastructure correlation: JSON
+   * `{"<provider actor id>": {"region": "…", "vendor": "…"}}`. Unset or `{}`: none known.
+   */
+  SLASHING_PROVIDER_INFRA: env.string({ default: "{}" }),
   /** Consume DA attestations (`deai.da.attestation_issued`) as unavailability evidence. */
   SLASHING_CONSUME_ATTESTATIONS: env.bool({ default: true }),
 } as const;
 
 export type SlashingConfig = ConfigOf<typeof configSchema> & { readonly params: SlashingParams };
+
+function parseInfrastructure(text: string): Record<string, ProviderInfrastructure> {
+  const bad = (why: string): never => {
+    throw new ConfigError("SLASHING_PROVIDER_INFRA", `${why}: expected {"<provider id>": {"region": "…", "vendor": "…"}}`);
+  };
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return bad(`not JSON (${(e as Error).message})`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return bad("not an object");
+  const out: Record<string, ProviderInfrastructure> = {};
+  for (const [id, x] of Object.entries(v as Record<string, unknown>)) {
+    if (x === null || typeof x !== "object" || Array.isArray(x)) return bad(`${id} is not an object`);
+    const { region, vendor, ...rest } = x as Record<string, unknown>;
+    if (Object.keys(rest).length > 0) return bad(`${id} has unknown fields ${Object.keys(rest).join(", ")}`);
+    if ((region !== undefined && typeof region !== "string") || (vendor !== undefined && typeof vendor !== "string"))
+      return bad(`${id}: region and vendor must be strings`);
+    out[id] = { ...(region ? { region } : {}), ...(vendor ? { vendor } : {}) };
+  }
+  return out;
+}
 
 /** The only reader of process.env in this service; refuses parameters that break the timing rule. */
 export function loadSlashingConfig(source: Record<string, string | undefined> = process.env): SlashingConfig {
@@ -64,10 +94,12 @@ export function loadSlashingConfig(source: Record<string, string | undefined> = 
       samplers: c.SLASHING_SAMPLERS,
       quorumThreshold: c.SLASHING_QUORUM_THRESHOLD,
       operators: c.SLASHING_OPERATORS,
+      countersigners: c.SLASHING_COUNTERSIGNERS,
       checkers: c.SLASHING_CHECKERS,
       minMissedHeartbeats: c.SLASHING_MIN_MISSED_HEARTBEATS,
     },
     penalty: { ...DEFAULT_PENALTY_PARAMS, jailMs: c.SLASHING_JAIL_S * S },
+    infrastructure: parseInfrastructure(c.SLASHING_PROVIDER_INFRA),
   };
   try {
     checkSlashingParams(params);

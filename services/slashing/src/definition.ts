@@ -73,9 +73,16 @@ export function slashingDefinition(
         intervalMs: config.SLASHING_TICK_MS,
         persist: false,
         run: async () => {
-          await app.applyDue();
-          await app.matureUnbondings();
-          await app.releaseJails();
+          // Each step runs whatever the others did; a failing item is logged here and retried next tick.
+          const steps: [string, () => Promise<number>][] = [
+            ["apply", () => app.applyDue()],
+            ["mature", () => app.matureUnbondings()],
+            ["release", () => app.releaseJails()],
+          ];
+          for (const [step, run] of steps)
+            await run().catch((err: unknown) =>
+              logger.error({ err, step }, "slashing tick: items failed; the rest ran, the next tick retries"),
+            );
           outbox.kick();
         },
       });

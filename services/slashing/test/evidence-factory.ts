@@ -44,15 +44,17 @@ export function newWorld(): World {
   const samplers = [newSigner(), newSigner(), newSigner()];
   const operators = [newSigner()];
   const checkers = [newSigner()];
+  const tenant = newSigner();
   return {
     samplers,
     operators,
     checkers,
-    tenant: newSigner(),
+    tenant,
     trust: {
       samplers: samplers.map((s) => s.keyid),
       quorumThreshold: 2,
       operators: operators.map((s) => s.keyid),
+      countersigners: [tenant.keyid],
       checkers: checkers.map((s) => s.keyid),
       minMissedHeartbeats: 3,
     },

@@ -54,6 +54,7 @@ export async function startSlashHarness(label: string, o: { natsUrl?: string } =
         SLASHING_QUORUM_THRESHOLD: String(world.trust.quorumThreshold),
         SLASHING_OPERATORS: world.trust.operators.join(","),
         SLASHING_CHECKERS: world.trust.checkers.join(","),
+        SLASHING_COUNTERSIGNERS: world.trust.countersigners.join(","),
         SLASHING_COUNCIL: council.map((c) => c.keyid).join(","),
         SLASHING_VETO_THRESHOLD: "1",
         SLASHING_MIN_STAKE: "1000",

@@ -182,7 +182,7 @@ it("bonds, takes evidence once, jails, vetoes, applies after the window and anch
           payload: r.envelope!.payload,
           signatures: r.envelope!.signatures.map((x) => ({ keyid: x.keyid, sig: x.sig })),
         },
-        { serviceKey: parts.app.serviceKey },
+        { serviceKey: parts.app.serviceKey, council: { members: h.council.map((c) => c.keyid), threshold: 1 } },
       );
       expect(v.predicate.event).toBe(r.event);
     }
@@ -315,7 +315,31 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
   expect(ok.stdout).toMatch(/OK slash [0-9a-f]{32} \(applied\): unavailability/);
   expect(ok.stdout).toMatch(/penalty recomputed: 100 bps of 1000000 = 10000/);
   expect(ok.stdout).toMatch(/anchored: leaf [0-9a-f]{64} is entry \d+ of ledger.slashing-test\/log/);
-  expect((await deai("slash", "verify", vetoed, "--log-key", logKey)).stdout).toMatch(/vetoed by 1 council member/);
+  const pinned = ["--service-key", parts.app.serviceKey];
+  const councilArgs = h.council.flatMap((c) => ["--council", c.keyid]);
+  expect((await deai("slash", "verify", vetoed, "--log-key", logKey, ...pinned, ...councilArgs, "--veto-threshold", "1")).stdout).toMatch(
+    /vetoed by 1 of 2 council members \(threshold 1\)/,
+  );
+  // A vetoed record is checked against the pinned council: without it a usage error; k above the vetoes, or a council without the member, fail.
+  expect((await deai("slash", "verify", vetoed, "--log-key", logKey, ...pinned)).code).toBe(2);
+  const k2 = await deai("slash", "verify", vetoed, "--log-key", logKey, ...pinned, ...councilArgs, "--veto-threshold", "2");
+  expect({ code: k2.code, stderr: k2.stderr }).toEqual({ code: 1, stderr: expect.stringMatching(/pinned threshold is 2 of 2/) as unknown });
+  const others = await deai(
+    "slash",
+    "verify",
+    vetoed,
+    "--log-key",
+    logKey,
+    ...pinned,
+    "--council",
+    newSigner().keyid,
+    "--veto-threshold",
+    "1",
+  );
+  expect({ code: others.code, stderr: others.stderr }).toEqual({
+    code: 1,
+    stderr: expect.stringMatching(/not on the pinned council/) as unknown,
+  });
 
   const record = JSON.parse(await readFile(applied, "utf8")) as {
     envelope: { payload: string; signatures: { keyid: string; sig: string }[] };
@@ -324,7 +348,7 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
   // The receipt alone, with the record beside it.
   const receiptFile = join(dir, "applied.tlog-proof");
   await writeFile(receiptFile, record.receipt.tlogProof);
-  expect((await deai("slash", "verify", receiptFile, "--record", applied, "--log-key", logKey)).code).toBe(0);
+  expect((await deai("slash", "verify", receiptFile, "--record", applied, "--log-key", logKey, ...pinned)).code).toBe(0);
   // A different penalty in the payload: the service signature no longer holds.
   const statement = JSON.parse(Buffer.from(record.envelope.payload, "base64").toString("utf8")) as {
     predicate: { penalty: { amount: string } };
@@ -332,15 +356,17 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
   statement.predicate.penalty.amount = "1";
   const tampered = { ...record, envelope: { ...record.envelope, payload: Buffer.from(JSON.stringify(statement)).toString("base64") } };
   await writeFile(join(dir, "tampered.json"), JSON.stringify(tampered));
-  const t = await deai("slash", "verify", join(dir, "tampered.json"), "--log-key", logKey);
+  const t = await deai("slash", "verify", join(dir, "tampered.json"), "--log-key", logKey, ...pinned);
   expect(t.code).toBe(1);
-  // Re-signed by a stranger: the penalty recomputation refuses it, and so would the pinned service key.
+  // Re-signed by a stranger: the pinned service key refuses it (the penalty recomputation would too).
   const stranger = newSigner();
   const resigned = dsseSign(IN_TOTO_PAYLOAD_TYPE, Buffer.from(JSON.stringify(statement)), [stranger]);
   await writeFile(join(dir, "resigned.json"), JSON.stringify({ envelope: dsseToJson(resigned), receipt: record.receipt }));
-  const r = await deai("slash", "verify", join(dir, "resigned.json"), "--log-key", logKey);
+  const r = await deai("slash", "verify", join(dir, "resigned.json"), "--log-key", logKey, ...pinned);
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/penalty amount: recomputed 10000, the record says 1/);
+  expect(r.stderr).toMatch(/not signed by the slashing service key/);
+  // Without a pinned service key: a usage error, whatever key the bundle names.
+  expect((await deai("slash", "verify", applied, "--log-key", logKey)).code).toBe(2);
   // The right record with another record's receipt: the leaf differs.
   const jailed = JSON.parse(
     await readFile(
@@ -349,14 +375,14 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
     ),
   ) as { receipt: unknown };
   await writeFile(join(dir, "swapped.json"), JSON.stringify({ ...record, receipt: jailed.receipt }));
-  const s = await deai("slash", "verify", join(dir, "swapped.json"), "--log-key", logKey);
+  const s = await deai("slash", "verify", join(dir, "swapped.json"), "--log-key", logKey, ...pinned);
   expect(s.code).toBe(1);
   expect(s.stderr).toMatch(/FAIL/);
   // A record signed by another key than the pinned service key.
   expect((await deai("slash", "verify", applied, "--log-key", logKey, "--service-key", stranger.keyid)).code).toBe(1);
   // No receipt and no --unanchored: refused; usage errors exit 2.
   await writeFile(join(dir, "bare.json"), JSON.stringify(record.envelope));
-  expect((await deai("slash", "verify", join(dir, "bare.json"), "--log-key", logKey)).code).toBe(1);
-  expect((await deai("slash", "verify", join(dir, "bare.json"), "--unanchored")).code).toBe(0);
+  expect((await deai("slash", "verify", join(dir, "bare.json"), "--log-key", logKey, ...pinned)).code).toBe(1);
+  expect((await deai("slash", "verify", join(dir, "bare.json"), "--unanchored", ...pinned)).code).toBe(0);
   expect((await deai("slash", "verify", applied)).code).toBe(2);
 }, 60_000);

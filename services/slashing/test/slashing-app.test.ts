@@ -146,8 +146,11 @@ describe("stake and slashes", () => {
     expect((await s.stake(p.keyid)).status).toBe("active");
     clock.advance(params.vetoWindowMs);
     expect(await s.applyDue()).toBe(0);
-    const rec = verifySlashRecord(await s.signedRecord(r.slashId, "vetoed"));
-    expect(rec.checks.join("\n")).toMatch(/vetoed by 2 council member/);
+    const rec = verifySlashRecord(await s.signedRecord(r.slashId, "vetoed"), {
+      serviceKey: s.serviceKey,
+      council: { members: params.council, threshold: params.vetoThreshold },
+    });
+    expect(rec.checks.join("\n")).toMatch(/vetoed by 2 of 3 council members \(threshold 2\)/);
     const q = newSigner();
     await s.bond(q.keyid, 1_000_000n, "b");
     const eq = await s.submitEvidence(evidenceOf(w, "equivocation", q, clock.now().getTime()), "rep");

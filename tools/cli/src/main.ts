@@ -50,9 +50,11 @@ const USAGE = `usage: deai [--server URL] [--json] <command>
                                            Beta reputation recomputed from the ledger's public entries (checked
                                            against its checkpoint); --compare fails unless the service agrees
 
-  slash verify <BUNDLE|RECEIPT> --log-key KEY [--record FILE | --receipt FILE] [--service-key ID] [--unanchored]
-                                           offline: the slash record's signature, its evidence re-verified
-                                           (every signature), the penalty recomputed, and its ledger receipt
+  slash verify <BUNDLE|RECEIPT> --log-key KEY --service-key ID [--council ID ... --veto-threshold K]
+               [--record FILE | --receipt FILE] [--unanchored]
+                                           offline: the slash record's signature by the pinned service key,
+                                           its evidence re-verified (every signature), the penalty recomputed,
+                                           a veto's k-of-n pinned council, and its ledger receipt
   slash list [--provider ID] [--records-dir DIR]
                                            the service's slashes; each signed record written as a bundle file
 
@@ -113,6 +115,8 @@ const OPTIONS = {
   compare: { type: "boolean" },
   record: { type: "string" },
   "service-key": { type: "string" },
+  council: { type: "string", multiple: true },
+  "veto-threshold": { type: "string" },
   unanchored: { type: "boolean" },
   "records-dir": { type: "string" },
 } as const;
@@ -155,7 +159,7 @@ const ALLOWED: Record<string, readonly (keyof typeof DATASET_OPTIONS)[]> = {
   "da sample": ["key", "slot", "stripe", "samples"],
   "da attestations": ["provider", "dataset", "evidence", "sampler", "quorum"],
   "da reputation": ["ledger", "sampler", "quorum", "lambda", "log-key", "compare"],
-  "slash verify": ["log-key", "record", "receipt", "service-key", "unanchored"],
+  "slash verify": ["log-key", "record", "receipt", "service-key", "council", "veto-threshold", "unanchored"],
   "slash list": ["provider", "records-dir"],
 };
 

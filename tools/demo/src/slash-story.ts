@@ -126,7 +126,15 @@ export async function slashStory(o: { slashingUrl: string; cli: string; work: st
   statement.predicate.penalty.amount = "1";
   bundle.envelope.payload = Buffer.from(JSON.stringify(statement)).toString("base64");
   await writeFile(join(o.work, "tampered-slash.json"), JSON.stringify(bundle));
-  const refused = await cli(["slash", "verify", join(o.work, "tampered-slash.json"), "--log-key", join(o.work, "slashing.vkey")]).then(
+  const refused = await cli([
+    "slash",
+    "verify",
+    join(o.work, "tampered-slash.json"),
+    "--log-key",
+    join(o.work, "slashing.vkey"),
+    "--service-key",
+    actorKeyFromSeed(serviceSeed).id,
+  ]).then(
     () => false,
     (e: { stderr?: string }) => (say(`   a record with a smaller penalty is refused: ${(e.stderr ?? "").trim().split("\n")[0]}`), true),
   );

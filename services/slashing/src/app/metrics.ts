@@ -12,6 +12,8 @@ export interface SlashingMetrics {
   readonly amountSlashed: Counter;
   /** Anchoring attempts of slash records by outcome (anchored, retry, refused). */
   readonly anchors: Counter;
+  /** Tick items (a due slash, a matured unbonding, an ended jail) whose processing threw, by step; the others still ran. */
+  readonly tickFailures: Counter;
 }
 
 /** Creates the instruments (call after the meter provider is registered: `create()` or a test). */
@@ -25,5 +27,9 @@ export function slashingMetrics(): SlashingMetrics {
       unit: "{base_unit}",
     }),
     anchors: m.createCounter("deai.slashing.anchors", { description: "Slash-record anchoring attempts, by outcome", unit: "{attempt}" }),
+    tickFailures: m.createCounter("deai.slashing.tick_failures", {
+      description: "Tick items whose processing failed (retried next tick), by step",
+      unit: "{item}",
+    }),
   };
 }

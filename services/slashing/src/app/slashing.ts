@@ -27,6 +27,7 @@ import {
   inputsToJson,
   isLivenessKind,
   isObjectiveKind,
+  MAX_ENTRY_SIZE,
   penaltyToJson,
   ProofError,
   sha256Hex,
@@ -37,12 +38,13 @@ import {
   type DsseEnvelopeJson,
   type EvidenceInput,
   type EvidenceJson,
+  type Penalty,
   type PenaltyInputs,
   type SlashRecordEvent,
   type SlashRecordPredicate,
 } from "@deai/proofs";
 
-import { infractionWindow, type SlashingParams } from "../domain/parameters.js";
+import { infractionWindow, sharesInfrastructure, type SlashingParams } from "../domain/parameters.js";
 import { slashStates, unbondingStates } from "../domain/status.js";
 import { slashingMetrics, type SlashingMetrics } from "./metrics.js";
 
@@ -178,6 +180,22 @@ export const noEvents: SlashingEvents = {
   providerReleased: async () => {},
   providerTombstoned: async () => {},
 };
+
+/**
+ * Most bytes a veto envelope may take in DSSE JSON. A vetoable slash's record reserves this much
+ * for each of the threshold's vetoes, so its `vetoed` record still fits a ledger entry.
+ */
+export const MAX_VETO_JSON_SIZE = 2_048;
+
+/** Bytes kept free in a slash record for the inputs re-observed at apply time (counts and stakes only grow, by a few digits). */
+export const RECORD_HEADROOM = 512;
+
+/** Bytes an envelope takes as a ledger leaf (the ledger hashes its DSSE JSON; every field is ASCII). */
+function leafSize(e: DsseEnvelope): number {
+  return Buffer.byteLength(JSON.stringify(dsseToJson(e)), "utf8");
+}
+
+const maxBig = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 
 function positive(a: bigint, field: string): bigint {
   checkedAmount(a, field);
@@ -327,29 +345,61 @@ export class Slashing {
       select unbonding_id from unbondings u where state = 'unbonding' and completes_at <= ${this.clock.now()}
         and not exists (select 1 from slashes s where s.provider_id = u.provider_id and s.state = 'pending_veto')
       order by completes_at limit ${limit}`.execute(this.db);
-    for (const { unbonding_id } of due.rows) {
-      await inMoneyTransaction(this.db, async (trx) => {
-        const row = await transitionRow<"unbonding" | "completed", { provider_id: string; amount: string; hold_id: string }>(
-          trx,
-          unbondingStates,
-          {
-            table: "unbondings",
-            key: { unbonding_id },
-            to: "completed",
-          },
-        ).catch((e: unknown) => {
-          // Another replica completed it first.
-          if (e instanceof FailedPreconditionError) return undefined;
-          throw e;
-        });
-        if (!row) return;
-        const amt = BigInt(row.amount);
-        if (amt > 0n) await createTransfers(trx, this.clock, [{ kind: "post", id: `${row.hold_id}:post`, pendingId: row.hold_id }]);
-        await this.stakeChange(trx, row.provider_id, -amt, "unbonded");
-        await this.events.stakeChanged(trx, row.provider_id);
-      });
-    }
+    await this.eachIsolated(
+      "mature",
+      due.rows,
+      (r) => r.unbonding_id,
+      ({ unbonding_id }) =>
+        inMoneyTransaction(this.db, async (trx): Promise<boolean> => {
+          const row = await transitionRow<"unbonding" | "completed", { provider_id: string; amount: string; hold_id: string }>(
+            trx,
+            unbondingStates,
+            {
+              table: "unbondings",
+              key: { unbonding_id },
+              to: "completed",
+            },
+          ).catch((e: unknown) => {
+            // Another replica completed it first.
+            if (e instanceof FailedPreconditionError) return undefined;
+            throw e;
+          });
+          if (!row) return false;
+          const amt = BigInt(row.amount);
+          if (amt > 0n) await createTransfers(trx, this.clock, [{ kind: "post", id: `${row.hold_id}:post`, pendingId: row.hold_id }]);
+          await this.stakeChange(trx, row.provider_id, -amt, "unbonded");
+          await this.events.stakeChanged(trx, row.provider_id);
+          return true;
+        }),
+    );
     return due.rows.length;
+  }
+
+  /**
+   * Runs one tick step on every item in its own transaction: an item that throws is counted
+   * (`deai.slashing.tick_failures`, by step) and skipped, so it never blocks the others; the
+   * failures are thrown together (AggregateError) after the rest ran. Returns how many did work.
+   */
+  private async eachIsolated<T>(step: string, items: readonly T[], id: (t: T) => string, run: (t: T) => Promise<boolean>): Promise<number> {
+    let n = 0;
+    const failed: { id: string; err: unknown }[] = [];
+    for (const item of items) {
+      try {
+        if (await run(item)) n++;
+      } catch (err) {
+        this.metrics.tickFailures.add(1, { step });
+        failed.push({ id: id(item), err });
+      }
+    }
+    if (failed.length > 0)
+      throw new AggregateError(
+        failed.map((f) => f.err),
+        `slashing ${step}: ${failed.length} of ${items.length} failed (${failed
+          .slice(0, 5)
+          .map((f) => `${f.id}: ${(f.err as Error).message}`)
+          .join("; ")}); the others were processed`,
+      );
+    return n;
   }
 
   private async stakeChange(trx: Trx, providerId: string, delta: bigint, reason: string): Promise<void> {
@@ -396,6 +446,14 @@ export class Slashing {
       if (err instanceof ProofError) throw new InvalidArgumentError(`evidence does not verify: ${err.message}`, { reason: err.code });
       throw err;
     }
+    // The reporter reward comes out of the accused's stake: reporting oneself would hand a tenth of the slash back.
+    if (reporterId === v.provider)
+      throw new PermissionDeniedError(
+        `provider ${v.provider} cannot report evidence against itself (the reporter reward is paid from its stake)`,
+        {
+          reason: "self-report",
+        },
+      );
     const existing = await sql<{ slash_id: string }>`select slash_id from evidence where evidence_id = ${v.evidenceId}`.execute(this.db);
     if (existing.rows[0]) return { evidenceId: v.evidenceId, slashId: existing.rows[0].slash_id, duplicate: true, newPenalty: false };
     const now = this.clock.now();
@@ -404,6 +462,13 @@ export class Slashing {
       throw new FailedPreconditionError(`evidence is ${age} ms old; the maximum age is ${this.params.evidenceMaxAgeMs} ms`, {
         reason: "expired",
       });
+    // Every statement the evidence rests on must be within the max age, not only the latest (equivocation's earlier one).
+    const oldest = now.getTime() - (v.earliestAtMs ?? v.infractionAtMs);
+    if (oldest > this.params.evidenceMaxAgeMs)
+      throw new FailedPreconditionError(
+        `evidence rests on a statement ${oldest} ms old; the maximum age is ${this.params.evidenceMaxAgeMs} ms`,
+        { reason: "expired" },
+      );
     if (age < -300_000) throw new InvalidArgumentError(`the infraction is ${-age} ms in the future`, { reason: "future" });
     const p = this.params.penalty;
     const window = infractionWindow(p, v.kind, v.infractionAtMs);
@@ -416,13 +481,24 @@ export class Slashing {
         throw new FailedPreconditionError(`provider ${v.provider} is tombstoned: it is already permanently excluded`, {
           reason: "tombstoned",
         });
-      const ins =
-        await sql`insert into evidence values (${v.evidenceId}, ${v.kind}, ${v.provider}, ${reporterId}, ${infractionAt}, ${now}, ${slashId}, ${JSON.stringify(evidenceToJson(e))}::jsonb)
-        on conflict do nothing returning 1`.execute(trx);
-      if (ins.rows.length === 0) return { evidenceId: v.evidenceId, slashId, duplicate: true, newPenalty: false };
-      await this.events.evidenceAccepted(trx, v.evidenceId);
+      // The penalty this evidence is recorded against: its window's, else (liveness) the ongoing outage's, else a new one.
       const held = await sql`select 1 from slashes where slash_id = ${slashId}`.execute(trx);
-      if (held.rows.length > 0) return { evidenceId: v.evidenceId, slashId, duplicate: false, newPenalty: false };
+      const joined =
+        held.rows.length > 0
+          ? slashId
+          : isLivenessKind(v.kind)
+            ? await this.ongoingOutage(trx, v.kind, v.provider, infractionAt)
+            : undefined;
+      const target = joined ?? slashId;
+      const ins =
+        await sql`insert into evidence values (${v.evidenceId}, ${v.kind}, ${v.provider}, ${reporterId}, ${infractionAt}, ${now}, ${target}, ${JSON.stringify(evidenceToJson(e))}::jsonb)
+        on conflict do nothing returning 1`.execute(trx);
+      if (ins.rows.length === 0) return { evidenceId: v.evidenceId, slashId: target, duplicate: true, newPenalty: false };
+      await this.events.evidenceAccepted(trx, v.evidenceId);
+      if (joined) {
+        if (joined !== slashId) await this.rejailForOutage(trx, v.provider, joined, now);
+        return { evidenceId: v.evidenceId, slashId: joined, duplicate: false, newPenalty: false };
+      }
       const stakeAtInfraction = await this.stakeAt(trx, v.provider, infractionAt);
       const inputs = await this.observe(trx, v.kind, v.provider, infractionAt, stakeAtInfraction, v.signers, v.quorumSize);
       const penalty = computePenalty(p, inputs);
@@ -443,6 +519,7 @@ export class Slashing {
         inputs: inputsToJson(inputs),
         penalty: penaltyToJson(penalty),
       };
+      this.checkRecordFits(record, penalty);
       await sql`insert into slashes (slash_id, evidence_id, kind, provider_id, infraction_window, state, amount, base_fraction_bps, fraction_bps,
           correlated_slashes, consequence, reporter_id, reporter_reward, infraction_at, proposed_at, veto_deadline, record)
         values (${slashId}, ${v.evidenceId}, ${v.kind}, ${v.provider}, ${window}, 'pending_veto', ${penalty.amount.toString()}, ${penalty.baseBps},
@@ -470,6 +547,75 @@ export class Slashing {
     });
   }
 
+  /**
+   * A fault that continues an outage jails the provider again for the outage's slash's jail
+   * length, from now, when that ends later than the jail it is in (if any): no new penalty, but
+   * a provider still failing stays out of the marketplace. The jail, its event and its record
+   * commit together.
+   */
+  private async rejailForOutage(trx: Trx, providerId: string, outageSlashId: string, now: Date): Promise<void> {
+    const r = await sql<{ jail_ms: string | null }>`
+      select record->'penalty'->>'jailMs' as jail_ms from slashes where slash_id = ${outageSlashId} and consequence = 'jail'`.execute(trx);
+    const jailMs = Number(r.rows[0]?.jail_ms ?? 0);
+    if (jailMs <= 0) return;
+    const until = new Date(now.getTime() + jailMs);
+    const up = await sql<{ jailed_until: Date }>`
+      update providers set status = 'jailed', jailed_until = ${until}, status_slash_id = ${outageSlashId}, updated_at = ${now}
+      where provider_id = ${providerId} and status <> 'tombstoned' and (status <> 'jailed' or jailed_until is null or jailed_until < ${until})
+      returning jailed_until`.execute(trx);
+    if (up.rows.length === 0) return;
+    await this.events.providerJailed(trx, providerId, until, outageSlashId);
+    await this.writeRecord(trx, outageSlashId, "jailed", { jailedUntil: until });
+  }
+
+  /**
+   * The slash of the outage a liveness fault continues, if any: a penalty of the same provider
+   * and kind (not vetoed, not suspended by the guard) with evidence whose infraction lies within
+   * one window of `at` on either side. An outage is a run of such faults with no gap longer than
+   * the kind's window, and it costs one penalty (and one jail) however many windows it spans;
+   * a fault after a longer gap is a new outage and escalates. The caller holds the provider's
+   * row lock, so concurrent replicas agree.
+   */
+  private async ongoingOutage(trx: Trx, kind: EvidenceInput["kind"], provider: string, at: Date): Promise<string | undefined> {
+    const w = this.params.penalty.windowMs[kind];
+    const r = await sql<{ slash_id: string }>`
+      select e.slash_id from evidence e join slashes s on s.slash_id = e.slash_id
+      where e.provider_id = ${provider} and e.kind = ${kind} and s.state <> 'vetoed' and s.record->'penalty'->>'suspended' is null
+        and e.infraction_at between ${new Date(at.getTime() - w)} and ${new Date(at.getTime() + w)}
+      order by s.infraction_at, s.slash_id limit 1`.execute(trx);
+    return r.rows[0]?.slash_id;
+  }
+
+  /**
+   * Refuses evidence whose slash records could not be anchored: the largest record the slash
+   * can produce (the longest event, `taken`, `jailedUntil`, and for a vetoable kind the
+   * threshold's vetoes at MAX_VETO_JSON_SIZE each), signed as the service signs it, must fit
+   * the ledger's entry (MAX_ENTRY_SIZE) with RECORD_HEADROOM to spare. Throws inside the
+   * submit transaction, so nothing is stored.
+   */
+  private checkRecordFits(record: Omit<SlashRecordPredicate, "event" | "at">, penalty: Penalty): void {
+    const vetoSlot: DsseEnvelopeJson = { payloadType: IN_TOTO_PAYLOAD_TYPE, payload: "", signatures: [] };
+    const fill = MAX_VETO_JSON_SIZE - JSON.stringify(vetoSlot).length;
+    const at = new Date(8.64e15).toISOString();
+    const largest: SlashRecordPredicate = {
+      ...record,
+      event: "tombstoned",
+      at,
+      taken: penalty.amount.toString(),
+      jailedUntil: at,
+      ...(isObjectiveKind(record.kind)
+        ? {}
+        : { vetoes: Array.from({ length: this.params.vetoThreshold }, () => ({ ...vetoSlot, payload: "A".repeat(fill) })) }),
+    };
+    const size = leafSize(dsseSign(IN_TOTO_PAYLOAD_TYPE, slashRecordPayload(largest), [this.signer]));
+    const limit = MAX_ENTRY_SIZE - RECORD_HEADROOM;
+    if (size > limit)
+      throw new InvalidArgumentError(
+        `evidence is too large: its slash record would take up to ${size} bytes as a ledger entry; the limit is ${limit} (the ledger's ${MAX_ENTRY_SIZE} less ${RECORD_HEADROOM} for re-observed inputs)`,
+        { reason: "too-large" },
+      );
+  }
+
   /** What the penalty depends on besides the evidence, observed now. */
   private async observe(
     trx: Trx,
@@ -490,10 +636,17 @@ export class Slashing {
       and state <> 'vetoed' and fraction_bps > 0 and infraction_at >= ${new Date(t - p.escalationLookbackMs)} and infraction_at < ${at}`.execute(
       trx,
     );
-    const corr = await sql<{ n: number; s: string }>`
-      select count(*)::int as n, coalesce(sum((record->'inputs'->>'stakeAtInfraction')::numeric), 0)::text as s
+    const corr = await sql<{ provider_id: string; s: string }>`
+      select provider_id, (record->'inputs'->>'stakeAtInfraction')::numeric::text as s
       from slashes where kind = ${kind} and provider_id <> ${provider} and state <> 'vetoed'
         and infraction_at between ${new Date(t - p.correlationWindowMs)} and ${new Date(t + p.correlationWindowMs)}`.execute(trx);
+    const infra = this.params.infrastructure ?? {};
+    let correlatedStake = 0n;
+    let sharedInfraStake = 0n;
+    for (const c of corr.rows) {
+      correlatedStake += BigInt(c.s);
+      if (sharesInfrastructure(infra[provider], infra[c.provider_id])) sharedInfraStake += BigInt(c.s);
+    }
     const total = await sql<{ s: string; n: number }>`
       select coalesce(sum(credits_posted - debits_posted), 0)::text as s, count(*) filter (where credits_posted - debits_posted >= ${minBonded.toString()}::numeric)::int as n
       from money_accounts where kind = 'stake'`.execute(trx);
@@ -507,8 +660,10 @@ export class Slashing {
       kind,
       stakeAtInfraction: stake,
       priorLivenessFaults: isLivenessKind(kind) ? prior.rows[0]!.n : 0,
-      correlatedSlashes: corr.rows[0]!.n,
-      correlatedStake: BigInt(corr.rows[0]!.s),
+      correlatedSlashes: corr.rows.length,
+      correlatedStake,
+      // Only when the provider's infrastructure is known: records of others stay as they were.
+      ...(infra[provider] ? { sharedInfraStake } : {}),
       totalStake: BigInt(total.rows[0]!.s),
       bondedProviders: total.rows[0]!.n,
       faultingProviders: faulting.rows[0]!.n + 1,
@@ -539,6 +694,12 @@ export class Slashing {
       if (s.state !== "pending_veto") throw slashStates.illegal(s.state as "applied", "vetoed", slashId);
       if (this.clock.now() >= s.veto_deadline)
         throw new FailedPreconditionError(`the veto window of slash ${slashId} closed at ${s.veto_deadline.toISOString()}`);
+      const size = leafSize(envelope);
+      if (size > MAX_VETO_JSON_SIZE)
+        throw new InvalidArgumentError(
+          `the veto statement takes ${size} bytes in DSSE JSON; at most ${MAX_VETO_JSON_SIZE} fit the vetoed slash record`,
+          { field: "statement" },
+        );
       let v;
       try {
         v = verifyVeto(envelope, { slashId, evidenceId: s.evidence_id });
@@ -601,9 +762,12 @@ export class Slashing {
       select slash_id from slashes where state = 'pending_veto' and veto_deadline <= ${this.clock.now()} order by veto_deadline limit ${limit}`.execute(
       this.db,
     );
-    let n = 0;
-    for (const { slash_id } of due.rows) if (await this.apply(slash_id)) n++;
-    return n;
+    return this.eachIsolated(
+      "apply",
+      due.rows,
+      (r) => r.slash_id,
+      (r) => this.apply(r.slash_id),
+    );
   }
 
   /**
@@ -624,11 +788,15 @@ export class Slashing {
       faultingProviders: Math.max(before.faultingProviders, now.faultingProviders),
       correlatedSlashes: Math.max(before.correlatedSlashes, now.correlatedSlashes),
       correlatedStake: before.correlatedStake > now.correlatedStake ? before.correlatedStake : now.correlatedStake,
+      ...(before.sharedInfraStake !== undefined || now.sharedInfraStake !== undefined
+        ? { sharedInfraStake: maxBig(before.sharedInfraStake ?? 0n, now.sharedInfraStake ?? 0n) }
+        : {}),
     };
     if (
       inputs.faultingProviders === before.faultingProviders &&
       inputs.correlatedSlashes === before.correlatedSlashes &&
-      inputs.correlatedStake === before.correlatedStake
+      inputs.correlatedStake === before.correlatedStake &&
+      inputs.sharedInfraStake === before.sharedInfraStake
     )
       return;
     const penalty = computePenalty(rec.params, inputs);
@@ -758,24 +926,25 @@ export class Slashing {
       select provider_id from providers where status = 'jailed' and jailed_until <= ${this.clock.now()} order by jailed_until limit ${limit}`.execute(
       this.db,
     );
-    let n = 0;
-    for (const { provider_id } of due.rows) {
-      // One transaction per release: the status, its event and its signed record commit together,
-      // and a replica that released it first leaves nothing to do here.
-      const done = await this.db.transaction().execute(async (trx) => {
-        const r = await sql<{ jailed_until: Date; status_slash_id: string | null }>`
+    // One transaction per release: the status, its event and its signed record commit together,
+    // and a replica that released it first leaves nothing to do here.
+    return this.eachIsolated(
+      "release",
+      due.rows,
+      (r) => r.provider_id,
+      ({ provider_id }) =>
+        this.db.transaction().execute(async (trx) => {
+          const r = await sql<{ jailed_until: Date; status_slash_id: string | null }>`
           update providers set status = 'active', updated_at = ${this.clock.now()}
           where provider_id = ${provider_id} and status = 'jailed' and jailed_until <= ${this.clock.now()}
           returning jailed_until, status_slash_id`.execute(trx);
-        const row = r.rows[0];
-        if (!row) return false;
-        await this.events.providerReleased(trx, provider_id, row.jailed_until);
-        if (row.status_slash_id) await this.writeRecord(trx, row.status_slash_id, "released", { jailedUntil: row.jailed_until });
-        return true;
-      });
-      if (done) n++;
-    }
-    return n;
+          const row = r.rows[0];
+          if (!row) return false;
+          await this.events.providerReleased(trx, provider_id, row.jailed_until);
+          if (row.status_slash_id) await this.writeRecord(trx, row.status_slash_id, "released", { jailedUntil: row.jailed_until });
+          return true;
+        }),
+    );
   }
 
   /** The signed slash record of an event as of now (DSSE over the slash-record statement). */
@@ -805,10 +974,15 @@ export class Slashing {
    * change it records: a change is never committed without its record, nor a record without it.
    */
   private async writeRecord(trx: Trx, slashId: string, event: SlashRecordEvent, extra: { jailedUntil?: Date } = {}): Promise<void> {
-    const envelope = await this.buildRecord(trx, slashId, event, extra);
-    await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
-      values (${`${slashId}/${event}`}, ${slashId}, ${event}, ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.clock.now()})
-      on conflict do nothing`.execute(trx);
+    const envelope = JSON.stringify(dsseToJson(await this.buildRecord(trx, slashId, event, extra)));
+    const ins = await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
+      values (${`${slashId}/${event}`}, ${slashId}, ${event}, ${envelope}::jsonb, ${this.clock.now()})
+      on conflict do nothing returning 1`.execute(trx);
+    // A slash jails (and releases) once per stretch of an outage: later jails and releases get their own record, by jail end.
+    if (ins.rows.length === 0 && extra.jailedUntil && (event === "jailed" || event === "released"))
+      await sql`insert into slash_records (record_id, slash_id, event, envelope, created_at)
+        values (${`${slashId}/${event}/${extra.jailedUntil.toISOString()}`}, ${slashId}, ${event}, ${envelope}::jsonb, ${this.clock.now()})
+        on conflict do nothing`.execute(trx);
   }
 
   async stake(providerId: string): Promise<StakeView> {

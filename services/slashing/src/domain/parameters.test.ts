@@ -8,7 +8,7 @@ const params: SlashingParams = {
   minStake: 1_000n,
   council: ["a", "b", "c"],
   vetoThreshold: 2,
-  trust: { samplers: ["s1"], quorumThreshold: 1, operators: [], checkers: [], minMissedHeartbeats: 3 },
+  trust: { samplers: ["s1"], quorumThreshold: 1, operators: [], countersigners: [], checkers: [], minMissedHeartbeats: 3 },
   penalty: DEFAULT_PENALTY_PARAMS,
 };
 
@@ -78,6 +78,17 @@ describe("penalty", () => {
     const all = computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ kind: "equivocation", correlatedSlashes: 5, correlatedStake: 5_000_000n }));
     expect(all.fractionBps).toBe(10_000);
     expect(all.amount).toBe(1_000_000n);
+  });
+  it("counts the correlated stake of providers sharing infrastructure twice, never more than the correlated stake", () => {
+    const eq = { kind: "equivocation" as const, correlatedSlashes: 2, correlatedStake: 1_000_000n };
+    // ⌊10000 × 3 × (1 M + 0.4 M) / 10 M⌋ = 4200 bps of correlation.
+    expect(computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ ...eq, sharedInfraStake: 400_000n })).correlationBps).toBe(4_200);
+    expect(computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ ...eq, sharedInfraStake: 0n })).correlationBps).toBe(3_000);
+    expect(() => computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ ...eq, sharedInfraStake: 1_000_001n }))).toThrow(/cannot exceed/);
+    // Liveness kinds have no correlation, shared or not.
+    expect(
+      computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ ...eq, kind: "unavailability", sharedInfraStake: 400_000n })).correlationBps,
+    ).toBe(0);
   });
   it("suspends liveness slashing (jail only) when the quorum is degraded or many providers fail at once", () => {
     const degraded = computePenalty(DEFAULT_PENALTY_PARAMS, inputs({ signers: 2 }));

@@ -20,6 +20,20 @@ export interface SlashingParams {
   readonly vetoThreshold: number;
   readonly trust: EvidenceTrust;
   readonly penalty: PenaltyParams;
+  /** Where providers run (region, storage vendor), for the shared-infrastructure correlation. Unlisted: none known. */
+  readonly infrastructure?: Readonly<Record<string, ProviderInfrastructure>>;
+}
+
+/** A provider's infrastructure: faults of providers sharing either field are correlated twice. */
+export interface ProviderInfrastructure {
+  readonly region?: string;
+  readonly vendor?: string;
+}
+
+/** Whether two providers share a region or a storage vendor (an empty or missing field shares nothing). */
+export function sharesInfrastructure(a: ProviderInfrastructure | undefined, b: ProviderInfrastructure | undefined): boolean {
+  if (!a || !b) return false;
+  return (!!a.region && a.region === b.region) || (!!a.vendor && a.vendor === b.vendor);
 }
 
 /**

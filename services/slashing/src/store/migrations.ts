@@ -16,6 +16,7 @@ import { accountsMigrations, type ForwardMigration } from "@deai/kit";
  * - `slash_records` (0002): every signed slash-record statement (jailed, tombstoned, released,
  *   applied, vetoed), written in the transaction of the change it records, with its ledger
  *   index and receipt once the anchoring loop got them.
+ * - 0003: evidence by (provider, kind, infraction time), to find the outage a liveness fault continues.
  */
 export const migrations: Record<string, ForwardMigration> = {
   ...accountsMigrations,
@@ -110,5 +111,8 @@ export const migrations: Record<string, ForwardMigration> = {
     )`.execute(db);
     await sql`create index slash_records_pending on slash_records (created_at) where ledger_index is null and refused is null`.execute(db);
     await sql`create index slash_records_slash on slash_records (slash_id, created_at)`.execute(db);
+  },
+  "0003_evidence_outage": async (db) => {
+    await sql`create index evidence_outage on evidence (provider_id, kind, infraction_at)`.execute(db);
   },
 };

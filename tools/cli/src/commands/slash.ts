@@ -1,4 +1,5 @@
-// deai slash verify <bundle-or-receipt> --log-key KEY [--record FILE | --receipt FILE] [--service-key ID] [--unanchored]
+// deai slash verify <bundle-or-receipt> --log-key KEY --service-key ID [--council ID... --veto-threshold K]
+//                   [--record FILE | --receipt FILE] [--unanchored]
 // deai slash list [--provider ID] [--records-dir DIR]
 //
 // verify is offline (only @deai/proofs): the slash record's service signature, the evidence it
@@ -8,13 +9,15 @@
 // exactly this envelope against the pinned log key. A bundle is a slash record as the service
 // lists it (`{"event","envelope","receipt":{"tlogProof",...}}`), `{"envelope","receipt":"<tlog-proof>"}`,
 // or a bare envelope with `--receipt FILE`; a tlog-proof receipt file takes `--record FILE`.
+// The service key (and for a vetoed record the council and its k) are pinned by the caller: the
+// key a bundle's signature names proves nothing by itself.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 import { dsseFromJson, ProofError, verifySlashRecord, type DsseEnvelopeJson } from "@deai/proofs";
 
 import { ApiClient } from "../api-client.js";
-import { CheckFailed, flag, str, UsageError, verifierKeyArg, type Context } from "../cli.js";
+import { CheckFailed, count, flag, list, str, UsageError, verifierKeyArg, type Context } from "../cli.js";
 import { envelopeLeaf, isEnvelopeJson } from "../envelope.js";
 import { verifyReceipt } from "./verify.js";
 
@@ -54,6 +57,16 @@ async function bundleOf(ctx: Context, file: string): Promise<{ envelope: DsseEnv
   return { envelope, receipt };
 }
 
+/** The record's event as its payload states it (to ask for the council before verifying a veto), or undefined. */
+function eventOf(envelope: DsseEnvelopeJson): string | undefined {
+  try {
+    const st = JSON.parse(Buffer.from(envelope.payload, "base64").toString("utf8")) as { predicate?: { event?: unknown } };
+    return typeof st.predicate?.event === "string" ? st.predicate.event : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** deai slash verify */
 async function verifyCommand(ctx: Context): Promise<void> {
   const [file, ...rest] = ctx.positionals;
@@ -63,11 +76,26 @@ async function verifyCommand(ctx: Context): Promise<void> {
   if (!unanchored && logKey === undefined)
     throw new UsageError("--log-key is required: the ledger's verifier key (text or file), pinned out of band (or --unanchored)");
   const serviceKey = str(ctx, "service-key");
+  if (serviceKey === undefined)
+    throw new UsageError(
+      "--service-key is required: the slashing service's actor id, pinned out of band (the bundle's own key proves nothing)",
+    );
+  const members = list(ctx, "council").flatMap((m) => m.split(",").filter((x) => x !== ""));
+  const threshold = count(str(ctx, "veto-threshold"), "--veto-threshold");
+  if (members.length > 0 !== (threshold !== undefined))
+    throw new UsageError("--council and --veto-threshold go together (the council's members and its k)");
+  if (threshold !== undefined && (threshold < 1 || threshold > members.length))
+    throw new UsageError(`--veto-threshold must be in 1..${members.length} (the council's size)`);
   const { envelope, receipt } = await bundleOf(ctx, file);
+  if (threshold === undefined && eventOf(envelope) === "vetoed")
+    throw new UsageError(`${file} is a vetoed record: give the pinned council (--council ID, once per member) and --veto-threshold K`);
   const checks: string[] = [];
   let record;
   try {
-    record = verifySlashRecord(dsseFromJson(envelope), serviceKey ? { serviceKey } : {});
+    record = verifySlashRecord(dsseFromJson(envelope), {
+      serviceKey,
+      ...(threshold !== undefined ? { council: { members, threshold } } : {}),
+    });
   } catch (e) {
     if (e instanceof ProofError || e instanceof Error)
       throw new CheckFailed(`FAIL ${file}: the slash record does not verify: ${e.message}`, { detail: { checks } });
