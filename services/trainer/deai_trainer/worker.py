@@ -9,6 +9,7 @@ JSON lines go to stdout (or $DEAI_PROGRESS); diagnostics to stderr. Exit 0 on su
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 
@@ -25,11 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_job(args.config)
         rv = rendezvous_from_env(cfg.stages)
+        if rv.elastic and cfg.method == "allreduce":
+            raise ConfigError("method allreduce averages every step across groups: it needs one world, not DEAI_EXCHANGE")
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     progress = Progress(cfg.job_id, rv.rank, rv.group, rv.stage, rv.progress_path)
-    from .trainer import Worker  # imports torch; keep --help and config errors fast
+    from .trainer import STOP, Worker  # imports torch; keep --help and config errors fast
+    if rv.elastic:  # SIGTERM: checkpoint at the next round end, leave the job, exit 0
+        signal.signal(signal.SIGTERM, lambda *_: STOP.set())
     try:
         Worker(cfg, rv, progress).run()
     except (ShardIntegrityError, ContentDigestError, ManifestError) as exc:
