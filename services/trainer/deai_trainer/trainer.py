@@ -461,9 +461,15 @@ class Worker:
             return None
         key = f"{where}/group-{self.group}-stage-{self.topo.stage}.pt"
         if self.elastic and not self._exists(ck.bucket, key):
-            # e.g. a new group told to start from another group's checkpoint round: in elastic mode
-            # it starts from the initial weights and replays the coordinator's rounds instead
-            self.progress.emit("resumeSkipped", fromKey=where, reason=f"no {key}; replaying from the initial weights")
+            # A group new to the job (scale-up, or moved) told to start from the job's latest
+            # checkpoint round: take another group's file of that round. Only its outer state
+            # matters: joining resets the weights to the anchor and zeroes the residual.
+            for g in range(max(self.job_groups, self.group + 1) + 8):
+                other = f"{where}/group-{g}-stage-{self.topo.stage}.pt"
+                if g != self.group and self._exists(ck.bucket, other):
+                    self.progress.emit("resumeFromOtherGroup", fromKey=other)
+                    return load_checkpoint(self.store, ck.bucket, other)
+            self.progress.emit("resumeSkipped", fromKey=where, reason=f"no checkpoint of this stage under {where}")
             return None
         return load_checkpoint(self.store, ck.bucket, key)
 
