@@ -13,6 +13,9 @@ Per repeat, alternately:
                   `joined` line: the next instruction is an inner step) and -> its first round
                   done; the survivor's steps during the outage and whether it was left out of
                   any round it posted (tokens lost by it); group 1's steps since its checkpoint.
+  warm spare      the same, but group 1 is replaced by a warm spare started beforehand
+                  (DEAI_STANDBY=1: torch imported, data read and verified, waiting on stdin for
+                  its group): what is left is the checkpoint load, the join and the replay.
   full restart    SIGKILL every group a few steps after their latest common checkpoint and
                   restart all of them from it (RecreateAll), with a new coordinator.
                   Measured: failure -> the last group training again; tokens lost by all.
@@ -49,6 +52,7 @@ class Harness:
         self.cfg_path = root / "job.json"
         self.cfg_path.write_text(json.dumps(cfg))
         self.groups: dict[int, ElasticGroup] = {}
+        self.spares: list[ElasticGroup] = []
         self.attempt: dict[int, int] = {}
         self.server = None
         self.coord: Coordinator | None = None
@@ -70,6 +74,21 @@ class Harness:
         g = ElasticGroup(self.cfg_path, self.root, group, 1, groups, self.url, env=env, tag=f"-a{n}")
         self.groups[group] = g
         return g
+
+    def spare(self) -> ElasticGroup:
+        """A warm spare gang (torch and data loaded), waiting for a group."""
+        n = self.attempt.get(-1, -1) + 1
+        self.attempt[-1] = n
+        sp = ElasticGroup(self.cfg_path, self.root, -1, 1, 2, self.url, tag=f"-spare{n}", standby=True)
+        self.spares.append(sp)
+        self.wait("the spare ready", sp.ready)
+        return sp
+
+    def promote(self, spare: ElasticGroup, group: int, groups: int, resume: str | None) -> None:
+        self.spares.remove(spare)
+        self.attempt[group] = self.attempt.get(group, -1) + 1
+        spare.assign(group, self.url, {"DEAI_GROUPS": str(groups), **({"DEAI_RESUME_FROM": resume} if resume else {})})
+        self.groups[group] = spare
 
     def kill(self, group: int) -> None:
         self.groups[group].kill()
@@ -96,7 +115,7 @@ class Harness:
             time.sleep(0.01)
 
     def close(self) -> None:
-        for g in self.groups.values():
+        for g in [*self.groups.values(), *self.spares]:
             g.kill()
         if self.server is not None:
             self.server.shutdown()
@@ -107,7 +126,8 @@ def _ckpt_dir(e: dict[str, Any]) -> str:
     return e["key"].rsplit("/", 1)[0]
 
 
-def group_failure(hx: Harness) -> dict[str, Any]:
+def group_failure(hx: Harness, warm: bool = False) -> dict[str, Any]:
+    spare = hx.spare() if warm else None  # ready before the failure, as a kept spare would be
     cks = hx.events(1, "checkpoint")
     base = cks[-1]["round"] if cks else 0
     ck = hx.wait("a new group-1 checkpoint", lambda: next((e for e in hx.events(1, "checkpoint") if e["round"] > base), None))
@@ -117,7 +137,10 @@ def group_failure(hx: Harness) -> dict[str, Any]:
     hx.kill(1)
     died_at = hx.last_step(1)
     ck = hx.events(1, "checkpoint")[-1]  # the last one it reported
-    hx.start(1, 2, resume=_ckpt_dir(ck))
+    if spare is not None:
+        hx.promote(spare, 1, 2, _ckpt_dir(ck))
+    else:
+        hx.start(1, 2, resume=_ckpt_dir(ck))
     joined = hx.wait("group 1 joined", lambda: next(iter(hx.events(1, "joined")), None))
     first = hx.wait("group 1's first round", lambda: next(iter(hx.events(1, "progress")), None))
     survivor_after = hx.last_step(0)
@@ -128,7 +151,7 @@ def group_failure(hx: Harness) -> dict[str, Any]:
         "replayedRounds": joined["replayedRounds"], "replayS": joined["replayS"],
         "survivorStepsDuringOutage": survivor_after - survivor_before,
         "failedGroupTokensLost": (died_at - ck["step"]) * BATCH * CONTEXT,
-        "resumedFromStep": ck["step"], "attempt": hx.attempt[1],
+        "resumedFromStep": ck["step"], "attempt": hx.attempt[1], "warmSpare": warm,
     }
 
 
@@ -206,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "verifyReplicas": False, "timeoutS": 120,
         }
         hx = Harness(root, cfg)
-        group_runs, full_runs, missed = [], [], []
+        group_runs, warm_runs, full_runs, missed = [], [], [], []
         try:
             hx.new_coordinator(2)
             hx.start(0, 2)
@@ -215,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"recovery: repeat {i + 1}/{args.repeats}: group failure", file=sys.stderr, flush=True)
                 group_runs.append(group_failure(hx))
                 missed += survivor_missed_rounds(hx)
+                print(f"recovery: repeat {i + 1}/{args.repeats}: group failure, warm spare", file=sys.stderr, flush=True)
+                warm_runs.append(group_failure(hx, warm=True))
+                missed += survivor_missed_rounds(hx)
                 print(f"recovery: repeat {i + 1}/{args.repeats}: full restart", file=sys.stderr, flush=True)
                 full_runs.append(full_restart(hx))
             print("recovery: scale up", file=sys.stderr, flush=True)
@@ -222,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             missed += survivor_missed_rounds(hx)
         finally:
             hx.close()
+    w_med = statistics.median(r["failureToTrainingS"] for r in warm_runs)
+    w_first = statistics.median(r["failureToFirstRoundS"] for r in warm_runs)
     g_med = statistics.median(r["failureToTrainingS"] for r in group_runs)
     f_med = statistics.median(r["failureToTrainingS"] for r in full_runs)
     g_first = statistics.median(r["failureToFirstRoundS"] for r in group_runs)
@@ -237,25 +265,35 @@ def main(argv: list[str] | None = None) -> int:
                              "zero detection latency in both cases; full restart = every group from the latest common "
                              "checkpoint with a new coordinator"},
         "groupFailure": group_runs,
+        "groupFailureWarmSpare": warm_runs,
         "fullRestart": full_runs,
         "scaleUp": added,
         "summary": {
             "groupRecoveryS": g_med, "fullRestartS": f_med,
             "groupRecoveryOverFullRestart": round(g_med / f_med, 3) if f_med else None,
+            "groupRecoveryWarmSpareS": w_med,
+            "groupRecoveryWarmSpareOverFullRestart": round(w_med / f_med, 3) if f_med else None,
+            "groupRecoveryWarmSpareFirstRoundS": w_first,
             "groupRecoveryFirstRoundS": g_first, "fullRestartFirstRoundS": f_first,
             "groupRecoveryOverFullRestartFirstRound": round(g_first / f_first, 3) if f_first else None,
             "tokensLostBySurvivorPerGroupFailure": 0 if not missed else None,
             "survivorRoundsLeftOut": missed,
             "tokensLostBySurvivorPerFullRestart": survivor_lost,
-            "tokensLostByFailedGroupPerFailure": [r["failedGroupTokensLost"] for r in group_runs],
+            "tokensLostByFailedGroupPerFailure": [r["failedGroupTokensLost"] for r in group_runs + warm_runs],
+            # training capacity lost: groups not training x seconds (survivors train on in a group failure)
+            "groupSecondsIdlePerGroupFailure": g_med, "groupSecondsIdlePerFullRestart": round(2 * f_med, 3),
             "timeToAddGroupS": added["startToTrainingS"],
             "timeToAddGroupFirstMemberRoundS": added["startToFirstMemberRoundS"],
         },
-        "goals": {"groupRecoveryOverFullRestart": {"target": "<= 0.5"}, "tokensLostBySurvivor": {"target": 0}},
+        "goals": {"groupRecoveryOverFullRestart": {"target": "<= 0.5"},
+                  "groupRecoveryWarmSpareOverFullRestart": {"target": "<= 0.5"},
+                  "tokensLostBySurvivor": {"target": 0}},
         "wallS": round(time.time() - t_start, 1),
     }
     s = doc["summary"]
     doc["goals"]["groupRecoveryOverFullRestart"]["met"] = s["groupRecoveryOverFullRestart"] is not None and s["groupRecoveryOverFullRestart"] <= 0.5
+    doc["goals"]["groupRecoveryWarmSpareOverFullRestart"]["met"] = (
+        s["groupRecoveryWarmSpareOverFullRestart"] is not None and s["groupRecoveryWarmSpareOverFullRestart"] <= 0.5)
     doc["goals"]["tokensLostBySurvivor"]["met"] = not missed
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")

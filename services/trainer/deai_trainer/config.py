@@ -193,6 +193,18 @@ def load_job(path: str | Path) -> JobConfig:
     return parse_job(doc)
 
 
+def standby_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """DEAI_STANDBY=1: a warm spare that loads torch and the data, then waits on stdin for one
+    JSON object of rendezvous variables (its group assignment) before it trains."""
+    env = os.environ if env is None else env
+    return env.get("DEAI_STANDBY", "") == "1"
+
+
+def with_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with a standby assignment on top."""
+    return {**os.environ, **{str(k): str(v) for k, v in overrides.items()}}
+
+
 def rendezvous_from_env(stages: int, env: Mapping[str, str] | None = None) -> Rendezvous:
     """MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, DEAI_GROUP, DEAI_STAGE (+ optional
     DEAI_WIRE_IFACE, DEAI_RATE_LIMIT_MBIT, DEAI_PROGRESS, DEAI_RESUME_FROM). Group/stage default from RANK.

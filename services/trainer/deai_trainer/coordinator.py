@@ -287,7 +287,10 @@ def make_server(coord: Coordinator, host: str = "127.0.0.1", port: int = 0) -> T
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the worker that asked was killed while it waited
 
         def _json(self, status: int, doc: Any) -> None:
             self._reply(status, json.dumps(doc).encode())

@@ -118,22 +118,48 @@ def parse_events(text: str) -> list[dict[str, Any]]:
 
 class ElasticGroup:
     """One group of an elastic job: its own torch.distributed world (its stages), started as
-    local processes that meet the other groups only at the coordinator (DEAI_EXCHANGE)."""
+    local processes that meet the other groups only at the coordinator (DEAI_EXCHANGE).
+
+    `standby=True` starts warm spares (DEAI_STANDBY=1: torch imported, data read and verified)
+    that train only once `assign` gives them a group."""
 
     def __init__(self, cfg_path: Path, workdir: Path, group: int, stages: int, groups: int, exchange_url: str,
-                 env: dict[str, str] | None = None, tag: str = "") -> None:
-        port = free_port()
-        self.group, self.procs, self.outs, self.errs = group, [], [], []
+                 env: dict[str, str] | None = None, tag: str = "", standby: bool = False) -> None:
+        self.group, self.stages, self.procs, self.outs, self.errs = group, stages, [], [], []
+        self.assignment = {"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": str(stages), "DEAI_GROUPS": str(groups),
+                           "DEAI_EXCHANGE": exchange_url}
         for s in range(stages):
-            e = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(stages),
-                 "RANK": str(s), "DEAI_GROUP": str(group), "DEAI_STAGE": str(s), "DEAI_GROUPS": str(groups),
-                 "DEAI_EXCHANGE": exchange_url, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+            e = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "OMP_NUM_THREADS": "1"}
+            if standby:
+                e["DEAI_STANDBY"] = "1"
+            else:
+                e.update(self._env(group, s, free_port() if s == 0 else self._port, env))
             out = open(workdir / f"g{group}{tag}-s{s}.out", "w+")
             err = open(workdir / f"g{group}{tag}-s{s}.err", "w+")
             self.procs.append(subprocess.Popen([PYTHON, "-m", "deai_trainer.worker", "--config", str(cfg_path)], env=e,
-                                               stdout=out, stderr=err, cwd=str(PACKAGE_ROOT)))
+                                               stdout=out, stderr=err, cwd=str(PACKAGE_ROOT),
+                                               stdin=subprocess.PIPE if standby else subprocess.DEVNULL))
             self.outs.append(out)
             self.errs.append(err)
+
+    def _env(self, group: int, stage: int, port: int, extra: dict[str, str] | None) -> dict[str, str]:
+        self._port = port
+        return {**self.assignment, "MASTER_PORT": str(port), "RANK": str(stage), "DEAI_GROUP": str(group),
+                "DEAI_STAGE": str(stage), **(extra or {})}
+
+    def ready(self) -> bool:
+        """Warm spares: every stage has loaded torch and the data."""
+        return all(any(e["event"] == "standby" for e in parse_events(open(o.name).read())) for o in self.outs)
+
+    def assign(self, group: int, exchange_url: str, env: dict[str, str] | None = None) -> None:
+        """Give warm spares their group: one JSON line of rendezvous variables on each stage's stdin."""
+        self.group = group
+        self.assignment["DEAI_EXCHANGE"] = exchange_url
+        port = free_port()
+        for s, p in enumerate(self.procs):
+            assert p.stdin is not None
+            p.stdin.write((json.dumps(self._env(group, s, port, env)) + "\n").encode())
+            p.stdin.flush()
 
     def events(self) -> list[dict[str, Any]]:
         evs = []

@@ -79,8 +79,10 @@ class RunStats:
 
 
 class Worker:
-    def __init__(self, cfg: JobConfig, rv: Rendezvous, progress: Progress) -> None:
+    def __init__(self, cfg: JobConfig, rv: Rendezvous, progress: Progress,
+                 data: tuple[bytes, bytes] | None = None) -> None:
         self.cfg, self.rv, self.progress = cfg, rv, progress
+        self.preloaded = data  # (train, held-out) bytes a warm spare verified before its assignment
         self.elastic = rv.elastic
         if self.elastic:
             # one torch.distributed world per group (its stages); groups meet only at the coordinator
@@ -156,8 +158,11 @@ class Worker:
         self._init_dist()
         t0 = time.perf_counter()
         train_manifest, held_manifest = load_manifest(cfg.data.train), load_manifest(cfg.data.held_out)
-        train_bytes = read_dataset(train_manifest)
-        held_bytes = read_dataset(held_manifest)
+        if self.preloaded is not None:
+            train_bytes, held_bytes = self.preloaded
+        else:
+            train_bytes = read_dataset(train_manifest)
+            held_bytes = read_dataset(held_manifest)
         self.progress.emit("data", train=train_manifest.content_digest, trainBytes=len(train_bytes),
                            heldOut=held_manifest.content_digest, heldOutBytes=len(held_bytes),
                            shardsVerified=(train_manifest.stripes + held_manifest.stripes) * train_manifest.k,
