@@ -104,12 +104,14 @@ describeWithTorch("the local runtime with the real trainer", () => {
     });
     const lines: { group: number; attempt: number; line: Line; atMs: number }[] = [];
     const exits: Extract<RuntimeEvent, { kind: "exit" }>[] = [];
+    const spares: Extract<RuntimeEvent, { kind: "spare" }>[] = [];
     const rt = new LocalRuntime(job, {
       clock: systemClock,
       python: PYTHON,
       trainerDir: TRAINER_DIR,
       workDir: join(dir, "run"),
       exchangeTimeoutS: 20,
+      warmSpare: true,
       configOverrides: {
         model: { contextLength: CONTEXT, dModel: 32, nLayers: 2, nHeads: 2 },
         data: { train: data.train, heldOut: data.heldOut, batchSize: BATCH, heldOutTokens: 1024 },
@@ -123,6 +125,7 @@ describeWithTorch("the local runtime with the real trainer", () => {
       onEvent: (e) => {
         if (e.kind === "line") lines.push({ group: e.group, attempt: e.attempt, line: e.line as Line, atMs: Date.now() });
         if (e.kind === "exit") exits.push(e);
+        if (e.kind === "spare") spares.push(e);
       },
     });
     const of = (group: number, attempt: number, event: string): Line[] =>
@@ -136,6 +139,7 @@ describeWithTorch("the local runtime with the real trainer", () => {
       // --- both groups train; group 1 checkpoints, trains on past it, and is killed -9 ---------
       const ck = await until("group 1's round-4 checkpoint", () => of(1, 0, "checkpoint").find((l) => Number(l.round) >= 4));
       await until("group 1 past its checkpoint", () => lastStep(1) > Number(ck.step) + 10);
+      await until("a warm spare", () => rt.spareReady);
       mark("kill -9 group 1");
       rt.signalGroup(1, "SIGKILL");
       const killedAt = Date.now();
@@ -152,6 +156,8 @@ describeWithTorch("the local runtime with the real trainer", () => {
       const survivorAtRejoin = lastStep(0);
       expect(rt.attemptOf(0)).toBe(0); // the survivor was never restarted
       expect(joined.founding).toBe(false);
+      // the first two groups were started cold; the restarted one is the warm spare
+      expect(spares.map((e) => [e.group, e.attempt])[0]).toEqual([1, 1]);
       expect(resumed.step).toBe(lastCk.step); // from its own last checkpoint
       expect(String(resumed.fromKey)).toBe(String(lastCk.key).replace(/\/[^/]*$/, ""));
       // the survivor trained on during the outage

@@ -57,6 +57,12 @@ export interface LocalRuntimeOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Told about every JSON line of every worker, and about the runtime's own actions. */
   readonly onEvent?: (e: RuntimeEvent) => void;
+  /**
+   * Keep one warm spare gang (trainer processes with DEAI_STANDBY=1: torch imported, the data read
+   * and verified) and give it to the next group that is created, so a restarted or added group
+   * skips process start and data loading.
+   */
+  readonly warmSpare?: boolean;
 }
 
 export type RuntimeEvent =
@@ -68,6 +74,7 @@ export type RuntimeEvent =
       readonly line: Record<string, unknown>;
     }
   | { readonly kind: "action"; readonly action: Action; readonly atMs: number }
+  | { readonly kind: "spare"; readonly group: number; readonly attempt: number; readonly atMs: number }
   | {
       readonly kind: "exit";
       readonly group: number;
@@ -83,6 +90,10 @@ interface WorkerProc {
   readonly child: ChildProcess;
   exit?: { code: number; signal: string | null };
   node: string;
+  /** A spare has loaded torch and the data (its `standby` line); a worker started for a group is ready at once. */
+  ready: boolean;
+  /** The gang it belongs to (a spare has none until it is given a group). */
+  gang?: Gang;
 }
 
 interface Gang {
@@ -136,6 +147,8 @@ export class LocalRuntime {
   private readonly logs: WriteStream[] = [];
   private configPath = "";
   private closed = false;
+  private spare?: { workers: WorkerProc[] };
+  private spares = 0;
   /** Errors of passes (the queue retries them). */
   readonly errors: unknown[] = [];
 
@@ -184,6 +197,11 @@ export class LocalRuntime {
     for (const w of this.gangs.get(group)?.workers ?? []) if (w.exit === undefined) w.child.kill(signal);
   }
 
+  /** A warm spare gang is loaded and waiting (with `warmSpare`). */
+  get spareReady(): boolean {
+    return this.spare !== undefined && this.spare.workers.every((w) => w.ready && w.exit === undefined);
+  }
+
   /** The attempt of the gang that runs a group now, if any. */
   attemptOf(group: number): number | undefined {
     return this.gangs.get(group)?.attempt;
@@ -202,6 +220,8 @@ export class LocalRuntime {
     await this.queue.stop();
     const exits: Promise<void>[] = [];
     for (const g of this.gangs.values()) for (const w of g.workers) exits.push(this.killWorker(w));
+    for (const w of this.spare?.workers ?? []) exits.push(this.killWorker(w));
+    this.spare = undefined;
     await Promise.all(exits);
     this.gangs.clear();
     if (this.coordinator !== undefined) {
@@ -353,42 +373,95 @@ export class LocalRuntime {
   private async spawnGang(group: number, attempt: number, workers: number, resumeFrom?: ResumeFrom, leaseId?: string): Promise<void> {
     if (this.coordinator === undefined) throw new Error("coordinator not started");
     const port = await freePort();
+    const at = { masterAddr: "127.0.0.1", masterPort: port, exchangeUrl: this.coordinator.url };
+    const envOf = (w: number): Record<string, string> =>
+      Object.fromEntries(trainerEnv(this.job, group, w, attempt, at, resumeFrom, leaseId).map((e) => [e.name, e.value]));
+    const spare = this.spare;
+    if (spare !== undefined && spare.workers.length === workers && spare.workers.every((w) => w.ready && w.exit === undefined)) {
+      // a warm spare (torch and the data already loaded) becomes the group: its assignment on stdin
+      this.spare = undefined;
+      const gang = this.newGang(group, attempt);
+      for (const w of spare.workers) {
+        this.attach(w, gang);
+        w.child.stdin!.end(JSON.stringify(envOf(w.index)) + "\n");
+      }
+      this.opts.onEvent?.({ kind: "spare", group, attempt, atMs: this.opts.clock.nowMs() });
+    } else {
+      const gang = this.newGang(group, attempt);
+      for (let w = 0; w < workers; w++) this.attach(this.spawnWorker(w, `g${group}-a${attempt}-w${w}`, envOf(w)), gang);
+    }
+    if (this.opts.warmSpare === true && this.spare === undefined && !this.closed) this.spawnSpare(workers);
+  }
+
+  private newGang(group: number, attempt: number): Gang {
     const gang: Gang = { group, attempt, workers: [], startedAtMs: this.opts.clock.nowMs(), stopping: false, checkpoints: new Map() };
     this.gangs.set(group, gang);
-    for (let w = 0; w < workers; w++) {
-      const at = { masterAddr: "127.0.0.1", masterPort: port, exchangeUrl: this.coordinator.url };
-      const env = Object.fromEntries(trainerEnv(this.job, group, w, attempt, at, resumeFrom, leaseId).map((e) => [e.name, e.value]));
-      const child = spawn(this.opts.python, ["-m", "deai_trainer.worker", "--config", this.configPath], {
-        cwd: this.opts.trainerDir,
-        env: { ...process.env, PYTHONPATH: this.opts.trainerDir, OMP_NUM_THREADS: "1", ...this.opts.env, ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      const proc: WorkerProc = { index: w, child, node: "localhost" };
-      gang.workers.push(proc);
-      const err = createWriteStream(join(this.opts.workDir, `g${group}-a${attempt}-w${w}.err`));
-      const out = createWriteStream(join(this.opts.workDir, `g${group}-a${attempt}-w${w}.jsonl`));
-      this.logs.push(err, out);
-      child.stderr.pipe(err);
-      const rl = createInterface({ input: child.stdout });
-      rl.on("line", (text) => {
-        out.write(text + "\n");
-        if (!text.startsWith("{")) return;
-        let line: Record<string, unknown>;
-        try {
-          line = JSON.parse(text) as Record<string, unknown>;
-        } catch {
-          return;
+    return gang;
+  }
+
+  /** A spare gang: trainer processes in standby (DEAI_STANDBY=1) waiting for a group on stdin. */
+  private spawnSpare(workers: number): void {
+    const n = ++this.spares;
+    const workersOfSpare: WorkerProc[] = [];
+    for (let w = 0; w < workers; w++) workersOfSpare.push(this.spawnWorker(w, `spare${n}-w${w}`, { DEAI_STANDBY: "1" }, true));
+    this.spare = { workers: workersOfSpare };
+  }
+
+  private attach(proc: WorkerProc, gang: Gang): void {
+    proc.gang = gang;
+    gang.workers.push(proc);
+    if (proc.exit !== undefined) this.kick();
+  }
+
+  private spawnWorker(index: number, name: string, env: Record<string, string>, standby = false): WorkerProc {
+    const child = spawn(this.opts.python, ["-m", "deai_trainer.worker", "--config", this.configPath], {
+      cwd: this.opts.trainerDir,
+      env: { ...process.env, PYTHONPATH: this.opts.trainerDir, OMP_NUM_THREADS: "1", ...this.opts.env, ...env },
+      stdio: [standby ? "pipe" : "ignore", "pipe", "pipe"],
+    });
+    const proc: WorkerProc = { index, child, node: "localhost", ready: !standby };
+    const err = createWriteStream(join(this.opts.workDir, `${name}.err`));
+    const out = createWriteStream(join(this.opts.workDir, `${name}.jsonl`));
+    this.logs.push(err, out);
+    child.stderr!.pipe(err);
+    const rl = createInterface({ input: child.stdout! });
+    rl.on("line", (text) => {
+      out.write(text + "\n");
+      if (!text.startsWith("{")) return;
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (line.event === "standby") proc.ready = true;
+      else if (proc.gang !== undefined) this.onLine(proc.gang, index, proc.gang.workers.length, line);
+    });
+    // "close", not "exit": every line it wrote has been read (its last checkpoint is known)
+    child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
+      const c = exitCodeOf(code, signal);
+      proc.exit = { code: c, signal };
+      const gang = proc.gang;
+      if (gang === undefined) {
+        // a spare that died before it was needed: make another one on the next use
+        if (this.spare?.workers.includes(proc) === true) {
+          for (const w of this.spare.workers) if (w.exit === undefined) w.child.kill("SIGKILL");
+          this.spare = undefined;
         }
-        this.onLine(gang, w, workers, line);
+        return;
+      }
+      this.opts.onEvent?.({
+        kind: "exit",
+        group: gang.group,
+        attempt: gang.attempt,
+        worker: index,
+        code: c,
+        signal,
+        atMs: this.opts.clock.nowMs(),
       });
-      // "close", not "exit": every line it wrote has been read (its last checkpoint is known)
-      child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
-        const c = exitCodeOf(code, signal);
-        proc.exit = { code: c, signal };
-        this.opts.onEvent?.({ kind: "exit", group, attempt, worker: w, code: c, signal, atMs: this.opts.clock.nowMs() });
-        this.kick();
-      });
-    }
+      this.kick();
+    });
+    return proc;
   }
 
   private onLine(gang: Gang, worker: number, workers: number, line: Record<string, unknown>): void {
