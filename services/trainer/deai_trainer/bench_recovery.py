@@ -21,7 +21,9 @@ Per repeat, alternately:
                   Measured: failure -> the last group training again; tokens lost by all.
 
 Then one scale-up: start group 2; measured: start -> group 2 training (joined) and -> its
-first round as a member. Ratios are against the same run's full restart.
+first round as a member. Ratios are against the same run's full restart. Last, what a missing
+group costs in loss: the same job run twice to the end of a fixed budget, uninterrupted and with
+group 1 away for `--outage-rounds` rounds; held-out loss of the final (identical) anchors.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class Harness:
         self.cfg_path.write_text(json.dumps(cfg))
         self.groups: dict[int, ElasticGroup] = {}
         self.spares: list[ElasticGroup] = []
+        self.killed: set[int] = set()
         self.attempt: dict[int, int] = {}
         self.server = None
         self.coord: Coordinator | None = None
@@ -73,6 +76,7 @@ class Harness:
         env = {"DEAI_RESUME_FROM": resume} if resume else None
         g = ElasticGroup(self.cfg_path, self.root, group, 1, groups, self.url, env=env, tag=f"-a{n}")
         self.groups[group] = g
+        self.killed.discard(group)
         return g
 
     def spare(self) -> ElasticGroup:
@@ -89,9 +93,11 @@ class Harness:
         self.attempt[group] = self.attempt.get(group, -1) + 1
         spare.assign(group, self.url, {"DEAI_GROUPS": str(groups), **({"DEAI_RESUME_FROM": resume} if resume else {})})
         self.groups[group] = spare
+        self.killed.discard(group)
 
     def kill(self, group: int) -> None:
         self.groups[group].kill()
+        self.killed.add(group)
         assert self.coord is not None
         self.coord.leave(group, "killed")
 
@@ -108,7 +114,7 @@ class Harness:
             if v:
                 return v
             for gid, g in self.groups.items():
-                if any(p.poll() not in (None, 0) for p in g.procs):
+                if gid not in self.killed and any(p.poll() not in (None, 0) for p in g.procs):
                     raise RuntimeError(f"group {gid} died while waiting for {what}:\n{g.stderr()[-3000:]}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}")
@@ -197,6 +203,47 @@ def scale_up(hx: Harness) -> dict[str, Any]:
             "replayedRounds": joined["replayedRounds"], "replayS": joined["replayS"]}
 
 
+def loss_cost(root: Path, base: dict[str, Any], steps: int, outage_rounds: int) -> dict[str, Any]:
+    """What a missing group costs in loss: the same job (same seed, data, steps) run twice, once
+    uninterrupted and once with group 1 killed after a checkpoint and kept out for
+    `outage_rounds` rounds of group 0 before it rejoins; held-out loss of the final anchor."""
+    out: dict[str, Any] = {"innerSteps": steps, "outageRounds": outage_rounds}
+    for label in ("uninterrupted", "withOutage"):
+        d = root / f"loss-{label}"
+        d.mkdir()
+        cfg = {**base, "jobId": f"loss-{label}", "budget": {"tokens": 2 * BATCH * CONTEXT * steps},
+               "checkpoint": {**base["checkpoint"], "prefix": f"jobs/loss-{label}"}}
+        hx = Harness(d, cfg)
+        try:
+            hx.new_coordinator(2)
+            hx.start(0, 2)
+            hx.start(1, 2)
+            if label == "withOutage":
+                ck = hx.wait("group 1's round-6 checkpoint",
+                             lambda: next((e for e in hx.events(1, "checkpoint") if e["round"] >= 6), None))
+                hx.kill(1)
+                ck = hx.events(1, "checkpoint")[-1]
+                died = max(e["round"] for e in hx.events(1, "progress"))
+                hx.wait("group 0 trains on", lambda: max((e["round"] for e in hx.events(0, "progress")), default=0)
+                        >= died + outage_rounds)
+                hx.start(1, 2, resume=_ckpt_dir(ck))
+            codes = {gid: g.wait(900) for gid, g in hx.groups.items()}
+            if any(c != [0] for c in codes.values()):
+                raise RuntimeError(f"loss run {label} failed: {codes}\n" + "\n".join(g.stderr()[-2000:] for g in hx.groups.values()))
+            summaries = [next(e for e in hx.groups[gid].events() if e["event"] == "summary") for gid in (0, 1)]
+            assert summaries[0]["finalDigest"] == summaries[1]["finalDigest"], "anchors differ at the end"
+            out[label] = {"heldOutLoss": round(summaries[0]["heldOutLoss"], 5)}
+            if label == "withOutage":
+                joined = next(e for e in hx.events(1, "joined"))
+                out[label]["group1StepsMissed"] = joined["step"] - ck["step"]
+                out[label]["group1ShareMissedPct"] = round(100 * (joined["step"] - ck["step"]) / steps, 1)
+        finally:
+            hx.close()
+    a, b = out["uninterrupted"]["heldOutLoss"], out["withOutage"]["heldOutLoss"]
+    out["lossIncreasePct"] = round(100 * (b - a) / a, 2)
+    return out
+
+
 def survivor_missed_rounds(hx: Harness) -> list[int]:
     """Rounds group 0 posted (this coordinator's life) without being in their average."""
     assert hx.coord is not None
@@ -209,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--loss-steps", type=int, default=400, help="inner steps of each loss-cost run (0: skip)")
+    ap.add_argument("--outage-rounds", type=int, default=10)
     args = ap.parse_args(argv)
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="deai-recovery-") as tmp:
@@ -248,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             missed += survivor_missed_rounds(hx)
         finally:
             hx.close()
+        loss = None
+        if args.loss_steps:
+            print("recovery: what a missing group costs in loss (two runs)", file=sys.stderr, flush=True)
+            loss = loss_cost(root, cfg, args.loss_steps, args.outage_rounds)
     w_med = statistics.median(r["failureToTrainingS"] for r in warm_runs)
     w_first = statistics.median(r["failureToFirstRoundS"] for r in warm_runs)
     g_med = statistics.median(r["failureToTrainingS"] for r in group_runs)
@@ -268,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "groupFailureWarmSpare": warm_runs,
         "fullRestart": full_runs,
         "scaleUp": added,
+        "lossCostOfMissingGroup": loss,
         "summary": {
             "groupRecoveryS": g_med, "fullRestartS": f_med,
             "groupRecoveryOverFullRestart": round(g_med / f_med, 3) if f_med else None,
