@@ -87,6 +87,8 @@ class Coordinator:
         self.expected: set[int] = set(range(groups))
         self.stages: int | None = None
         self.events: list[dict[str, Any]] = []
+        self.unsettled: set[int] = set()  # rounds not closed, or with a stage not final yet
+        self.max_posted = 0
 
     # --- helpers (lock held) -------------------------------------------------------------
     def _event(self, kind: str, **fields: Any) -> None:
@@ -95,7 +97,19 @@ class Coordinator:
     def _round(self, r: int) -> _Round:
         if r not in self.rounds:
             self.rounds[r] = _Round(r)
+            self.unsettled.add(r)
         return self.rounds[r]
+
+    def _settle_check(self, rd: _Round) -> None:
+        if rd.closed_at is not None and len(rd.final) >= (self.stages or 1):
+            self.unsettled.discard(rd.number)
+
+    def _recheck(self) -> None:
+        for r in sorted(self.unsettled):
+            rd = self.rounds[r]
+            self._try_close(rd)
+            for s in range(self.stages or 1):
+                self._try_finalize(rd, s)
 
     def _complete_groups(self, rd: _Round) -> set[int]:
         stages = self.stages or 1
@@ -140,6 +154,7 @@ class Coordinator:
         if waiting and self.clock() < rd.closed_at + self.timeout_s:
             return
         rd.final[stage] = sorted(g for g in rd.members if g in got)
+        self._settle_check(rd)
         for g in rd.members:
             if g not in got and g in self.expected:
                 self.expected.discard(g)
@@ -153,14 +168,11 @@ class Coordinator:
             if left <= 0:
                 return False
             self.cond.wait(min(left, 0.05))
-            for rd in list(self.rounds.values()):
-                self._try_close(rd)
-                for s in range(self.stages or 1):
-                    self._try_finalize(rd, s)
+            self._recheck()
         return True
 
     def last_posted(self) -> int:
-        return max((r for r, rd in self.rounds.items() if rd.posts), default=0)
+        return self.max_posted
 
     # --- operations ----------------------------------------------------------------------
     def join(self, group: int, stages: int) -> dict[str, Any]:
@@ -193,10 +205,7 @@ class Coordinator:
             if group in self.expected:
                 self.expected.discard(group)
             self._event("left", group=group, why=why)
-            for rd in self.rounds.values():
-                self._try_close(rd)
-                for s in range(self.stages or 1):
-                    self._try_finalize(rd, s)
+            self._recheck()
             self.cond.notify_all()
 
     def propose(self, r: int, stage: int, group: int, body: dict[str, Any], wait_s: float) -> dict[str, Any]:
@@ -211,6 +220,7 @@ class Coordinator:
                     self._event("rejoined", group=group, round=r + 1)
             else:
                 rd.posts[(group, stage)] = body
+                self.max_posted = max(self.max_posted, r)
                 if rd.first_post is None:
                     rd.first_post = self.clock()
                 if group not in self.expected:
