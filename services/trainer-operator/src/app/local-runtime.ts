@@ -31,6 +31,7 @@ import { TrainingJobSchema, TrainingJobStatusSchema, type TrainingJob } from "@d
 
 import { trainerConfig, trainerEnv } from "../domain/k8s-objects.js";
 import {
+  desiredGroupCount,
   reconcile,
   type Action,
   type GroupProgress,
@@ -240,7 +241,7 @@ export class LocalRuntime {
   }
 
   private async startCoordinator(): Promise<void> {
-    const groups = this.job.spec?.groups?.count || 1;
+    const groups = desiredGroupCount(this.job);
     const child = spawn(
       this.opts.python,
       [
