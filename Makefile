@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py test-slashing-property bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train helm-check demo clean
+        test test-ts test-py test-slashing-property bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train bench-recovery helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-encode: build ## Ingestion encode throughput vs SHA-256 (part of the comin
 
 bench-train: ## DiLoCoX vs DiLoCo vs AllReduce over shaped links (BENCH_QUICK=1 for a short run)
 	$(MAKE) -C services/trainer deps bench
+
+bench-recovery: ## Elastic groups: one group's failure -> training again vs a full-job restart, tokens lost, time to add a group
+	$(MAKE) -C services/trainer deps bench-recovery
 
 test: deps services generate build lint buf-breaking typecheck helm-check test-ts test-py ## Everything CI runs
 	@node tools/ci/summary.mjs

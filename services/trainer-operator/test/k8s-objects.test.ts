@@ -13,7 +13,7 @@ import { parse } from "yaml";
 import { EnvVarSchema, TrainerTemplateSchema, type TrainingJob } from "@deai/contracts/deai/training/v1/training_pb";
 
 import { protoFromCrd } from "../src/domain/crd.js";
-import { LABELS, groupObjects, jobConfigMap, trainerConfig } from "../src/domain/k8s-objects.js";
+import { EXCHANGE_PORT, LABELS, exchangeObjects, groupObjects, jobConfigMap, trainerConfig } from "../src/domain/k8s-objects.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 const exampleJob = (): TrainingJob => {
@@ -92,7 +92,7 @@ describe("a group's Kubernetes objects", () => {
     expect(() => new Pod(broken as never).validate()).toThrow();
   });
 
-  it("give every worker the rendezvous environment services/trainer reads (rank = group × workers + worker)", () => {
+  it("give every worker the rendezvous environment services/trainer reads (its group's world, the job's exchange)", () => {
     const job = exampleJob();
     job.spec!.trainer = create(TrainerTemplateSchema, {
       image: "x",
@@ -102,12 +102,14 @@ describe("a group's Kubernetes objects", () => {
       groupObjects({ job, uid: "u", group: 1, attempt: 0, template, resumeFrom: resume, leaseId: "lease-8b7d03" }) as unknown as Obj[]
     ).filter((o) => o.kind === "Pod");
     const env = pods.map(envOf);
-    expect(env.map((e) => [e.RANK, e.DEAI_GROUP, e.DEAI_STAGE, e.WORLD_SIZE])).toEqual([
-      ["2", "1", "0", "4"],
-      ["3", "1", "1", "4"],
+    // elastic mode: each group is its own world (rank = worker), groups meet at the exchange
+    expect(env.map((e) => [e.RANK, e.DEAI_GROUP, e.DEAI_STAGE, e.WORLD_SIZE, e.DEAI_GROUPS])).toEqual([
+      ["0", "1", "0", "2", "2"],
+      ["1", "1", "1", "2", "2"],
     ]);
     expect(env[0]).toMatchObject({
-      MASTER_ADDR: "tiny-gpt-two-clusters-g0-w0.tiny-gpt-two-clusters-g0.ml.svc",
+      MASTER_ADDR: "tiny-gpt-two-clusters-g1-w0.tiny-gpt-two-clusters-g1.ml.svc",
+      DEAI_EXCHANGE: "http://tiny-gpt-two-clusters-exchange.ml.svc:29600",
       MASTER_PORT: "29500",
       NCCL_DEBUG: "INFO",
       DEAI_RESUME_FROM: resume.uri,
@@ -116,6 +118,25 @@ describe("a group's Kubernetes objects", () => {
     });
     // The user's RANK does not override the operator's, and appears once.
     expect((pods[0]!.spec.containers[0].env as { name: string }[]).filter((e) => e.name === "RANK")).toHaveLength(1);
+  });
+
+  it("run the job's exchange coordinator as a Pod behind a Service that the workers' DEAI_EXCHANGE names", () => {
+    const job = exampleJob();
+    const objs = exchangeObjects(job, "u", { image: "registry/trainer:1" }) as unknown as Obj[];
+    const svc = objs.find((o) => o.kind === "Service")!;
+    const pod = objs.find((o) => o.kind === "Pod")!;
+    expect(() => new Service(svc as never).validate()).not.toThrow();
+    expect(() => new Pod(pod as never).validate()).not.toThrow();
+    expect(svc.metadata.name).toBe("tiny-gpt-two-clusters-exchange");
+    const c = pod.spec.containers[0];
+    expect(c.command).toEqual(["python3", "-m", "deai_trainer.coordinator"]);
+    expect(c.args).toEqual(["--host", "0.0.0.0", "--port", String(EXCHANGE_PORT), "--timeout-s", "30", "--groups", "2"]);
+    // the Service selects the coordinator pod only, never a worker
+    expect(pod.metadata.labels).toMatchObject(svc.spec.selector);
+    const worker = (groupObjects({ job, uid: "u", group: 0, attempt: 0, template: { image: "x" } }) as unknown as Obj[]).find(
+      (o) => o.kind === "Pod",
+    )!;
+    expect(Object.entries(svc.spec.selector).every(([k, v]) => worker.metadata.labels[k] === v)).toBe(false);
   });
 
   it("with coscheduling: a PodGroup of the gang size, its label and scheduler on every pod", () => {

@@ -211,6 +211,15 @@ class ErrorFeedbackCompressor:
             ranks = self._allocate(pending, ranks, cap)
         return ranks
 
+    def defer(self) -> None:
+        """The proposed round went without us (elastic exchange, late): nothing was sent, so
+        the residual keeps the whole v = delta + residual for the next round."""
+        if self._pending is None:
+            raise RuntimeError("defer() called without propose_ranks()")
+        for e, p in zip(self.residual, self._pending):
+            e.copy_(p.v)
+        self._pending = None
+
     def _allocate(self, pending: list[_Pending], energy_ranks: list[int], cap: int) -> list[int]:
         """Budget mode: total factor elements <= sum over matrices of (m + n) * cap; each
         matrix gets min_rank, then singular directions are bought greedily by energy per

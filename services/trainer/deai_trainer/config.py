@@ -94,6 +94,14 @@ class Rendezvous:
     wire_iface: str | None
     rate_limit_mbit: float | None
     progress_path: str | None
+    # elastic mode (DEAI_EXCHANGE set): this group's own world, the outer exchange via the coordinator
+    exchange_url: str | None = None
+    groups: int | None = None         # DEAI_GROUPS: the job's group count (schedule, tokens per step)
+    resume_from: str | None = None    # DEAI_RESUME_FROM: overrides checkpoint.resumeFrom
+
+    @property
+    def elastic(self) -> bool:
+        return self.exchange_url is not None
 
 
 def _get(d: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -185,21 +193,57 @@ def load_job(path: str | Path) -> JobConfig:
     return parse_job(doc)
 
 
+def standby_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """DEAI_STANDBY=1: a warm spare that loads torch and the data, then waits on stdin for one
+    JSON object of rendezvous variables (its group assignment) before it trains."""
+    env = os.environ if env is None else env
+    return env.get("DEAI_STANDBY", "") == "1"
+
+
+def with_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with a standby assignment on top."""
+    return {**os.environ, **{str(k): str(v) for k, v in overrides.items()}}
+
+
 def rendezvous_from_env(stages: int, env: Mapping[str, str] | None = None) -> Rendezvous:
     """MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, DEAI_GROUP, DEAI_STAGE (+ optional
-    DEAI_WIRE_IFACE, DEAI_RATE_LIMIT_MBIT, DEAI_PROGRESS). Group/stage default from RANK."""
+    DEAI_WIRE_IFACE, DEAI_RATE_LIMIT_MBIT, DEAI_PROGRESS, DEAI_RESUME_FROM). Group/stage default from RANK.
+
+    Elastic mode (DEAI_EXCHANGE=http://coordinator:port): the world is this group's stages only
+    (WORLD_SIZE = stages, RANK = DEAI_STAGE), DEAI_GROUP is required and DEAI_GROUPS gives the
+    job's group count (default DEAI_GROUP + 1)."""
     env = os.environ if env is None else env
     missing = [k for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK") if k not in env]
     if missing:
         raise ConfigError(f"missing rendezvous environment: {', '.join(missing)}")
-    rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    except ValueError as exc:
+        raise ConfigError(f"RANK and WORLD_SIZE must be integers: {exc}") from exc
+    exchange = env.get("DEAI_EXCHANGE") or None
+    resume = env.get("DEAI_RESUME_FROM") or None
+    rate = env.get("DEAI_RATE_LIMIT_MBIT")
+    common = dict(master_addr=env["MASTER_ADDR"], master_port=int(env["MASTER_PORT"]), world_size=world, rank=rank,
+                  wire_iface=env.get("DEAI_WIRE_IFACE") or None, rate_limit_mbit=float(rate) if rate else None,
+                  progress_path=env.get("DEAI_PROGRESS") or None, resume_from=resume)
+    if exchange is not None:
+        if not exchange.startswith(("http://", "https://")):
+            raise ConfigError(f"DEAI_EXCHANGE must be an http(s) URL, got {exchange!r}")
+        if "DEAI_GROUP" not in env:
+            raise ConfigError("elastic mode (DEAI_EXCHANGE) needs DEAI_GROUP")
+        group = int(env["DEAI_GROUP"])
+        stage = int(env.get("DEAI_STAGE", rank))
+        if world != stages or rank != stage:
+            raise ConfigError(f"elastic mode: WORLD_SIZE={world} must equal pipeline.stages={stages} and "
+                              f"RANK={rank} must equal DEAI_STAGE={stage} (one world per group)")
+        groups = int(env.get("DEAI_GROUPS", group + 1))
+        if group < 0 or groups < 1:
+            raise ConfigError(f"DEAI_GROUP={group} / DEAI_GROUPS={groups} out of range")
+        return Rendezvous(group=group, stage=stage, exchange_url=exchange, groups=groups, **common)  # type: ignore[arg-type]
     if world % stages:
         raise ConfigError(f"WORLD_SIZE={world} is not a multiple of pipeline.stages={stages}")
     group = int(env.get("DEAI_GROUP", rank // stages))
     stage = int(env.get("DEAI_STAGE", rank % stages))
     if rank != group * stages + stage:
         raise ConfigError(f"RANK={rank} disagrees with DEAI_GROUP={group}, DEAI_STAGE={stage} (rank = group*stages + stage)")
-    rate = env.get("DEAI_RATE_LIMIT_MBIT")
-    return Rendezvous(master_addr=env["MASTER_ADDR"], master_port=int(env["MASTER_PORT"]), world_size=world, rank=rank,
-                      group=group, stage=stage, wire_iface=env.get("DEAI_WIRE_IFACE") or None,
-                      rate_limit_mbit=float(rate) if rate else None, progress_path=env.get("DEAI_PROGRESS") or None)
+    return Rendezvous(group=group, stage=stage, **common)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import math
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ import torch.distributed as dist
 
 from .blobstore import open_store
 from .checkpoint import checkpoint_key, load_checkpoint, save_checkpoint
-from .comm import Collectives, RateLimiter, Topology, bucketed_mean_, make_process_groups
+from .comm import Collectives, LinkMeter, RateLimiter, Topology, bucketed_mean_, make_process_groups
 from .compression import ErrorFeedbackCompressor
 from .config import JobConfig, Rendezvous
 from .controller import CommController
 from .data_sampler import BatchSampler, held_out_windows
 from .dataset import read_dataset
+from .elastic import CoordinatorClient, CoordinatorError, ElasticExchange
 from .exchange import ExchangeResult, OuterExchange
 from .manifest import load_manifest
 from .model import build_stage, count_parameters
@@ -36,6 +38,10 @@ from .progress import Progress
 
 class ReplicaDivergenceError(RuntimeError):
     """Replicas of a stage hold different weights where they must be identical."""
+
+
+# Set by the worker's SIGTERM handler (elastic mode): checkpoint at the next round end and leave.
+STOP = threading.Event()
 
 
 def _read_tx_bytes(iface: str | None) -> int | None:
@@ -73,10 +79,23 @@ class RunStats:
 
 
 class Worker:
-    def __init__(self, cfg: JobConfig, rv: Rendezvous, progress: Progress) -> None:
+    def __init__(self, cfg: JobConfig, rv: Rendezvous, progress: Progress,
+                 data: tuple[bytes, bytes] | None = None) -> None:
         self.cfg, self.rv, self.progress = cfg, rv, progress
-        self.topo = Topology(groups=rv.world_size // cfg.stages, stages=cfg.stages, group=rv.group, stage=rv.stage)
+        self.preloaded = data  # (train, held-out) bytes a warm spare verified before its assignment
+        self.elastic = rv.elastic
+        if self.elastic:
+            # one torch.distributed world per group (its stages); groups meet only at the coordinator
+            self.topo = Topology(groups=1, stages=cfg.stages, group=0, stage=rv.stage)
+            self.job_groups = int(rv.groups or rv.group + 1)
+        else:
+            self.topo = Topology(groups=rv.world_size // cfg.stages, stages=cfg.stages, group=rv.group, stage=rv.stage)
+            self.job_groups = self.topo.groups
+        self.group = rv.group  # the job's group index (topo.group is 0 in elastic mode)
+        self.elastic_meter = LinkMeter()
         self.stats = RunStats()
+        self.stopped = False
+        self.membership: dict[str, Any] = {"member": 0, "late": 0, "joinedAtRound": None}
 
     # --- setup -------------------------------------------------------------------------------
     def _init_dist(self) -> None:
@@ -139,13 +158,16 @@ class Worker:
         self._init_dist()
         t0 = time.perf_counter()
         train_manifest, held_manifest = load_manifest(cfg.data.train), load_manifest(cfg.data.held_out)
-        train_bytes = read_dataset(train_manifest)
-        held_bytes = read_dataset(held_manifest)
+        if self.preloaded is not None:
+            train_bytes, held_bytes = self.preloaded
+        else:
+            train_bytes = read_dataset(train_manifest)
+            held_bytes = read_dataset(held_manifest)
         self.progress.emit("data", train=train_manifest.content_digest, trainBytes=len(train_bytes),
                            heldOut=held_manifest.content_digest, heldOutBytes=len(held_bytes),
                            shardsVerified=(train_manifest.stripes + held_manifest.stripes) * train_manifest.k,
                            seconds=round(time.perf_counter() - t0, 3))
-        self.sampler = BatchSampler(train_bytes, cfg.seed, self.topo.group, cfg.data.batch_size, cfg.model.context_length)
+        self.sampler = BatchSampler(train_bytes, cfg.seed, self.group, cfg.data.batch_size, cfg.model.context_length)
         self.held_x, self.held_y = held_out_windows(held_bytes, cfg.model.context_length, cfg.data.held_out_tokens)
         self.model = build_stage(cfg.model, cfg.seed, self.topo.stage, self.topo.stages)
         self.params = list(self.model.parameters())
@@ -155,14 +177,15 @@ class Worker:
                                       {"params": no_decay, "weight_decay": 0.0}],
                                      lr=cfg.inner.lr, betas=cfg.inner.betas)
         self.pipe = GPipe(self.model, self.topo, cfg.micro_batches, cfg.model.d_model)
-        self.tokens_per_step = self.topo.groups * cfg.data.batch_size * cfg.model.context_length
+        self.tokens_per_step = self.job_groups * cfg.data.batch_size * cfg.model.context_length
+        self.group_tokens_per_step = cfg.data.batch_size * cfg.model.context_length
         self.total_steps = cfg.tokens // self.tokens_per_step
         if self.total_steps < 1:
             raise ValueError("budget.tokens is smaller than one step of every group")
         self.run_steps = min(self.total_steps, cfg.stop_after_steps or self.total_steps)
         self._check_replicas(self.params, "init")  # identical initial weights, checked not assumed
         self.store = open_store(cfg.checkpoint.endpoint) if cfg.checkpoint.endpoint else None
-        self.progress.emit("start", method=cfg.method, groups=self.topo.groups, stages=self.topo.stages,
+        self.progress.emit("start", method=cfg.method, groups=self.job_groups, stages=self.topo.stages, elastic=self.elastic,
                            stageParams=count_parameters(self.model), tokensPerStep=self.tokens_per_step,
                            totalSteps=self.total_steps, runSteps=self.run_steps,
                            rateLimitMbit=self.rv.rate_limit_mbit, backend=dist.get_backend())
@@ -170,11 +193,12 @@ class Worker:
     # --- methods -------------------------------------------------------------------------------
     def _log(self, step: int, round_: int | None, loss: float | None, extra: dict[str, Any]) -> None:
         own = [loss if loss is not None else float("nan"), self.stage_coll.meter.bytes_sent
-               + self.control_coll.meter.bytes_sent, self.stats.exposed_s]
+               + self.control_coll.meter.bytes_sent + self.elastic_meter.bytes_sent, self.stats.exposed_s]
         rows = self._group_reduce(own)
         if self.topo.last_stage:
             self.progress.emit("progress", method=self.cfg.method, round=round_, step=step,
-                               tokens=step * self.tokens_per_step, loss=round(rows[-1][0], 5),
+                               tokens=step * self.tokens_per_step, groupTokens=step * self.group_tokens_per_step,
+                               loss=round(rows[-1][0], 5),
                                bytesSent=int(sum(r[1] for r in rows)), exposedCommS=round(max(r[2] for r in rows), 4),
                                elapsedS=round(time.perf_counter() - self.t_start, 3), **extra)
 
@@ -211,17 +235,28 @@ class Worker:
         controller = CommController(dl.inner_steps, dl.adaptive)
         compressor = (ErrorFeedbackCompressor([p.shape for p in self.params], dl.compression)
                       if dl.compression_enabled else None)
-        exchange = OuterExchange(self.stage_coll, self.control_coll if dl.adaptive.enabled else None, compressor)
-        state = {"step_s": 0.0, "last_job_s": 0.0, "last_comm_s": 0.0, "agreed": None}
+        exchange: OuterExchange | ElasticExchange
+        if self.elastic:
+            exchange = ElasticExchange(CoordinatorClient(str(self.rv.exchange_url), cfg.timeout_s), self.group,
+                                       self.topo.stage, [p.shape for p in self.params], compressor, self.elastic_meter)
+        else:
+            exchange = OuterExchange(self.stage_coll, self.control_coll if dl.adaptive.enabled else None, compressor)
+        state: dict[str, Any] = {"step_s": 0.0, "last_job_s": 0.0, "last_comm_s": 0.0, "agreed": None,
+                                 "round": 0, "step": 0, "h": 0, "members": None}
 
         def submit(delta: list[torch.Tensor]) -> "Future[ExchangeResult]":
             stats = [state["step_s"], state["last_job_s"]] if dl.adaptive.enabled else None
+            if isinstance(exchange, ElasticExchange):
+                return exchange.submit(delta, controller.rank_cap, stats, round_=state["round"], step=state["step"],
+                                       h=state["h"])
             return exchange.submit(delta, controller.rank_cap, stats)
 
         def on_result(res: ExchangeResult) -> None:
             state["last_job_s"] = res.job_s
             state["last_comm_s"] = res.comm_s
             state["agreed"] = res.agreed_stats
+            if self.elastic:
+                state["members"] = getattr(res, "members", None)
             self.stats.payload_history.append(res.payload_bytes)
             if res.ranks:
                 low = [r for r in res.ranks if r > 0]
@@ -249,6 +284,12 @@ class Worker:
                 done: Future[ExchangeResult] = Future()
                 done.set_result(ExchangeResult(resume["pendingAverage"], None, None, 0, 0.0, 0.0))
                 outer.pending = done
+        if isinstance(exchange, ElasticExchange):
+            try:
+                step, round_ = self._join_elastic(exchange, outer, controller, compressor, on_result, step, round_)
+            except BaseException:
+                exchange.close()
+                raise
         self.start_step = step
         try:
             while step < self.run_steps:
@@ -265,6 +306,7 @@ class Worker:
                         losses.append(loss)
                         self.stats.losses.append(loss)
                 state["step_s"] = (time.perf_counter() - t0) / h
+                state["round"], state["step"], state["h"] = round_ + 1, step, h
                 outcome = outer.end_round()
                 self.stats.exposed_s += outcome.exposed_s
                 round_ += 1
@@ -275,17 +317,101 @@ class Worker:
                            "meanRank": self.stats.rank_history[-1] if self.stats.rank_history else None,
                            "payloadBytes": self.stats.payload_history[-1] if self.stats.payload_history else None,
                            "outerSteps": outer.outer_steps, "stepS": round(state["step_s"], 4),
-                           "exchangeJobS": round(state["last_job_s"], 4), "exchangeCommS": round(state["last_comm_s"], 4)})
+                           "exchangeJobS": round(state["last_job_s"], 4), "exchangeCommS": round(state["last_comm_s"], 4),
+                           **({"members": state["members"]} if self.elastic else {})})
+                if self.elastic and self._stop_requested():
+                    self.stopped = True
+                    break
                 if cfg.checkpoint.every_rounds and round_ % cfg.checkpoint.every_rounds == 0 and step < self.run_steps:
                     self._save(round_, step, outer, controller, compressor)
             outcome = outer.flush()
             self.stats.exposed_s += outcome.exposed_s
             if cfg.verify_replicas and outcome.applied is not None:
                 self._check_replicas(outer.anchor, f"outer step {outer.outer_steps} (flush)")
+            if self.stopped:  # SIGTERM (scale down, suspend, lease pause): checkpoint, then leave the job
+                self._save(round_, step, outer, controller, compressor)
+                if self.topo.stages > 1:
+                    dist.barrier(group=self.pgs.group)
+                if self.topo.first_stage:
+                    exchange.leave("stopped")
+                self.progress.emit("stopped", round=round_, step=step)
         finally:
             exchange.close()
         self.steps_done, self.rounds_done = step, round_
         self.outer, self.controller, self.compressor = outer, controller, compressor
+
+    def _stop_requested(self) -> bool:
+        """SIGTERM seen by any stage of this group (all stages stop at the same round)."""
+        flag = torch.tensor([1.0 if STOP.is_set() else 0.0])
+        if self.topo.stages > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.pgs.group)
+        return bool(flag.item() > 0)
+
+    def _join_elastic(self, exchange: ElasticExchange, outer: OuterLoop, controller: CommController,
+                      compressor: ErrorFeedbackCompressor | None, on_result: Any, step: int, round_: int) -> tuple[int, int]:
+        """Join the job's rounds. Founding (no round has closed): start where the checkpoint (or
+        step 0) is. Otherwise, with p the last round anyone has posted: replay every closed round
+        after this worker's outer state (its checkpoint, or the initial weights) through the same
+        outer steps and controller updates the live groups took, until p stops moving, then train
+        from round p + 2 at step E_p + h_{p+1} (delayed: the result of p + 1 is fetched in the
+        background, as live groups wait for it) or from round p + 1 at E_p (synchronous). The
+        anchor is then bitwise the live groups'."""
+        def shared(values: list[float]) -> list[float]:  # stage 0 decides, the group's stages follow
+            t = torch.tensor(values, dtype=torch.float64)
+            if self.topo.stages > 1:
+                dist.broadcast(t, src=0, group=self.pgs.group)
+            return t.tolist()
+
+        info = exchange.join(self.cfg.stages) if self.topo.first_stage else None
+        founding, first = shared([float(info["founding"]), float(info["firstRound"])] if info else [0.0, 0.0])
+        if founding:
+            self.membership["joinedAtRound"] = round_ + 1
+            self.progress.emit("joined", founding=True, round=round_ + 1, step=step)
+            return step, round_
+        delayed = self.cfg.diloco.delayed_overlap
+        if outer.outer_steps + 1 < int(first):
+            raise CoordinatorError(f"the coordinator keeps rounds from {int(first)}; this worker's state has "
+                                   f"{outer.outer_steps} outer steps (resume from a later checkpoint)")
+        outer.pending = None  # the checkpoint's in-flight average is round outer_steps + 1: fetched below
+        if compressor is not None:
+            for e in compressor.residual:  # what this group had not sent belongs to its old trajectory
+                e.zero_()
+        t0 = time.perf_counter()
+        h_after = {outer.outer_steps: controller.h}  # controller.h after consuming n results
+
+        def replay(upto: int) -> None:
+            while outer.outer_steps < upto:
+                res = exchange.fetch(outer.outer_steps + 1)
+                on_result(res)
+                outer._apply(res)
+                h_after[outer.outer_steps] = controller.h
+
+        p, end_p = -1, 0
+        for _ in range(1000):  # catch up: replaying a round is much faster than training one
+            head = exchange.head() if self.topo.first_stage else None
+            new_p, new_end = shared([float(head["lastPosted"]), float(head["endStepOfLastPosted"])] if head else [0.0, 0.0])
+            if int(new_p) == p:
+                break
+            p, end_p = int(new_p), int(new_end)
+            replay(p - 1 if delayed else p)
+        if delayed:
+            # round p+1's H was set after results <= p-1; round p+2 starts where p+1 ends
+            h_next = h_after.get(p - 1, controller.h)
+            start, join_round = min(end_p + h_next, self.run_steps), p + 2
+            replay(p)
+            if start < self.run_steps:
+                outer.pending = exchange.submit_fetch(p + 1)
+        else:
+            start, join_round = min(end_p, self.run_steps), p + 1
+        replayed = outer.outer_steps - min(h_after)
+        with torch.no_grad():
+            outer._reset_local()  # x <- anchor, round start <- x
+        self.membership["joinedAtRound"] = join_round
+        if self.cfg.verify_replicas:
+            self._check_replicas(outer.anchor, f"outer step {outer.outer_steps} (joined)")
+        self.progress.emit("joined", founding=False, round=join_round, step=start, lastPosted=p, replayedRounds=replayed,
+                           outerSteps=outer.outer_steps, replayS=round(time.perf_counter() - t0, 3))
+        return start, join_round - 1
 
     # --- evaluation, checkpoints ------------------------------------------------------------
     def held_out_loss(self) -> float | None:
@@ -311,7 +437,7 @@ class Worker:
         if self.store is None:
             return
         state: dict[str, Any] = {"jobId": self.cfg.job_id, "method": self.cfg.method, "round": round_, "step": step,
-                                 "tokens": step * self.tokens_per_step, "group": self.topo.group,
+                                 "tokens": step * self.tokens_per_step, "group": self.group,
                                  "stage": self.topo.stage, "model": self.model.state_dict(),
                                  "innerOptimizer": self.opt.state_dict()}
         if outer is not None:
@@ -325,17 +451,43 @@ class Worker:
             state.update(h=controller.h, rankCap=controller.rank_cap)
         state["residual"] = compressor.residual if compressor is not None else None
         state["compressorCalls"] = compressor.calls if compressor is not None else 0
-        key = checkpoint_key(self.cfg.checkpoint.prefix, round_, self.topo.group, self.topo.stage)
+        key = checkpoint_key(self.cfg.checkpoint.prefix, round_, self.group, self.topo.stage)
         digest, size = save_checkpoint(self.store, self.cfg.checkpoint.bucket, key, state)
         self.progress.emit("checkpoint", round=round_, step=step, bucket=self.cfg.checkpoint.bucket, key=key,
                            sha256=digest, bytes=size)
 
+    def resume_from(self) -> str:
+        """DEAI_RESUME_FROM (set by the operator) wins over checkpoint.resumeFrom."""
+        return (self.rv.resume_from or self.cfg.checkpoint.resume_from or "").rstrip("/")
+
     def load_resume_state(self) -> dict[str, Any] | None:
-        ck = self.cfg.checkpoint
-        if not ck.resume_from or self.store is None:
+        ck, where = self.cfg.checkpoint, self.resume_from()
+        if not where or self.store is None:
             return None
-        key = f"{ck.resume_from.rstrip('/')}/group-{self.topo.group}-stage-{self.topo.stage}.pt"
+        key = f"{where}/group-{self.group}-stage-{self.topo.stage}.pt"
+        if self.elastic and not self._exists(ck.bucket, key):
+            # A group new to the job (scale-up, or moved) told to start from the job's latest
+            # checkpoint round: take another group's file of that round. Only its outer state
+            # matters: joining resets the weights to the anchor and zeroes the residual.
+            for g in range(max(self.job_groups, self.group + 1) + 8):
+                other = f"{where}/group-{g}-stage-{self.topo.stage}.pt"
+                if g != self.group and self._exists(ck.bucket, other):
+                    self.progress.emit("resumeFromOtherGroup", fromKey=other)
+                    return load_checkpoint(self.store, ck.bucket, other)
+            self.progress.emit("resumeSkipped", fromKey=where, reason=f"no checkpoint of this stage under {where}")
+            return None
         return load_checkpoint(self.store, ck.bucket, key)
+
+    def _exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.store.get(bucket, key + ".sha256")  # type: ignore[union-attr]
+            return True
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # S3: NoSuchKey / 404
+            if "NoSuchKey" in str(exc) or "404" in str(exc) or "Not Found" in str(exc):
+                return False
+            raise
 
     # --- entry --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -346,7 +498,7 @@ class Worker:
                 raise ValueError(f"checkpoint is from method {resume['method']}, job says {self.cfg.method}")
             self.model.load_state_dict(resume["model"])
             self.opt.load_state_dict(resume["innerOptimizer"])
-            self.progress.emit("resumed", fromKey=self.cfg.checkpoint.resume_from, step=resume["step"],
+            self.progress.emit("resumed", fromKey=self.resume_from(), step=resume["step"],
                                round=resume["round"])
         dist.barrier()
         wire0 = _read_tx_bytes(self.rv.wire_iface)
@@ -380,7 +532,10 @@ class Worker:
             "payloadBytesHistory": self.stats.payload_history, "replicaChecks": self.stats.replica_checks,
             "outerSteps": self.outer.outer_steps if self.outer is not None else None,
             "finalDigest": params_digest(self.params).hex(),
+            "group": self.group, "elastic": self.elastic, "stopped": self.stopped,
         }
+        if self.elastic:
+            summary["joinedAtRound"] = self.membership["joinedAtRound"]
         if resume is not None:
             summary["resumedFromStep"] = int(resume["step"])
         self.progress.emit("summary", **summary)

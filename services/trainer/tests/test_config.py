@@ -1,6 +1,6 @@
 import pytest
 
-from deai_trainer.config import ConfigError, parse_job
+from deai_trainer.config import ConfigError, parse_job, rendezvous_from_env
 
 
 def _doc(method, **extra):
@@ -25,3 +25,17 @@ def test_compression_bits_and_allocation():
         parse_job(_doc("diloco-x", diloco={"compression": {"bits": 3}}))
     with pytest.raises(ConfigError):
         parse_job(_doc("diloco-x", diloco={"compression": {"allocation": "greedy"}}))
+
+
+def test_elastic_rendezvous_and_resume_from_env():
+    base = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500", "WORLD_SIZE": "2", "RANK": "1"}
+    rv = rendezvous_from_env(2, {**base, "DEAI_EXCHANGE": "http://x:29600", "DEAI_GROUP": "3", "DEAI_STAGE": "1",
+                                 "DEAI_GROUPS": "4", "DEAI_RESUME_FROM": "jobs/j/round-000004"})
+    assert rv.elastic and (rv.group, rv.stage, rv.groups, rv.resume_from) == (3, 1, 4, "jobs/j/round-000004")
+    assert rendezvous_from_env(1, {**base, "WORLD_SIZE": "4", "RANK": "3", "DEAI_RESUME_FROM": "r"}).resume_from == "r"
+    with pytest.raises(ConfigError):  # elastic: the world is the group's stages only
+        rendezvous_from_env(1, {**base, "WORLD_SIZE": "4", "DEAI_EXCHANGE": "http://x", "DEAI_GROUP": "0"})
+    with pytest.raises(ConfigError):
+        rendezvous_from_env(2, {**base, "DEAI_EXCHANGE": "http://x"})  # no DEAI_GROUP
+    with pytest.raises(ConfigError):
+        rendezvous_from_env(2, {**base, "DEAI_EXCHANGE": "tcp://x", "DEAI_GROUP": "0", "DEAI_STAGE": "1"})

@@ -12,9 +12,12 @@
  *     `minMember` = the gang size, and its label on every pod;
  *   - a ConfigMap with the trainer's job config (services/trainer's camelCase config).
  *
- * Rendezvous: the trainer runs one torch.distributed world across all groups today, so
- * MASTER_ADDR is worker 0 of group 0, WORLD_SIZE = groups × workers, RANK = group × workers +
- * worker, DEAI_GROUP / DEAI_STAGE as services/trainer reads them (config.rendezvous_from_env).
+ * Rendezvous (services/trainer's elastic mode): every group is its own torch.distributed world,
+ * so MASTER_ADDR is worker 0 of the worker's own group, WORLD_SIZE = workers, RANK = worker; the
+ * groups meet only at the job's exchange coordinator (DEAI_EXCHANGE, `exchangeObjects`), so one
+ * group can fail and rejoin without the others restarting. DEAI_GROUP / DEAI_GROUPS / DEAI_STAGE
+ * as services/trainer reads them (config.rendezvous_from_env). `trainerEnv` is shared with the
+ * local process runtime, which only swaps the addresses.
  */
 import type { TrainingJob } from "@deai/contracts/deai/training/v1/training_pb";
 
@@ -23,6 +26,8 @@ import { API_VERSION, CRD_KIND } from "./crd.js";
 import { desiredGroupCount, type ResumeFrom } from "./reconcile.js";
 
 export const RENDEZVOUS_PORT = 29500;
+/** The exchange coordinator's port (services/trainer deai_trainer.coordinator). */
+export const EXCHANGE_PORT = 29600;
 export const CONFIG_MOUNT = "/etc/deai";
 export const DATASETS_DIR = "/var/run/deai/datasets";
 /** Seconds a stopping worker gets to write its checkpoint (SIGTERM → SIGKILL). */
@@ -152,24 +157,47 @@ export function jobConfigMap(job: TrainingJob, uid: string): K8sObject {
   };
 }
 
-/** The rendezvous environment of one worker (what services/trainer reads). */
-export function rendezvousEnv(
+/** Where a group's workers rendezvous and where the job's exchange coordinator listens. */
+export interface TrainerEndpoints {
+  /** Worker 0 of this group (its torch.distributed TCP store). */
+  readonly masterAddr: string;
+  readonly masterPort: number;
+  /** The job's exchange coordinator, e.g. http://job-exchange.ns.svc:29600. */
+  readonly exchangeUrl: string;
+}
+
+export const exchangeName = (jobId: string): string => `${jobId}-exchange`;
+
+/** The cluster addresses of a group's rendezvous and of the job's coordinator. */
+export function clusterEndpoints(job: TrainingJob, group: number): TrainerEndpoints {
+  const ns = job.namespace || "default";
+  return {
+    masterAddr: `${workerHostname(job.jobId, group, 0)}.${groupName(job.jobId, group)}.${ns}.svc`,
+    masterPort: RENDEZVOUS_PORT,
+    exchangeUrl: `http://${exchangeName(job.jobId)}.${ns}.svc:${EXCHANGE_PORT}`,
+  };
+}
+
+/** The environment of one trainer worker (what services/trainer reads), for either runtime. */
+export function trainerEnv(
   job: TrainingJob,
   group: number,
   worker: number,
   attempt: number,
+  at: TrainerEndpoints,
   resumeFrom?: ResumeFrom,
   leaseId?: string,
 ): { name: string; value: string }[] {
   const workers = workersOf(job);
-  const ns = job.namespace || "default";
   return [
-    { name: "MASTER_ADDR", value: `${workerHostname(job.jobId, 0, 0)}.${groupName(job.jobId, 0)}.${ns}.svc` },
-    { name: "MASTER_PORT", value: String(RENDEZVOUS_PORT) },
-    { name: "WORLD_SIZE", value: String(desiredGroupCount(job) * workers) },
-    { name: "RANK", value: String(group * workers + worker) },
+    { name: "MASTER_ADDR", value: at.masterAddr },
+    { name: "MASTER_PORT", value: String(at.masterPort) },
+    { name: "WORLD_SIZE", value: String(workers) },
+    { name: "RANK", value: String(worker) },
     { name: "DEAI_GROUP", value: String(group) },
+    { name: "DEAI_GROUPS", value: String(desiredGroupCount(job)) },
     { name: "DEAI_STAGE", value: String(worker) },
+    { name: "DEAI_EXCHANGE", value: at.exchangeUrl },
     { name: "DEAI_JOB_ID", value: job.jobId },
     { name: "DEAI_ATTEMPT", value: String(attempt) },
     ...(resumeFrom !== undefined
@@ -179,6 +207,67 @@ export function rendezvousEnv(
         ]
       : []),
     ...(leaseId !== undefined ? [{ name: "DEAI_LEASE_ID", value: leaseId }] : []),
+  ];
+}
+
+/** The rendezvous environment of one worker pod. */
+export function rendezvousEnv(
+  job: TrainingJob,
+  group: number,
+  worker: number,
+  attempt: number,
+  resumeFrom?: ResumeFrom,
+  leaseId?: string,
+): { name: string; value: string }[] {
+  return trainerEnv(job, group, worker, attempt, clusterEndpoints(job, group), resumeFrom, leaseId);
+}
+
+/** The job's exchange coordinator: one Pod (the trainer image, `deai_trainer.coordinator`) and its Service. */
+export function exchangeObjects(job: TrainingJob, uid: string, template: TrainerPodTemplate, timeoutS = 30): K8sObject[] {
+  const name = exchangeName(job.jobId);
+  const ns = job.namespace ? { namespace: job.namespace } : {};
+  const owner = [ownerReference(job, uid)];
+  const labels = { ...baseLabels(job, 0), "app.kubernetes.io/component": "exchange" };
+  delete (labels as Record<string, string>)[LABELS.group];
+  const image = job.spec?.trainer?.image || template.image;
+  if (!image) throw new RangeError("no trainer image: set spec.trainer.image or the chart's trainer.image");
+  return [
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name, ...ns, labels, ownerReferences: owner },
+      spec: {
+        selector: { [LABELS.job]: job.jobId, "app.kubernetes.io/component": "exchange" },
+        ports: [{ name: "exchange", port: EXCHANGE_PORT, targetPort: EXCHANGE_PORT, protocol: "TCP" }],
+      },
+    },
+    {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, ...ns, labels, ownerReferences: owner },
+      spec: {
+        restartPolicy: "Never",
+        containers: [
+          {
+            name: "exchange",
+            image,
+            command: ["python3", "-m", "deai_trainer.coordinator"],
+            args: [
+              "--host",
+              "0.0.0.0",
+              "--port",
+              String(EXCHANGE_PORT),
+              "--timeout-s",
+              String(timeoutS),
+              "--groups",
+              String(desiredGroupCount(job)),
+            ],
+            ports: [{ name: "exchange", containerPort: EXCHANGE_PORT, protocol: "TCP" }],
+            readinessProbe: { httpGet: { path: "/healthz", port: EXCHANGE_PORT } },
+          },
+        ],
+      },
+    },
   ];
 }
 
