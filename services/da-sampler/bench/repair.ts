@@ -67,6 +67,8 @@ export interface RepairBenchOptions {
   readonly readBytes?: number;
   /** Read windows in flight (DA_REPAIR_READ_AHEAD). @default the service's */
   readonly readAhead?: number;
+  /** Leaf hash threads (DA_REPAIR_HASH_THREADS). @default the service's */
+  readonly hashThreads?: number;
   /** Repairs of each lost set (interleaved; the ratio judged is each set's median). @default 3 (1 with quick) */
   readonly rounds?: number;
   /** BENCH_QUICK: a smaller dataset. */
@@ -240,6 +242,7 @@ export async function runRepairBench(o: RepairBenchOptions = {}): Promise<Repair
         DA_REPAIR_PART_BYTES: String(partBytes),
         ...(o.readBytes ? { DA_REPAIR_READ_BYTES: String(o.readBytes) } : {}),
         ...(o.readAhead ? { DA_REPAIR_READ_AHEAD: String(o.readAhead) } : {}),
+        ...(o.hashThreads ? { DA_REPAIR_HASH_THREADS: String(o.hashThreads) } : {}),
         LOG_LEVEL: "info",
       }),
     );
@@ -421,7 +424,16 @@ if (main && process.argv[2] === "--s3-helper") {
   const sizeMiB = envInt("BENCH_REPAIR_MIB", quick ? 32 : 128);
   const readBytes = envInt("BENCH_REPAIR_READ_BYTES", 0);
   const readAhead = envInt("BENCH_REPAIR_READ_AHEAD", 0);
-  const result = await runRepairBench({ quick, sizeMiB, ...(readBytes ? { readBytes } : {}), ...(readAhead ? { readAhead } : {}) });
+  const hashThreads = envInt("BENCH_REPAIR_HASH_THREADS", 0);
+  const rounds = envInt("BENCH_REPAIR_ROUNDS", 0);
+  const result = await runRepairBench({
+    quick,
+    sizeMiB,
+    ...(readBytes ? { readBytes } : {}),
+    ...(readAhead ? { readAhead } : {}),
+    ...(hashThreads ? { hashThreads } : {}),
+    ...(rounds ? { rounds } : {}),
+  });
   const out = writeResult(repoRoot, "repair", result);
   process.stdout.write(`${JSON.stringify(result.runs, null, 2)}\nwrote ${out}\n`);
   process.exit(0);

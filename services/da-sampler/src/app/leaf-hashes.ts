@@ -40,6 +40,28 @@ export function sharedBuffer(size: number): Buffer {
   return Buffer.from(new SharedArrayBuffer(size));
 }
 
+/**
+ * Shared buffers of one size reused within a repair run: a fresh SharedArrayBuffer per read
+ * window costs its zeroing and page faults (as much as the copy into it) and garbage.
+ */
+export class SharedBuffers {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    private readonly size: number,
+    private readonly keep: number,
+  ) {}
+
+  acquire(): Buffer {
+    return this.free.pop() ?? sharedBuffer(this.size);
+  }
+
+  /** The caller holds no view of `b` any more (nor does anything it handed one to). */
+  release(b: Buffer): void {
+    if (this.free.length < this.keep && b.length === this.size) this.free.push(b);
+  }
+}
+
 export class LeafHashPool {
   private readonly hashers: (Hasher | undefined)[] = [];
   private nextId = 1;

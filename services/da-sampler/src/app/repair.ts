@@ -42,7 +42,7 @@ import type { Attestations } from "./attestations.js";
 import { leafOf, shardRootHex, type DatasetCatalog, type SampledDataset } from "./catalog.js";
 import type { SamplerContext } from "./context.js";
 import { envelopeToProto } from "./envelopes.js";
-import { LeafHashPool, sharedBuffer } from "./leaf-hashes.js";
+import { LeafHashPool, SharedBuffers } from "./leaf-hashes.js";
 import type { RepairMetrics } from "./repair-metrics.js";
 import type { SamplerIdentity } from "./sampler-identity.js";
 
@@ -357,6 +357,8 @@ export class Repairs {
     const windows = readWindows(done, ds.stripes, g, Math.floor(this.o.readBytes / S));
     const stop = new AbortController();
     const hashes = new LeafHashPool(this.o.hashThreads);
+    const perWindow = Math.max(...windows.map((w) => w.to - w.from), 0);
+    const buffers = new SharedBuffers(perWindow * (ds.k + ds.m) * S, this.o.readAhead);
     const reads = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
     const t0 = c.clock.nowMs();
     let scheduled = 0;
@@ -373,7 +375,7 @@ export class Repairs {
             const wait = dueMs - c.clock.nowMs();
             if (wait > 0) await c.clock.sleep(wait, reads);
           }
-          return this.rebuildWindow(ds, lost, w.from, w.to, hashes, reads);
+          return this.rebuildWindow(ds, lost, w.from, w.to, { hashes, buffers }, reads);
         })();
         p.catch(() => undefined);
         pending.push(p);
@@ -515,6 +517,24 @@ export class Repairs {
     lost: readonly number[],
     from: number,
     to: number,
+    using: { hashes: LeafHashPool; buffers: SharedBuffers },
+    signal?: AbortSignal,
+  ): Promise<RebuiltWindow> {
+    const window = using.buffers.acquire();
+    try {
+      return await this.rebuildWindowIn(window, ds, lost, from, to, using.hashes, signal);
+    } finally {
+      // Nothing holds a view of it now: reads given up on write nowhere, the rebuilt shards were copied out.
+      using.buffers.release(window);
+    }
+  }
+
+  private async rebuildWindowIn(
+    window: Buffer,
+    ds: SampledDataset,
+    lost: readonly number[],
+    from: number,
+    to: number,
     hashes: LeafHashPool,
     signal?: AbortSignal,
   ): Promise<RebuiltWindow> {
@@ -523,7 +543,7 @@ export class Repairs {
     const count = to - from;
     const sources = sourceSlots(n, lost);
     // Stripe i's shard of slot j at (i·n + j)·S.
-    const buf = sharedBuffer(count * n * S);
+    const buf = window.subarray(0, count * n * S);
     const shardAt = (i: number, slot: number): Buffer => buf.subarray((i * n + slot) * S, (i * n + slot + 1) * S);
     const present: Set<number>[] = Array.from({ length: count }, () => new Set<number>());
     let bytesRead = 0;
@@ -617,7 +637,16 @@ export class Repairs {
           `rebuilt shard (${from + i}, ${slot}) of ${ds.datasetId} does not match its leaf: the codec and the manifest disagree`,
         );
     });
-    const shards = lost.map((slot) => present.map((_, i) => shardAt(i, slot)));
+    // Copied out (L shards per stripe): the window's buffer goes back to the pool at once, while
+    // the part writes may still hold these.
+    const out = Buffer.allocUnsafe(lost.length * count * S);
+    const shards = lost.map((slot, j) =>
+      present.map((_, i) => {
+        const at = (j * count + i) * S;
+        shardAt(i, slot).copy(out, at);
+        return out.subarray(at, at + S);
+      }),
+    );
     return { to, shards, bytesRead };
   }
 
@@ -638,8 +667,11 @@ export class Repairs {
       const stat = await p.client.statObject(s.bucket, s.key).catch(() => undefined);
       if (!stat || stat.size !== size) throw e;
     }
-    for (const stripe of new Set([0, ds.stripes - 1]))
-      await onProvider(p, `read back ${s.key}`, () => p.readShard(s.key, stripe, ds.shardSize, leafOf(ds, stripe, s.slot)));
+    await Promise.all(
+      [...new Set([0, ds.stripes - 1])].map((stripe) =>
+        onProvider(p, `read back ${s.key}`, () => p.readShard(s.key, stripe, ds.shardSize, leafOf(ds, stripe, s.slot))),
+      ),
+    );
     // Uploads of this key a run started but never recorded (killed between start and record): abort them.
     await this.abortStrays(p, s).catch((e: unknown) => this.o.c.logger.debug({ err: e, key: s.key }, "could not list stray uploads"));
   }
