@@ -32,6 +32,7 @@ export * from "./server/service-binding.js";
 export * from "./service.js";
 export * from "./providers/placement.js";
 export * from "./providers/storage-provider.js";
+export * from "./coding/reed-solomon.js";
 export * from "./anchoring/ledger-anchoring.js";
 export * from "./catalog/gpu-classes.js";
 export * from "./catalog/gpu-classes-file.js";

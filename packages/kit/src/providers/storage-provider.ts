@@ -362,21 +362,35 @@ export class StorageProvider {
    * Reads `length` bytes at `offset`, all of them within the read deadline; `signal` cancels
    * early (a hedged read that is no longer needed).
    */
-  readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+  async readRange(key: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readRangeInto(key, offset, length, (chunk, at) => chunk.copy(out, at), signal);
+    return out;
+  }
+
+  /**
+   * Like readRange, but hands each chunk to `sink` with its offset in the range as it arrives
+   * (the caller lays the bytes out where it needs them: one copy, no buffer of the whole range).
+   */
+  readRangeInto(
+    key: string,
+    offset: number,
+    length: number,
+    sink: (chunk: Buffer, at: number) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     return this.call(
       `read ${key}`,
       this.timeouts.readMs,
       async () => {
         const stream = await this.client.getPartialObject(this.config.bucket, key, offset, length);
-        const out = Buffer.allocUnsafe(length);
         let at = 0;
         for await (const chunk of stream as AsyncIterable<Buffer>) {
           if (at + chunk.length > length) throw new Error(`range read returned more than ${length} bytes`);
-          chunk.copy(out, at);
+          sink(chunk, at);
           at += chunk.length;
         }
         if (at !== length) throw new Error(`range read returned ${at} of ${length} bytes`);
-        return out;
       },
       signal,
     );

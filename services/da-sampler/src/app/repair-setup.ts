@@ -37,6 +37,9 @@ export async function setUpRepair(o: {
     metrics: repairMetrics(),
     graceMs: config.DA_REPAIR_GRACE_MS,
     partBytes: config.DA_REPAIR_PART_BYTES,
+    readBytes: config.DA_REPAIR_READ_BYTES,
+    readAhead: config.DA_REPAIR_READ_AHEAD,
+    hashThreads: config.DA_REPAIR_HASH_THREADS,
     maxReadBytesPerS: config.DA_REPAIR_MAX_READ_BYTES_PER_S,
   });
   const loop = config.DA_REPAIR_ENABLED

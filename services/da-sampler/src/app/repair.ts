@@ -22,18 +22,19 @@ import { ReceiptSchema, type Receipt } from "@deai/contracts/deai/ledger/v1/ledg
 import {
   AnchorRefusedError,
   enqueueEvent,
-  shardLeafHash,
+  StripeCodec,
   transitionRow,
   type LedgerAnchoring,
+  type PartWriter,
   type ProviderRegistry,
   type StorageProvider,
 } from "@deai/kit";
 import { AbortedError, FailedPreconditionError, UnavailableError } from "@deai/kit/errors";
 import { choosePlacement, type PlacementCandidate } from "@deai/kit/placement";
-import { dsseFromJson, dsseToJson, ErasureCodec, placementPayload, type DsseEnvelope, type PlacementPredicate } from "@deai/proofs";
+import { dsseFromJson, dsseToJson, placementPayload, type DsseEnvelope, type PlacementPredicate } from "@deai/proofs";
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 
-import { decideRepairs, repairedKey, sourceSlots, stripesPerGroup, type DueSlot } from "../domain/repair-trigger.js";
+import { decideRepairs, readWindows, repairedKey, sourceSlots, stripesPerGroup, type DueSlot } from "../domain/repair-trigger.js";
 import { repairStates } from "../domain/repair-states.js";
 import type { RepairJobsTable, RepairSlotJson } from "../store/repair-tables.js";
 import type { DaSamplerDb, PlacementRow } from "../store/tables.js";
@@ -41,6 +42,7 @@ import type { Attestations } from "./attestations.js";
 import { leafOf, shardRootHex, type DatasetCatalog, type SampledDataset } from "./catalog.js";
 import type { SamplerContext } from "./context.js";
 import { envelopeToProto } from "./envelopes.js";
+import { LeafHashPool, SharedBuffers } from "./leaf-hashes.js";
 import type { RepairMetrics } from "./repair-metrics.js";
 import type { SamplerIdentity } from "./sampler-identity.js";
 
@@ -58,6 +60,12 @@ export interface RepairOptions {
   readonly metrics: RepairMetrics;
   readonly graceMs: number;
   readonly partBytes: number;
+  /** Bytes per range read of a source slot (rounded down to whole shards, at least one, at most a part). */
+  readonly readBytes: number;
+  /** Read windows in flight ahead of the one being written. */
+  readonly readAhead: number;
+  /** Threads hashing shards for their leaf checks. */
+  readonly hashThreads: number;
   /** 0 = no cap. */
   readonly maxReadBytesPerS: number;
 }
@@ -70,20 +78,20 @@ export interface StepResult {
   readonly bytesWritten: number;
 }
 
-const codecs = new Map<string, ErasureCodec>();
-function codecOf(k: number, m: number): ErasureCodec {
-  const key = `${k}/${m}`;
-  let c = codecs.get(key);
-  if (!c) codecs.set(key, (c = new ErasureCodec(k, m)));
-  return c;
+/** A window's rebuilt shards: per lost slot, stripe order. */
+interface RebuiltWindow {
+  readonly to: number;
+  readonly shards: Buffer[][];
+  readonly bytesRead: number;
 }
 
-const placeholders = new Map<number, Buffer>();
-/** A zero shard standing in for a slot nobody needs rebuilt (never written anywhere). */
-function placeholder(size: number): Buffer {
-  let p = placeholders.get(size);
-  if (!p) placeholders.set(size, (p = Buffer.alloc(size)));
-  return p;
+const codecs = new Map<string, StripeCodec>();
+/** The native codec ingestion encodes with (created once per geometry). */
+function codecOf(k: number, m: number, shardSize: number): StripeCodec {
+  const key = `${k}/${m}/${shardSize}`;
+  let c = codecs.get(key);
+  if (!c) codecs.set(key, (c = new StripeCodec(k, m, shardSize)));
+  return c;
 }
 
 const db = (trx: Transaction<DaSamplerDb>): Kysely<unknown> => trx as unknown as Kysely<unknown>;
@@ -310,11 +318,17 @@ export class Repairs {
       .set({ runs: sql`runs + 1` })
       .where("job_id", "=", job.job_id)
       .execute();
-    // Fix each new object's multipart upload before the first byte: a resumed run adds parts to the same one.
-    for (const s of slots) {
-      if (s.uploadId) continue;
-      const p = this.o.registry.get(s.to);
-      s.uploadId = await onProvider(p, `start the upload of ${s.key}`, () => p.initiateMultipart(s.key));
+    // Fix each new object's multipart upload before the first byte: a resumed run adds parts to the
+    // same one. Started together, recorded in one UPDATE (an upload started but not recorded by a
+    // run that died is a stray, aborted at completion).
+    const unstarted = slots.filter((s) => !s.uploadId);
+    if (unstarted.length > 0) {
+      await Promise.all(
+        unstarted.map(async (s) => {
+          const p = this.o.registry.get(s.to);
+          s.uploadId = await onProvider(p, `start the upload of ${s.key}`, () => p.initiateMultipart(s.key));
+        }),
+      );
       await c.db
         .updateTable("repair_jobs")
         .set({ slots: JSON.stringify(slots), updated_at: c.clock.now() })
@@ -323,7 +337,8 @@ export class Repairs {
         .execute();
     }
     const parts = { ...job.parts };
-    const g = stripesPerGroup(this.o.partBytes, ds.shardSize, ds.stripes);
+    const S = ds.shardSize;
+    const g = stripesPerGroup(this.o.partBytes, S, ds.stripes);
     const lost = slots.map((s) => s.slot);
     let done = Number(job.stripes_done);
     if (done % g !== 0)
@@ -333,65 +348,113 @@ export class Repairs {
     const from = done;
     let read = 0;
     let written = 0;
-    const t0 = c.clock.nowMs();
-    // Where a run's time goes (waiting for reads and rebuilds not hidden behind writes; writes and records; completion).
+    // Where a run's time goes: waiting for windows not yet read and rebuilt, waiting for part
+    // writes and their records (both net of what overlapped), completion.
     const timing = { read: 0, write: 0, finish: 0 };
-    // One group read and rebuilt ahead while the previous one is written: reads and writes overlap.
-    const ahead = (at: number) => {
-      if (at >= ds.stripes) return undefined;
-      const p = this.rebuildGroup(ds, lost, at, Math.min(ds.stripes, at + g));
-      p.catch(() => undefined);
-      return p;
-    };
-    let next = ahead(done);
-    while (done < ds.stripes) {
-      if (signal?.aborted) throw new AbortedError("repair stopped");
-      const end = Math.min(ds.stripes, done + g);
-      const tr = performance.now();
-      const { shards, bytesRead } = await next!;
-      next = ahead(end);
-      timing.read += performance.now() - tr;
-      const tw = performance.now();
-      const part = done / g + 1;
-      const etags = await Promise.all(
-        slots.map((s, i) => {
-          const p = this.o.registry.get(s.to);
-          return onProvider(p, `write part ${part} of ${s.key}`, () => p.uploadPart(s.key, s.uploadId!, part, Buffer.concat(shards[i]!)));
-        }),
-      );
-      const bytesWritten = slots.length * (end - done) * ds.shardSize;
-      slots.forEach((s, i) => {
-        const list = (parts[String(s.slot)] ??= []);
-        list[part - 1] = etags[i]!;
-      });
-      const r = await c.db
-        .updateTable("repair_jobs")
-        .set({
-          stripes_done: BigInt(end),
-          parts: JSON.stringify(parts),
-          parts_sent: sql`parts_sent + ${slots.length}`,
-          bytes_read: sql`bytes_read + ${bytesRead}`,
-          bytes_written: sql`bytes_written + ${bytesWritten}`,
-          error: null,
-          updated_at: c.clock.now(),
-        })
-        .where("job_id", "=", job.job_id)
-        .where("state", "=", "rebuilding")
-        .where("stripes_done", "=", BigInt(done))
-        .executeTakeFirst();
-      if (Number(r.numUpdatedRows) !== 1) throw new AbortedError(`repair job ${job.job_id} was advanced by another runner`);
-      timing.write += performance.now() - tw;
-      this.o.metrics.bytes.add(bytesRead, { direction: "read" });
-      this.o.metrics.bytes.add(bytesWritten, { direction: "written" });
-      for (const s of slots) this.o.metrics.shards.add(end - done, { reason: s.reason });
-      read += bytesRead;
-      written += bytesWritten;
-      done = end;
-      if (this.o.maxReadBytesPerS > 0) {
-        const dueMs = t0 + (read / this.o.maxReadBytesPerS) * 1000;
-        const wait = dueMs - c.clock.nowMs();
-        if (wait > 0 && done < ds.stripes) await c.clock.sleep(wait, signal);
+    // A pipeline of read windows (a few stripes, one range read per source slot): up to
+    // `readAhead` windows are read, verified and rebuilt while the current one streams into the
+    // parts of the new objects. Memory is bounded by the windows in flight; each stripe is read once.
+    const windows = readWindows(done, ds.stripes, g, Math.floor(this.o.readBytes / S));
+    const stop = new AbortController();
+    const hashes = new LeafHashPool(this.o.hashThreads);
+    const perWindow = Math.max(...windows.map((w) => w.to - w.from), 0);
+    const buffers = new SharedBuffers(perWindow * (ds.k + ds.m) * S, this.o.readAhead);
+    const reads = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+    const t0 = c.clock.nowMs();
+    let scheduled = 0;
+    let ahead = 0;
+    const pending: Promise<RebuiltWindow>[] = [];
+    const fill = (): void => {
+      while (pending.length < this.o.readAhead && ahead < windows.length) {
+        const w = windows[ahead++]!;
+        // The read cap: a window's reads start no earlier than the bytes before it allow.
+        const dueMs = t0 + (scheduled / Math.max(1, this.o.maxReadBytesPerS)) * 1000;
+        scheduled += ds.k * (w.to - w.from) * S;
+        const p = (async () => {
+          if (this.o.maxReadBytesPerS > 0) {
+            const wait = dueMs - c.clock.nowMs();
+            if (wait > 0) await c.clock.sleep(wait, reads);
+          }
+          return this.rebuildWindow(ds, lost, w.from, w.to, { hashes, buffers }, reads);
+        })();
+        p.catch(() => undefined);
+        pending.push(p);
       }
+    };
+    try {
+      while (done < ds.stripes) {
+        if (signal?.aborted) throw new AbortedError("repair stopped");
+        const end = Math.min(ds.stripes, done + g);
+        const part = done / g + 1;
+        const writers = slots.map((s) => ({ s, p: this.o.registry.get(s.to) }));
+        // The part PUTs stream the group's rebuilt shards as windows come (opened with the first:
+        // no idle part while its first window is read).
+        let open: PartWriter[] = [];
+        let bytesRead = 0;
+        let etags: string[];
+        try {
+          for (let at = done; at < end;) {
+            fill();
+            const tr = performance.now();
+            const win = await pending.shift()!;
+            timing.read += performance.now() - tr;
+            fill();
+            if (at === done) open = writers.map(({ s, p }) => p.openPart(s.key, s.uploadId!, part, (end - done) * S));
+            const tw = performance.now();
+            await Promise.all(
+              writers.map(({ s, p }, i) =>
+                onProvider(p, `write part ${part} of ${s.key}`, async () => {
+                  for (const shard of win.shards[i]!) await open[i]!.write(shard);
+                }),
+              ),
+            );
+            timing.write += performance.now() - tw;
+            bytesRead += win.bytesRead;
+            at = win.to;
+          }
+          const tw = performance.now();
+          etags = await Promise.all(writers.map(({ s, p }, i) => onProvider(p, `write part ${part} of ${s.key}`, () => open[i]!.end())));
+          timing.write += performance.now() - tw;
+        } catch (e) {
+          for (const w of open) w.abort();
+          throw e;
+        }
+        const tw = performance.now();
+        const bytesWritten = slots.length * (end - done) * S;
+        slots.forEach((s, i) => {
+          const list = (parts[String(s.slot)] ??= []);
+          list[part - 1] = etags[i]!;
+        });
+        // One UPDATE per part group, guarded by the previous value: the parts and counters move together.
+        const r = await c.db
+          .updateTable("repair_jobs")
+          .set({
+            stripes_done: BigInt(end),
+            parts: JSON.stringify(parts),
+            parts_sent: sql`parts_sent + ${slots.length}`,
+            bytes_read: sql`bytes_read + ${bytesRead}`,
+            bytes_written: sql`bytes_written + ${bytesWritten}`,
+            error: null,
+            updated_at: c.clock.now(),
+          })
+          .where("job_id", "=", job.job_id)
+          .where("state", "=", "rebuilding")
+          .where("stripes_done", "=", BigInt(done))
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) !== 1) throw new AbortedError(`repair job ${job.job_id} was advanced by another runner`);
+        timing.write += performance.now() - tw;
+        this.o.metrics.bytes.add(bytesRead, { direction: "read" });
+        this.o.metrics.bytes.add(bytesWritten, { direction: "written" });
+        for (const s of slots) this.o.metrics.shards.add(end - done, { reason: s.reason });
+        read += bytesRead;
+        written += bytesWritten;
+        done = end;
+      }
+    } finally {
+      // Windows still in flight when a run fails or stops are cancelled.
+      stop.abort(new AbortedError("repair run ended"));
+      await Promise.allSettled(pending);
+      await hashes.close();
     }
     const tf = performance.now();
     await this.finishObjects(ds, slots, parts);
@@ -442,21 +505,47 @@ export class Repairs {
 
   /**
    * Reads stripes [from, to) once and rebuilds every lost slot of them: one verified range
-   * read per source slot (the first k surviving, data slots first); a stripe left with fewer
-   * than k valid shards is completed shard by shard from the other surviving slots. Every
-   * rebuilt shard must hash to its leaf. Returns the rebuilt shards per lost slot, stripe order.
+   * read per source slot (the first k surviving, data slots first), its bytes laid out by the
+   * read itself stripe by stripe (n shards each, as the codec wants them); a stripe left with
+   * fewer than k valid shards is completed shard by shard from the other surviving slots. The
+   * lost slots are rebuilt in place by the native codec (libuv's thread pool, off the event
+   * loop) and every rebuilt shard must hash to its leaf. Returns the rebuilt shards per lost
+   * slot, stripe order (views of the window's buffer).
    */
-  async rebuildGroup(
+  async rebuildWindow(
     ds: SampledDataset,
     lost: readonly number[],
     from: number,
     to: number,
-  ): Promise<{ shards: Buffer[][]; bytesRead: number }> {
+    using: { hashes: LeafHashPool; buffers: SharedBuffers },
+    signal?: AbortSignal,
+  ): Promise<RebuiltWindow> {
+    const window = using.buffers.acquire();
+    try {
+      return await this.rebuildWindowIn(window, ds, lost, from, to, using.hashes, signal);
+    } finally {
+      // Nothing holds a view of it now: reads given up on write nowhere, the rebuilt shards were copied out.
+      using.buffers.release(window);
+    }
+  }
+
+  private async rebuildWindowIn(
+    window: Buffer,
+    ds: SampledDataset,
+    lost: readonly number[],
+    from: number,
+    to: number,
+    hashes: LeafHashPool,
+    signal?: AbortSignal,
+  ): Promise<RebuiltWindow> {
     const n = ds.k + ds.m;
     const S = ds.shardSize;
     const count = to - from;
     const sources = sourceSlots(n, lost);
-    const got: (Buffer | undefined)[][] = Array.from({ length: count }, () => new Array<Buffer | undefined>(n).fill(undefined));
+    // Stripe i's shard of slot j at (i·n + j)·S.
+    const buf = window.subarray(0, count * n * S);
+    const shardAt = (i: number, slot: number): Buffer => buf.subarray((i * n + slot) * S, (i * n + slot + 1) * S);
+    const present: Set<number>[] = Array.from({ length: count }, () => new Set<number>());
     let bytesRead = 0;
     const providerOf = (slot: number): StorageProvider | undefined => {
       const id = ds.placements[slot]!.providerId;
@@ -466,84 +555,125 @@ export class Repairs {
       sources.slice(0, ds.k).map(async (slot) => {
         const p = providerOf(slot);
         if (!p) return;
-        let bytes: Buffer;
+        let live = true;
         try {
-          bytes = await p.readRange(ds.placements[slot]!.key, from * S, count * S);
+          await p.readRangeInto(
+            ds.placements[slot]!.key,
+            from * S,
+            count * S,
+            (chunk, at) => {
+              // A read given up on (deadline) may still deliver: its bytes go nowhere.
+              if (!live) return;
+              for (let pos = 0; pos < chunk.length;) {
+                const i = Math.floor((at + pos) / S);
+                const off = (at + pos) % S;
+                const len = Math.min(S - off, chunk.length - pos);
+                chunk.copy(buf, (i * n + slot) * S + off, pos, pos + len);
+                pos += len;
+              }
+            },
+            signal,
+          );
         } catch (e) {
+          live = false;
+          if (signal?.aborted) return;
           this.o.c.logger.warn({ err: e, datasetId: ds.datasetId, slot }, "repair: a source slot could not be read; using others");
           return;
         }
-        bytesRead += bytes.length;
-        for (let i = 0; i < count; i++) {
-          const shard = bytes.subarray(i * S, (i + 1) * S);
-          if (shardLeafHash(shard).equals(leafOf(ds, from + i, slot))) got[i]![slot] = shard;
-        }
+        bytesRead += count * S;
+        const digests = await hashes.hash(
+          buf,
+          Array.from({ length: count }, (_, i) => (i * n + slot) * S),
+          S,
+        );
+        digests.forEach((d, i) => {
+          if (d.equals(leafOf(ds, from + i, slot))) present[i]!.add(slot);
+        });
       }),
     );
+    if (signal?.aborted) throw new AbortedError("repair stopped");
     for (let i = 0; i < count; i++) {
       const stripe = from + i;
-      const have = (): number => got[i]!.filter((x) => x !== undefined).length;
+      const have = present[i]!;
       for (const slot of sources.slice(ds.k)) {
-        if (have() >= ds.k) break;
+        if (have.size >= ds.k) break;
         const p = providerOf(slot);
         if (!p) continue;
         try {
-          got[i]![slot] = await p.readShard(ds.placements[slot]!.key, stripe, S, leafOf(ds, stripe, slot));
+          (await p.readShard(ds.placements[slot]!.key, stripe, S, leafOf(ds, stripe, slot), signal)).copy(shardAt(i, slot));
+          have.add(slot);
           bytesRead += S;
         } catch {
           // Another slot may still answer.
         }
       }
-      if (have() < ds.k)
+      if (have.size < ds.k)
         throw new UnavailableError(
-          `stripe ${stripe} of ${ds.datasetId}: only ${have()} of the k = ${ds.k} shards needed could be read and verified`,
+          `stripe ${stripe} of ${ds.datasetId}: only ${have.size} of the k = ${ds.k} shards needed could be read and verified`,
         );
     }
-    const codec = codecOf(ds.k, ds.m);
-    const shards: Buffer[][] = lost.map(() => []);
+    const codec = codecOf(ds.k, ds.m, S);
     const gone = new Set(lost);
-    for (let i = 0; i < count; i++) {
-      const stripe = from + i;
-      // The codec rebuilds every absent slot; slots neither lost nor read are not wanted. Past the
-      // last shard read they can hold a placeholder: the codec decodes from the first k present,
-      // which are then all real shards.
-      const row = got[i]!;
-      let last = -1;
-      row.forEach((x, s) => {
-        if (x !== undefined) last = s;
-      });
-      const input = row.map((x, s) => (x === undefined && !gone.has(s) && s > last ? placeholder(S) : x));
-      const all = codec.reconstruct(input);
-      lost.forEach((slot, j) => {
-        const shard = Buffer.from(all[slot]!.buffer, all[slot]!.byteOffset, all[slot]!.byteLength);
-        if (!shardLeafHash(shard).equals(leafOf(ds, stripe, slot)))
-          throw new Error(
-            `rebuilt shard (${stripe}, ${slot}) of ${ds.datasetId} does not match its leaf: the codec and the manifest disagree`,
-          );
-        shards[j]!.push(shard);
-      });
-    }
-    return { shards, bytesRead };
+    await Promise.all(
+      present.map(async (have, i) => {
+        // The codec rebuilds every slot it is not given; slots neither lost nor read are not
+        // wanted. Past the last shard read they count as given (their bytes are never used: the
+        // codec decodes from the first k given, which are then all real shards).
+        const last = Math.max(...have);
+        const given = [...have];
+        for (let s = last + 1; s < n; s++) if (!gone.has(s)) given.push(s);
+        await codec.rebuildInPlace(buf.subarray(i * n * S, (i + 1) * n * S), given);
+      }),
+    );
+    const rebuilt = lost.flatMap((slot) => present.map((_, i) => ({ slot, i })));
+    const digests = await hashes.hash(
+      buf,
+      rebuilt.map(({ slot, i }) => (i * n + slot) * S),
+      S,
+    );
+    rebuilt.forEach(({ slot, i }, j) => {
+      if (!digests[j]!.equals(leafOf(ds, from + i, slot)))
+        throw new Error(
+          `rebuilt shard (${from + i}, ${slot}) of ${ds.datasetId} does not match its leaf: the codec and the manifest disagree`,
+        );
+    });
+    // Copied out (L shards per stripe): the window's buffer goes back to the pool at once, while
+    // the part writes may still hold these.
+    const out = Buffer.allocUnsafe(lost.length * count * S);
+    const shards = lost.map((slot, j) =>
+      present.map((_, i) => {
+        const at = (j * count + i) * S;
+        shardAt(i, slot).copy(out, at);
+        return out.subarray(at, at + S);
+      }),
+    );
+    return { to, shards, bytesRead };
   }
 
   /** Completes every new object (a completed one is recognized by its size), checks a shard of each, drops stray uploads. */
   private async finishObjects(ds: SampledDataset, slots: readonly RepairSlotJson[], parts: Record<string, string[]>): Promise<void> {
     const size = ds.stripes * ds.shardSize;
-    for (const s of slots) {
-      const p = this.o.registry.get(s.to);
-      const etags = parts[String(s.slot)] ?? [];
-      try {
-        await p.completeMultipart(s.key, s.uploadId!, etags);
-      } catch (e) {
-        // Completed by a run that died before recording it: the object is there, whole.
-        const stat = await p.client.statObject(s.bucket, s.key).catch(() => undefined);
-        if (!stat || stat.size !== size) throw e;
-      }
-      for (const stripe of new Set([0, ds.stripes - 1]))
-        await onProvider(p, `read back ${s.key}`, () => p.readShard(s.key, stripe, ds.shardSize, leafOf(ds, stripe, s.slot)));
-      // Uploads of this key a run started but never recorded (killed between start and record): abort them.
-      await this.abortStrays(p, s).catch((e: unknown) => this.o.c.logger.debug({ err: e, key: s.key }, "could not list stray uploads"));
+    // The new objects are independent: completed side by side (a provider copies the parts into one object).
+    await Promise.all(slots.map((s) => this.finishObject(ds, s, parts, size)));
+  }
+
+  private async finishObject(ds: SampledDataset, s: RepairSlotJson, parts: Record<string, string[]>, size: number): Promise<void> {
+    const p = this.o.registry.get(s.to);
+    const etags = parts[String(s.slot)] ?? [];
+    try {
+      await p.completeMultipart(s.key, s.uploadId!, etags);
+    } catch (e) {
+      // Completed by a run that died before recording it: the object is there, whole.
+      const stat = await p.client.statObject(s.bucket, s.key).catch(() => undefined);
+      if (!stat || stat.size !== size) throw e;
     }
+    await Promise.all(
+      [...new Set([0, ds.stripes - 1])].map((stripe) =>
+        onProvider(p, `read back ${s.key}`, () => p.readShard(s.key, stripe, ds.shardSize, leafOf(ds, stripe, s.slot))),
+      ),
+    );
+    // Uploads of this key a run started but never recorded (killed between start and record): abort them.
+    await this.abortStrays(p, s).catch((e: unknown) => this.o.c.logger.debug({ err: e, key: s.key }, "could not list stray uploads"));
   }
 
   private async abortStrays(p: StorageProvider, s: RepairSlotJson): Promise<void> {

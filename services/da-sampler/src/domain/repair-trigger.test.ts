@@ -1,4 +1,4 @@
-import { decideRepairs, repairedKey, sourceSlots, stripesPerGroup, type TriggerInput } from "./repair-trigger.js";
+import { decideRepairs, readWindows, repairedKey, sourceSlots, stripesPerGroup, type TriggerInput } from "./repair-trigger.js";
 
 const t0 = new Date("2026-12-03T12:00:00Z");
 const at = (ms: number) => new Date(t0.getTime() + ms);
@@ -75,5 +75,17 @@ it("plans reads and parts", () => {
   expect(stripesPerGroup(8 << 20, 256 << 10, 100)).toBe(32);
   expect(stripesPerGroup(4096, 256 << 10, 100)).toBe(1);
   expect(stripesPerGroup(8 << 20, 256 << 10, 4_194_304)).toBe(420);
+  // Windows of 3 stripes inside groups of 4, from a resumed group boundary: none crosses a group's end.
+  expect(readWindows(4, 11, 4, 3)).toEqual([
+    { from: 4, to: 7 },
+    { from: 7, to: 8 },
+    { from: 8, to: 11 },
+  ]);
+  expect(readWindows(0, 3, 1, 8)).toEqual([
+    { from: 0, to: 1 },
+    { from: 1, to: 2 },
+    { from: 2, to: 3 },
+  ]);
+  expect(readWindows(8, 8, 4, 2)).toEqual([]);
   expect(repairedKey("x", 3, 2)).toBe("datasets/x/slot-003-v2");
 });

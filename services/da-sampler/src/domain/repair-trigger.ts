@@ -102,6 +102,21 @@ export function stripesPerGroup(partBytes: number, shardSize: number, stripes: n
   return Math.max(1, Math.floor(partBytes / shardSize), Math.ceil(stripes / 10_000));
 }
 
+/**
+ * The read windows of stripes [from, stripes): `perWindow` stripes each (one range read per
+ * source slot), never crossing the end of a part group of `perGroup` stripes, so a group's
+ * part is written from whole windows. `from` is a group boundary (where a run resumes).
+ */
+export function readWindows(from: number, stripes: number, perGroup: number, perWindow: number): { from: number; to: number }[] {
+  const w = Math.max(1, Math.min(perGroup, perWindow));
+  const out: { from: number; to: number }[] = [];
+  for (let g = from; g < stripes; g += perGroup) {
+    const end = Math.min(stripes, g + perGroup);
+    for (let s = g; s < end; s += w) out.push({ from: s, to: Math.min(end, s + w) });
+  }
+  return out;
+}
+
 /** The object key of a repaired slot: new per placement version, so it never meets an older copy. */
 export function repairedKey(datasetId: string, slot: number, version: number): string {
   return `datasets/${datasetId}/slot-${String(slot).padStart(3, "0")}-v${version}`;
