@@ -4,7 +4,7 @@
 // every reader: the CLI (upload, download, verify) and the DA sampler (which checks the owner's
 // signature before it samples a dataset).
 import { dsseFromJson, dsseVerify, type DsseEnvelopeJson } from "./dsse.js";
-import { base64Decode, base64Encode, hexEncode, utf8Decode } from "./encoding.js";
+import { base64Decode, base64Encode, hexEncode, utf8Decode, utf8Encode } from "./encoding.js";
 import { IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1_TYPE } from "./in-toto.js";
 import { PredicateTypes } from "./predicates.js";
 
@@ -56,6 +56,25 @@ function positiveInt(v: unknown, what: string): number {
   if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 1)
     throw new Error(`${what} must be a positive integer, got ${JSON.stringify(v)}`);
   return n;
+}
+
+/**
+ * The exact statement bytes an owner signs for a manifest (its proto3 JSON form): subjects are
+ * the contentDigest (named after the dataset) and the shardRoot, both as sha256 digest sets.
+ * Ingestion builds the statement with this and nothing else, so any builder agrees byte for byte.
+ */
+export function manifestStatementBytes(manifest: ManifestJson): Uint8Array {
+  const root = base64Decode(manifest.shardRoot ?? "") ?? new Uint8Array();
+  const statement = {
+    _type: STATEMENT_V1_TYPE,
+    subject: [
+      { name: manifest.name || "dataset", digest: { sha256: manifest.contentDigest?.hex ?? "" } },
+      { name: "shardRoot", digest: { sha256: hexEncode(root) } },
+    ],
+    predicateType: PredicateTypes.datasetManifest,
+    predicate: manifest,
+  };
+  return utf8Encode(JSON.stringify(statement))!;
 }
 
 /**

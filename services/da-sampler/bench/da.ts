@@ -31,9 +31,10 @@ import { createServer } from "node:http";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { create } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DatasetIngestedSchema } from "@deai/contracts/deai/events/v1/ingestion_pb";
+import { ManifestSchema } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import {
   benchLogger,
   envInt,
@@ -46,7 +47,20 @@ import {
   type ServiceProcess,
 } from "@deai/bench";
 import { createLogger, EventBus, openDatabase, ProviderRegistry, s3Client, systemClock, type Database } from "@deai/kit";
-import { challengeStripes, generateNoteKey, planSlot, rootFromLeafHashes, type SamplingPolicyParams } from "@deai/proofs";
+import {
+  challengeStripes,
+  DATASET_CODEC_ID,
+  dsseSign,
+  dsseToJson,
+  ed25519DsseSigner,
+  generateNoteKey,
+  IN_TOTO_PAYLOAD_TYPE,
+  manifestStatementBytes,
+  planSlot,
+  rootFromLeafHashes,
+  type ManifestJson,
+  type SamplingPolicyParams,
+} from "@deai/proofs";
 import {
   createTestDatabase,
   createTestEnv,
@@ -324,8 +338,27 @@ async function endToEnd(): Promise<E2e> {
     procs.push(ledger);
     const { slots, leaves } = await writeSlots(providers, "e2e");
     const datasetId = `bench-${randomBytes(4).toString("hex")}`;
+    // The manifest as an owner signs it: the sampler takes a dataset only under its owner's signature.
+    const shardRoot = rootFromLeafHashes(Array.from({ length: STRIPES * N }, (_, i) => leaves.subarray(i * 32, i * 32 + 32)));
+    const owner = ed25519DsseSigner(randomBytes(32));
+    const manifest = create(ManifestSchema, {
+      contentDigest: { algorithm: "sha256", hex: "00".repeat(32) },
+      size: BigInt(STRIPES * K * SHARD),
+      k: K,
+      m: M,
+      shardSize: SHARD,
+      stripes: BigInt(STRIPES),
+      shardRoot,
+      owner: owner.keyid,
+      codec: DATASET_CODEC_ID,
+      placements: slots.map((s, slot) => ({ slot, providerId: s.id, bucket: "shards", key: s.key, endpoint: s.provider.endpoint })),
+    });
+    const manifestEnvelope = dsseToJson(
+      dsseSign(IN_TOTO_PAYLOAD_TYPE, manifestStatementBytes(toJson(ManifestSchema, manifest) as ManifestJson), [owner]),
+    );
     const leafServer = createServer((req, res) => {
       if (req.url === `/v1/datasets/${datasetId}/leaves`) res.end(leaves);
+      else if (req.url === `/v1/datasets/${datasetId}`) res.end(JSON.stringify({ dataset: { datasetId, manifestEnvelope } }));
       else res.writeHead(404).end();
     });
     await new Promise<void>((r) => leafServer.listen(0, "127.0.0.1", r));
@@ -375,7 +408,6 @@ async function endToEnd(): Promise<E2e> {
       logger: createLogger({ service: "bench", level: "silent" }),
     });
     await bus.ensureStream("dataset");
-    const shardRoot = rootFromLeafHashes(Array.from({ length: STRIPES * N }, (_, i) => leaves.subarray(i * 32, i * 32 + 32)));
     await bus.publish(
       "deai.dataset.ingested",
       DatasetIngestedSchema,
@@ -385,16 +417,7 @@ async function endToEnd(): Promise<E2e> {
         datasetId,
         contentDigest: { algorithm: "sha256", hex: "00".repeat(32) },
         ledgerIndex: 0n,
-        manifest: {
-          contentDigest: { algorithm: "sha256", hex: "00".repeat(32) },
-          size: BigInt(STRIPES * K * SHARD),
-          k: K,
-          m: M,
-          shardSize: SHARD,
-          stripes: BigInt(STRIPES),
-          shardRoot,
-          placements: slots.map((s, slot) => ({ slot, providerId: s.id, bucket: "shards", key: s.key, endpoint: s.provider.endpoint })),
-        },
+        manifest,
       }),
       `dataset/ingested/${datasetId}`,
     );

@@ -7,11 +7,10 @@ import {
   dsseSign,
   dsseToJson,
   ed25519DsseSigner,
-  hexEncode,
   IN_TOTO_PAYLOAD_TYPE,
-  PredicateTypes,
-  STATEMENT_V1_TYPE,
+  manifestStatementBytes,
   type DsseEnvelopeJson,
+  type ManifestJson,
 } from "@deai/proofs";
 
 import { checkSignedManifest } from "./catalog.js";
@@ -44,16 +43,7 @@ function manifest(edit: (m: Manifest) => void = () => undefined): Manifest {
 
 /** The owner's envelope over the statement ingestion builds for `m`. */
 function signed(m: Manifest, by = owner): DsseEnvelopeJson {
-  const statement = {
-    _type: STATEMENT_V1_TYPE,
-    subject: [
-      { name: m.name, digest: { sha256: m.contentDigest!.hex } },
-      { name: "shardRoot", digest: { sha256: hexEncode(m.shardRoot) } },
-    ],
-    predicateType: PredicateTypes.datasetManifest,
-    predicate: toJson(ManifestSchema, m),
-  };
-  return dsseToJson(dsseSign(IN_TOTO_PAYLOAD_TYPE, new TextEncoder().encode(JSON.stringify(statement)), [by]));
+  return dsseToJson(dsseSign(IN_TOTO_PAYLOAD_TYPE, manifestStatementBytes(toJson(ManifestSchema, m) as ManifestJson), [by]));
 }
 
 describe("checkSignedManifest", () => {

@@ -11,7 +11,7 @@ import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import type { DsseEnvelope } from "@deai/contracts/deai/common/v1/common_pb";
 import { ManifestSchema, type Manifest } from "@deai/contracts/deai/ingestion/v1/ingestion_pb";
 import { InvalidArgumentError, PermissionDeniedError } from "@deai/kit/errors";
-import { DATASET_CODEC_ID, IN_TOTO_PAYLOAD_TYPE, pae, PredicateTypes, STATEMENT_V1_TYPE } from "@deai/proofs";
+import { DATASET_CODEC_ID, IN_TOTO_PAYLOAD_TYPE, manifestStatementBytes, pae, type ManifestJson } from "@deai/proofs";
 
 export const CODEC_ID = DATASET_CODEC_ID;
 
@@ -29,17 +29,7 @@ export function manifestFromJson(json: unknown): Manifest {
  * dataset) and the shardRoot, both as sha256 digest sets.
  */
 export function manifestStatement(manifest: Manifest): Uint8Array {
-  const contentHex = manifest.contentDigest?.hex ?? "";
-  const statement = {
-    _type: STATEMENT_V1_TYPE,
-    subject: [
-      { name: manifest.name || "dataset", digest: { sha256: contentHex } },
-      { name: "shardRoot", digest: { sha256: Buffer.from(manifest.shardRoot).toString("hex") } },
-    ],
-    predicateType: PredicateTypes.datasetManifest,
-    predicate: manifestJson(manifest),
-  };
-  return Buffer.from(JSON.stringify(statement), "utf8");
+  return manifestStatementBytes(manifestJson(manifest) as ManifestJson);
 }
 
 /**
