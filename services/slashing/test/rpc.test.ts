@@ -309,14 +309,15 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
   const vetoed = files.find((f) => f.endsWith("-vetoed.json"))!;
   const logKey = join(dir, "log.key");
   await writeFile(logKey, h.logKey);
-  const ok = await deai("slash", "verify", applied, "--log-key", logKey, "--service-key", parts.app.serviceKey);
+  // Actor ids may start with "-": they are passed as --option=ID.
+  const ok = await deai("slash", "verify", applied, "--log-key", logKey, `--service-key=${parts.app.serviceKey}`);
   expect(ok.stderr).toBe("");
   expect(ok.code).toBe(0);
   expect(ok.stdout).toMatch(/OK slash [0-9a-f]{32} \(applied\): unavailability/);
   expect(ok.stdout).toMatch(/penalty recomputed: 100 bps of 1000000 = 10000/);
   expect(ok.stdout).toMatch(/anchored: leaf [0-9a-f]{64} is entry \d+ of ledger.slashing-test\/log/);
-  const pinned = ["--service-key", parts.app.serviceKey];
-  const councilArgs = h.council.flatMap((c) => ["--council", c.keyid]);
+  const pinned = [`--service-key=${parts.app.serviceKey}`];
+  const councilArgs = h.council.map((c) => `--council=${c.keyid}`);
   expect((await deai("slash", "verify", vetoed, "--log-key", logKey, ...pinned, ...councilArgs, "--veto-threshold", "1")).stdout).toMatch(
     /vetoed by 1 of 2 council members \(threshold 1\)/,
   );
@@ -331,8 +332,7 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
     "--log-key",
     logKey,
     ...pinned,
-    "--council",
-    newSigner().keyid,
+    `--council=${newSigner().keyid}`,
     "--veto-threshold",
     "1",
   );
@@ -379,7 +379,7 @@ it("deai slash verify checks a listed record offline (signature, evidence, penal
   expect(s.code).toBe(1);
   expect(s.stderr).toMatch(/FAIL/);
   // A record signed by another key than the pinned service key.
-  expect((await deai("slash", "verify", applied, "--log-key", logKey, "--service-key", stranger.keyid)).code).toBe(1);
+  expect((await deai("slash", "verify", applied, "--log-key", logKey, `--service-key=${stranger.keyid}`)).code).toBe(1);
   // No receipt and no --unanchored: refused; usage errors exit 2.
   await writeFile(join(dir, "bare.json"), JSON.stringify(record.envelope));
   expect((await deai("slash", "verify", join(dir, "bare.json"), "--log-key", logKey, ...pinned)).code).toBe(1);

@@ -55,6 +55,7 @@ const USAGE = `usage: deai [--server URL] [--json] <command>
                                            offline: the slash record's signature by the pinned service key,
                                            its evidence re-verified (every signature), the penalty recomputed,
                                            a veto's k-of-n pinned council, and its ledger receipt
+                                           (an actor id starting with "-" goes as --service-key=ID, --council=ID)
   slash list [--provider ID] [--records-dir DIR]
                                            the service's slashes; each signed record written as a bundle file
 

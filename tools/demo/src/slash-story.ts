@@ -114,8 +114,7 @@ export async function slashStory(o: { slashingUrl: string; cli: string; work: st
     record,
     "--log-key",
     join(o.work, "slashing.vkey"),
-    "--service-key",
-    actorKeyFromSeed(serviceSeed).id,
+    `--service-key=${actorKeyFromSeed(serviceSeed).id}`,
   ]);
   say("   deai slash verify (offline):");
   for (const line of verified.stdout.trimEnd().split("\n")) say(`     ${line}`);
@@ -132,8 +131,7 @@ export async function slashStory(o: { slashingUrl: string; cli: string; work: st
     join(o.work, "tampered-slash.json"),
     "--log-key",
     join(o.work, "slashing.vkey"),
-    "--service-key",
-    actorKeyFromSeed(serviceSeed).id,
+    `--service-key=${actorKeyFromSeed(serviceSeed).id}`,
   ]).then(
     () => false,
     (e: { stderr?: string }) => (say(`   a record with a smaller penalty is refused: ${(e.stderr ?? "").trim().split("\n")[0]}`), true),
