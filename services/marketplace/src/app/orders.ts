@@ -250,7 +250,7 @@ export class Orders {
   }
 
   /** Every non-withdrawn offer of the class, unlocked: what an explanation is computed over. */
-  private async snapshot(classId: string): Promise<OfferCandidate[]> {
+  async snapshot(classId: string): Promise<OfferCandidate[]> {
     const r = await sql<CandidateRow>`
       select o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price, o.gpus_per_node, o.nodes_free,
              o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability

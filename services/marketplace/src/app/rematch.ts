@@ -104,7 +104,11 @@ export class Rematch {
     const g = { ...base, groups: todo.length, durationMs: until.getTime() - now.getTime(), excludedProviders: [...excluded] };
     const result = matchGang(await this.orders.lockedCandidates(trx, g, false), g);
     if (!result.matched) {
-      await sql`update leases set rematch_state = 'unmatched', rematch_explanation = ${JSON.stringify(result.explanation)}::jsonb
+      // Explained over every offer of the class (the locked view saw only the eligible ones); if
+      // that could place the groups, the offers were only busy: the locked view's words then.
+      const full = matchGang(await this.orders.snapshot(g.classId), g);
+      const explanation = full.matched ? result.explanation : full.explanation;
+      await sql`update leases set rematch_state = 'unmatched', rematch_explanation = ${JSON.stringify(explanation)}::jsonb
                 where lease_id = any(${todo.map((l) => l.lease_id)}::text[])`.execute(trx);
       return "unmatched";
     }
