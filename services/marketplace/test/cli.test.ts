@@ -60,15 +60,51 @@ it("offers from two providers, a two-group order matched across both and funded,
   const p2 = await key("p2");
   const tenant = await key("tenant");
   const offer = (k: string, region: string, price: string) =>
-    json("market", "offer", "--key", k, "--name", "cli provider", "--gpu", "nvidia-h100-80g-sxm5", "--gpus-per-node", "8", "--nodes", "1",
-      "--region", region, "--price", price, "--bandwidth-mbps", "1000");
+    json(
+      "market",
+      "offer",
+      "--key",
+      k,
+      "--name",
+      "cli provider",
+      "--gpu",
+      "nvidia-h100-80g-sxm5",
+      "--gpus-per-node",
+      "8",
+      "--nodes",
+      "1",
+      "--region",
+      region,
+      "--price",
+      price,
+      "--bandwidth-mbps",
+      "1000",
+    );
   const o1 = await offer(p1.file, "eu-west", "1000000");
   const o2 = await offer(p2.file, "us-east", "2000000");
   expect(o1.offer).toMatchObject({ providerId: p1.actor, nodes: 1, state: "OFFER_STATE_ACTIVE" });
   expect(o2.offer.providerId).toBe(p2.actor);
 
-  const ordered = await json("market", "order", "--key", tenant.file, "--gpu", "nvidia-h100-80g-sxm5", "--gpus-per-group", "8",
-    "--groups", "2", "--max-price", "3000000", "--hours", "2", "--idempotency-key", "cli-1", "--deposit", "24000000");
+  const ordered = await json(
+    "market",
+    "order",
+    "--key",
+    tenant.file,
+    "--gpu",
+    "nvidia-h100-80g-sxm5",
+    "--gpus-per-group",
+    "8",
+    "--groups",
+    "2",
+    "--max-price",
+    "3000000",
+    "--hours",
+    "2",
+    "--idempotency-key",
+    "cli-1",
+    "--deposit",
+    "24000000",
+  );
   expect(ordered.order).toMatchObject({ tenantId: tenant.actor, state: "ORDER_STATE_ACTIVE" });
   expect(ordered.leases.map((l: Json) => l.providerId).sort()).toEqual([p1.actor, p2.actor].sort());
   expect(ordered.escrow.held.micros).toBe("24000000");
@@ -83,8 +119,20 @@ it("offers from two providers, a two-group order matched across both and funded,
   expect((await json("market", "leases", "--provider", p1.actor)).leases).toHaveLength(1);
 
   // Nothing left: the next order is explained.
-  const none = await json("market", "order", "--key", tenant.file, "--gpu", "nvidia-h100-80g-sxm5", "--gpus-per-group", "8",
-    "--max-price", "3000000", "--hours", "1");
+  const none = await json(
+    "market",
+    "order",
+    "--key",
+    tenant.file,
+    "--gpu",
+    "nvidia-h100-80g-sxm5",
+    "--gpus-per-group",
+    "8",
+    "--max-price",
+    "3000000",
+    "--hours",
+    "1",
+  );
   expect(none.order.state).toBe("ORDER_STATE_UNMATCHED");
   expect(none.matches.explanation.neededGpus).toBe(8);
   const why = await deai("market", "status", none.order.orderId);
@@ -105,14 +153,58 @@ it("offers from two providers, a two-group order matched across both and funded,
 
 it("usage errors exit 2 and name the problem; server refusals exit 1 with the code", async () => {
   const k = await key("u");
-  const bad = await deai("market", "order", "--key", k.file, "--gpu", "nvidia-h100-94g", "--gpus-per-group", "8", "--max-price", "1", "--hours", "1");
+  const bad = await deai(
+    "market",
+    "order",
+    "--key",
+    k.file,
+    "--gpu",
+    "nvidia-h100-94g",
+    "--gpus-per-group",
+    "8",
+    "--max-price",
+    "1",
+    "--hours",
+    "1",
+  );
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain("is not a catalog class");
-  expect((await deai("market", "order", "--key", k.file, "--gpu", "nvidia-h100-80g-sxm5", "--gpus-per-group", "8", "--max-price", "-1", "--hours", "1")).code).toBe(2);
+  expect(
+    (
+      await deai(
+        "market",
+        "order",
+        "--key",
+        k.file,
+        "--gpu",
+        "nvidia-h100-80g-sxm5",
+        "--gpus-per-group",
+        "8",
+        "--max-price",
+        "-1",
+        "--hours",
+        "1",
+      )
+    ).code,
+  ).toBe(2);
   expect((await deai("market", "offer", "--key", k.file, "--bogus")).code).toBe(2);
   expect((await deai("market", "frobnicate")).code).toBe(2);
-  const unregistered = await deai("market", "offer", "--key", k.file, "--gpu", "nvidia-h100-80g-sxm5", "--gpus-per-node", "8", "--nodes", "1",
-    "--region", "eu-west", "--price", "5");
+  const unregistered = await deai(
+    "market",
+    "offer",
+    "--key",
+    k.file,
+    "--gpu",
+    "nvidia-h100-80g-sxm5",
+    "--gpus-per-node",
+    "8",
+    "--nodes",
+    "1",
+    "--region",
+    "eu-west",
+    "--price",
+    "5",
+  );
   expect(unregistered.code).toBe(1);
   expect(unregistered.stderr).toContain("failed_precondition");
   const missing = await deai("market", "status", "ord-none");

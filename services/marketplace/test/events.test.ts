@@ -36,7 +36,12 @@ let w: World;
 beforeAll(async () => {
   tdb = await createTestDatabase("marketplace-events");
   prefix = uniqueNatsPrefix("market");
-  bus = await EventBus.connect({ url: natsUrl, prefix, name: "market-events-test", logger: createLogger({ service: "test", level: "warn" }) });
+  bus = await EventBus.connect({
+    url: natsUrl,
+    prefix,
+    name: "market-events-test",
+    logger: createLogger({ service: "test", level: "warn" }),
+  });
   w = await newWorld(tdb.url);
   await startConsumers({ bus, market: w.market, clock: w.clock, logger: createLogger({ service: "test", level: "warn" }) });
 });
@@ -133,7 +138,11 @@ describe("slashing's provider status events", () => {
     });
     await bus.publish("deai.slashing.provider_tombstoned", ProviderTombstonedSchema, t, t.eventId);
     await until("the tombstone", async () => (await providerRow(p.actor.id))?.status === "tombstoned");
-    const r = create(ProviderReleasedSchema, { eventId: `slashing/released/${p.actor.id}/1`, occurredAt: at(w.clock.nowMs()), providerId: p.actor.id });
+    const r = create(ProviderReleasedSchema, {
+      eventId: `slashing/released/${p.actor.id}/1`,
+      occurredAt: at(w.clock.nowMs()),
+      providerId: p.actor.id,
+    });
     await bus.publish("deai.slashing.provider_released", ProviderReleasedSchema, r, r.eventId);
     await until("the release to be consumed", async () => {
       const x = await sql`select 1 from kit_inbox where event_id = ${r.eventId}`.execute(w.database.db);
@@ -166,7 +175,12 @@ describe("DA reputation and availability events", () => {
     const p = await gpuProvider(w, { nodes: 1, price: 1_000_000n, region: "ap-south" });
     expect((await providerRow(p.actor.id))?.reliability).toBe(0.5);
     const t0 = w.clock.nowMs();
-    await bus.publish("deai.da.reputation_updated", ReputationUpdatedSchema, reputation(p.actor.id, 0.9, t0), `da/reputation/${p.actor.id}/${t0}`);
+    await bus.publish(
+      "deai.da.reputation_updated",
+      ReputationUpdatedSchema,
+      reputation(p.actor.id, 0.9, t0),
+      `da/reputation/${p.actor.id}/${t0}`,
+    );
     await until("reliability 0.9", async () => (await providerRow(p.actor.id))?.reliability === 0.9);
     // An older snapshot arriving late changes nothing.
     await bus.publish(

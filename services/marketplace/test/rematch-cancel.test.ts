@@ -7,7 +7,7 @@ import { sql } from "kysely";
 
 import { LeaseState, NoMatchCode, OrderState, RematchState } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 import { auditBooks, generateActorKey } from "@deai/kit";
-import { verifyEvidence, type UsageReportPredicate } from "@deai/proofs";
+import { verifyEvidence } from "@deai/proofs";
 import { createTestDatabase, type TestDatabase } from "@deai/testkit";
 
 import { SlashingEvidence, submitDueEvidence } from "../src/app/equivocation.js";
@@ -179,8 +179,8 @@ describe("equivocation evidence to slashing", () => {
     const l = leases.find((x) => x.providerId === a.actor.id)!;
     const ctx = { leaseId: l.leaseId, startsAt: new Date(Number(l.startsAt!.seconds) * 1000), epochMs: 3_600_000 };
     w.clock.advance(3_600_000);
-    const first = report(ctx, 0, 3600, a.actor, tenant, extra as Partial<UsageReportPredicate>);
-    const second = report(ctx, 0, 7200, a.actor, tenant, extra as Partial<UsageReportPredicate>);
+    const first = report(ctx, 0, 3600, a.actor, tenant, extra);
+    const second = report(ctx, 0, 7200, a.actor, tenant, extra);
     await w.market.leases.settle(l.leaseId, first);
     expect(await kindOf(w.market.leases.settle(l.leaseId, second))).toBe("failed_precondition");
     expect(await kindOf(w.market.leases.settle(l.leaseId, second))).toBe("failed_precondition"); // again: still one queued
@@ -211,10 +211,12 @@ describe("equivocation evidence to slashing", () => {
     expect(slashing.calls.n - calls).toBe(4);
     const { evidenceId } = verifyEvidence(
       { kind: "equivocation", first: { ...first, signatures: first.signatures }, second: { ...second, signatures: second.signatures } },
-      { samplers: [], quorumThreshold: 2 },
+      { samplers: [], quorumThreshold: 2, operators: [], checkers: [], minMissedHeartbeats: 1 },
     );
     expect(slashing.evidence.get(evidenceId)).toBe(provider);
-    expect(await outbox(w)).toMatchObject([{ state: "submitted", attempts: 4, evidence_id: evidenceId, duplicate: true, last_error: null }]);
+    expect(await outbox(w)).toMatchObject([
+      { state: "submitted", attempts: 4, evidence_id: evidenceId, duplicate: true, last_error: null },
+    ]);
     // Nothing more is sent.
     await submitDueEvidence(w.market.ctx);
     expect(slashing.calls.n - calls).toBe(4);

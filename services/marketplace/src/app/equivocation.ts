@@ -11,7 +11,7 @@ import { sql } from "kysely";
 
 import { SlashingService } from "@deai/contracts/deai/slashing/v1/slashing_pb";
 import { serviceClient, type ActorKey } from "@deai/kit";
-import { dsseFromJson, type DsseEnvelope, type DsseEnvelopeJson } from "@deai/proofs";
+import { dsseFromJson, type DsseEnvelope } from "@deai/proofs";
 
 import type { MarketContext, Trx } from "./context.js";
 import { marketMetrics } from "./metrics.js";
@@ -83,7 +83,14 @@ export async function submitDueEvidence(ctx: MarketContext, limit = 20): Promise
   for (let i = 0; i < limit; i++) {
     const more = await ctx.db.transaction().execute(async (trx) => {
       const row = (
-        await sql<{ lease_id: string; epoch: number; second_sha256: string; attempts: number; first_envelope: unknown; second_envelope: unknown }>`
+        await sql<{
+          lease_id: string;
+          epoch: number;
+          second_sha256: string;
+          attempts: number;
+          first_envelope: unknown;
+          second_envelope: unknown;
+        }>`
           select q.lease_id, q.epoch, q.second_sha256, q.attempts, c.first_envelope, c.second_envelope
           from evidence_outbox q join usage_conflicts c using (lease_id, epoch, second_sha256)
           where q.state = 'pending' and q.next_attempt_at <= ${ctx.clock.now()}
@@ -92,10 +99,7 @@ export async function submitDueEvidence(ctx: MarketContext, limit = 20): Promise
       if (!row) return false;
       const key = sql`lease_id = ${row.lease_id} and epoch = ${row.epoch} and second_sha256 = ${row.second_sha256}`;
       try {
-        const r = await sink.submitEquivocation(
-          dsseFromJson(row.first_envelope as DsseEnvelopeJson),
-          dsseFromJson(row.second_envelope as DsseEnvelopeJson),
-        );
+        const r = await sink.submitEquivocation(dsseFromJson(row.first_envelope), dsseFromJson(row.second_envelope));
         await sql`update evidence_outbox set state = 'submitted', attempts = attempts + 1, evidence_id = ${r.evidenceId}, slash_id = ${r.slashId},
                   duplicate = ${r.duplicate}, last_error = null, submitted_at = ${ctx.clock.now()} where ${key}`.execute(trx);
         marketMetrics.evidence.add(1, { outcome: r.duplicate ? "duplicate" : "submitted" });

@@ -377,63 +377,63 @@ export class Leases {
 
   /** `closeAs` inside the caller's transaction (an event's inbox transaction, a cancellation). */
   async closeIn(trx: Trx, leaseId: string, reason: string, to: "ended" | "breached", opts: CloseOptions = {}): Promise<LeaseRow> {
-      const l = (await sql<LeaseRow>`select * from leases where lease_id = ${leaseId} for update`.execute(trx)).rows[0];
-      if (!l) throw new NotFoundError(`lease ${leaseId} not found`);
-      if (l.state !== "active" && l.state !== "paused") throw leaseStates.illegal(l.state, to, leaseId);
-      const now = this.ctx.clock.now();
-      const row = await this.setState(trx, l, to, reason, {
-        close_reason: reason,
-        closed_at: now,
-        ends_at: new Date(Math.min(now.getTime(), l.ends_at.getTime())),
-        // The group is matched again elsewhere until the lease's planned end (rematch.ts).
-        ...(opts.rematch && l.ends_at > now ? { rematch_state: "pending", rematch_until: l.ends_at } : {}),
-      });
-      await releaseAllocations(trx, this.ctx, l.order_id, ["leased"], reason, [l.allocation_id]);
-      const voids: TransferInput[] = [];
-      for (let e = l.settled_through + 1; e <= l.held_through; e++) {
-        if (epochBounds(l, e).start < now.getTime()) continue;
-        const hold = await getHold(trx, holdId(leaseId, e)).catch(() => undefined);
-        if (hold?.state === "pending")
-          voids.push({ kind: "void", id: `void:${leaseId}:${e}`, pendingId: hold.transfer.id, reference: leaseId });
-      }
-      if (voids.length > 0) await createTransfers(trx, this.ctx.clock, voids);
-      const left = await trx
-        .selectFrom("leases")
-        .select("lease_id")
-        .where("order_id", "=", l.order_id)
-        .where((eb) =>
-          eb.or([
-            eb("state", "in", ["active", "paused"]),
-            eb.and([eb("rematch_state", "in", ["pending", "unmatched", "unfunded"]), eb("rematch_until", ">", now)]),
-          ]),
-        )
-        .executeTakeFirst();
-      if (!left && !(opts.rematch && l.ends_at > now) && opts.completeOrder !== false)
-        await transitionRow(trx, orderStates, {
-          table: "orders",
-          key: { order_id: l.order_id },
-          from: ["active"],
-          to: "completed",
-          set: { updated_at: now },
-        }).catch(() => undefined);
-      await enqueueAnchor(
-        trx,
-        this.ctx,
-        `lease.closed:${leaseId}`,
-        "lease.closed",
+    const l = (await sql<LeaseRow>`select * from leases where lease_id = ${leaseId} for update`.execute(trx)).rows[0];
+    if (!l) throw new NotFoundError(`lease ${leaseId} not found`);
+    if (l.state !== "active" && l.state !== "paused") throw leaseStates.illegal(l.state, to, leaseId);
+    const now = this.ctx.clock.now();
+    const row = await this.setState(trx, l, to, reason, {
+      close_reason: reason,
+      closed_at: now,
+      ends_at: new Date(Math.min(now.getTime(), l.ends_at.getTime())),
+      // The group is matched again elsewhere until the lease's planned end (rematch.ts).
+      ...(opts.rematch && l.ends_at > now ? { rematch_state: "pending", rematch_until: l.ends_at } : {}),
+    });
+    await releaseAllocations(trx, this.ctx, l.order_id, ["leased"], reason, [l.allocation_id]);
+    const voids: TransferInput[] = [];
+    for (let e = l.settled_through + 1; e <= l.held_through; e++) {
+      if (epochBounds(l, e).start < now.getTime()) continue;
+      const hold = await getHold(trx, holdId(leaseId, e)).catch(() => undefined);
+      if (hold?.state === "pending")
+        voids.push({ kind: "void", id: `void:${leaseId}:${e}`, pendingId: hold.transfer.id, reference: leaseId });
+    }
+    if (voids.length > 0) await createTransfers(trx, this.ctx.clock, voids);
+    const left = await trx
+      .selectFrom("leases")
+      .select("lease_id")
+      .where("order_id", "=", l.order_id)
+      .where((eb) =>
+        eb.or([
+          eb("state", "in", ["active", "paused"]),
+          eb.and([eb("rematch_state", "in", ["pending", "unmatched", "unfunded"]), eb("rematch_until", ">", now)]),
+        ]),
+      )
+      .executeTakeFirst();
+    if (!left && !(opts.rematch && l.ends_at > now) && opts.completeOrder !== false)
+      await transitionRow(trx, orderStates, {
+        table: "orders",
+        key: { order_id: l.order_id },
+        from: ["active"],
+        to: "completed",
+        set: { updated_at: now },
+      }).catch(() => undefined);
+    await enqueueAnchor(
+      trx,
+      this.ctx,
+      `lease.closed:${leaseId}`,
+      "lease.closed",
+      leaseId,
+      leaseStatement(this.ctx, {
+        event: "closed",
         leaseId,
-        leaseStatement(this.ctx, {
-          event: "closed",
-          leaseId,
-          orderId: l.order_id,
-          provider: l.provider_id,
-          reason,
-          closedAt: now.toISOString(),
-          settledThroughEpoch: l.settled_through,
-          ...(opts.rematch && l.ends_at > now ? { rematch: true } : {}),
-        }),
-      );
-      return row;
+        orderId: l.order_id,
+        provider: l.provider_id,
+        reason,
+        closedAt: now.toISOString(),
+        settledThroughEpoch: l.settled_through,
+        ...(opts.rematch && l.ends_at > now ? { rematch: true } : {}),
+      }),
+    );
+    return row;
   }
 
   /**

@@ -79,11 +79,14 @@ export class Market {
         return closed; // slashing unreachable: keep the mirror, try again next tick
       }
       const st = s;
-      const leases = await this.ctx.db
-        .transaction()
-        .execute((trx) =>
-          applyStanding(this.ctx, this.leases, trx, provider_id, { status: st.status, jailedUntil: st.jailedUntil, bonded: st.bonded, source: "poll" }),
-        );
+      const leases = await this.ctx.db.transaction().execute((trx) =>
+        applyStanding(this.ctx, this.leases, trx, provider_id, {
+          status: st.status,
+          jailedUntil: st.jailedUntil,
+          bonded: st.bonded,
+          source: "poll",
+        }),
+      );
       closed += leases.length;
     }
     return closed;

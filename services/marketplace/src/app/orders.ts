@@ -37,7 +37,6 @@ import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
 import { explanationView, money, NO_MATCH, orderView, type AllocationRow, type OrderRow } from "./views.js";
 
-
 const MAX_DURATION_MS = 366 * 24 * 3_600_000;
 /** Attempts at one match before the order is left unmatched (the rematch loop tries again). */
 const MATCH_ATTEMPTS = 4;

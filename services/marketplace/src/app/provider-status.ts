@@ -22,10 +22,15 @@ export interface StandingChange {
  * Applies a standing inside `trx`. Tombstoned is final (a late "released" does not undo it).
  * Returns the leases closed; a provider the marketplace does not know changes nothing.
  */
-export async function applyStanding(ctx: MarketContext, leases: Leases, trx: Trx, providerId: string, s: StandingChange): Promise<string[]> {
-  const row = (
-    await sql<{ status: string }>`select status from providers where provider_id = ${providerId} for update`.execute(trx)
-  ).rows[0];
+export async function applyStanding(
+  ctx: MarketContext,
+  leases: Leases,
+  trx: Trx,
+  providerId: string,
+  s: StandingChange,
+): Promise<string[]> {
+  const row = (await sql<{ status: string }>`select status from providers where provider_id = ${providerId} for update`.execute(trx))
+    .rows[0];
   if (!row) return [];
   const status = row.status === "tombstoned" ? "tombstoned" : s.status;
   await sql`
@@ -34,7 +39,9 @@ export async function applyStanding(ctx: MarketContext, leases: Leases, trx: Trx
     where provider_id = ${providerId}`.execute(trx);
   if (status === "active") return [];
   const live = await sql<{ lease_id: string }>`
-    select lease_id from leases where provider_id = ${providerId} and state in ('active', 'paused') order by lease_id for update`.execute(trx);
+    select lease_id from leases where provider_id = ${providerId} and state in ('active', 'paused') order by lease_id for update`.execute(
+    trx,
+  );
   for (const l of live.rows)
     await leases.closeIn(trx, l.lease_id, `provider ${status} in slashing (${s.source}); group re-matched elsewhere`, "breached", {
       rematch: true,

@@ -40,7 +40,8 @@ export async function startConsumers(o: { bus: EventBus; market: Market; clock: 
     if (!providerId) return;
     const closed = await applyStanding(market.ctx, market.leases, trx, providerId, change);
     marketMetrics.consumed.add(1, { subject });
-    if (closed.length > 0) logger.info({ provider: providerId, leases: closed, subject }, "provider lost its standing: leases closed, groups to re-match");
+    if (closed.length > 0)
+      logger.info({ provider: providerId, leases: closed, subject }, "provider lost its standing: leases closed, groups to re-match");
   };
   await consumeOnce(bus, {
     domain: "slashing",
@@ -66,7 +67,8 @@ export async function startConsumers(o: { bus: EventBus; market: Market; clock: 
     schema: ProviderTombstonedSchema,
     db,
     clock,
-    handler: (e, _m, trx) => standing("provider_tombstoned", e.providerId, { status: "tombstoned", source: `event, slash ${e.slashId}` })(trx as Trx),
+    handler: (e, _m, trx) =>
+      standing("provider_tombstoned", e.providerId, { status: "tombstoned", source: `event, slash ${e.slashId}` })(trx as Trx),
   });
   await consumeOnce(bus, {
     domain: "slashing",

@@ -30,7 +30,7 @@ function positive(ctx: Context, name: string, fallback?: number): number {
   return v;
 }
 
-const short = (s: unknown) => String(s ?? "").replace(/^(ORDER|LEASE|OFFER|REMATCH|NO_MATCH_CODE)_STATE_|^NO_MATCH_CODE_/, "");
+const short = (s: string | undefined) => (s ?? "").replace(/^(ORDER|LEASE|OFFER|REMATCH|NO_MATCH_CODE)_STATE_|^NO_MATCH_CODE_/, "");
 
 function leaseLine(l: Json): string {
   const link = l.replacedByLeaseId ? ` → replaced by ${l.replacedByLeaseId}` : l.replacesLeaseId ? ` (replaces ${l.replacesLeaseId})` : "";
@@ -63,7 +63,9 @@ async function offer(ctx: Context, client: ApiClient): Promise<void> {
   const r = await client.postSigned<{ offer: Json }>("/v1/marketplace/offers/gpu", body, key);
   ctx.emit(r);
   const o = r.offer;
-  ctx.say(`offer ${o.offerId} ${short(o.state)}: ${o.nodes} × ${o.gpusPerNode} ${o.gpuClass.model} in ${o.region} at ${o.pricePerGpuHour.micros} ${o.pricePerGpuHour.currency}/GPU-h`);
+  ctx.say(
+    `offer ${o.offerId} ${short(o.state)}: ${o.nodes} × ${o.gpusPerNode} ${o.gpuClass.model} in ${o.region} at ${o.pricePerGpuHour.micros} ${o.pricePerGpuHour.currency}/GPU-h`,
+  );
 }
 
 /** deai market order --key FILE --gpu CLASS --gpus-per-group N --groups N --max-price P --hours H [...] */
@@ -116,12 +118,17 @@ function sayStatus(ctx: Context, s: Json): void {
   const o = s.order;
   ctx.say(`${o.orderId}: ${short(o.state)}${o.reservedUntil ? ` until ${o.reservedUntil}` : ""}`);
   for (const m of (s.matches.matches as Json[] | undefined) ?? [])
-    ctx.say(`  group ${m.group ?? 0} → ${m.providerId} offer ${m.offerId}: ${m.gpus} GPUs at ${m.pricePerGpuHour.micros}/GPU-h (score ${m.score?.total})`);
+    ctx.say(
+      `  group ${m.group ?? 0} → ${m.providerId} offer ${m.offerId}: ${m.gpus} GPUs at ${m.pricePerGpuHour.micros}/GPU-h (score ${m.score?.total})`,
+    );
   const e = s.matches.explanation as Json | undefined;
   if (e) {
-    ctx.say(`  no match: ${e.eligibleFreeGpus ?? 0} eligible free GPUs of ${e.neededGpus} needed, ${e.groupsPlaceable ?? 0} groups placeable`);
+    ctx.say(
+      `  no match: ${e.eligibleFreeGpus ?? 0} eligible free GPUs of ${e.neededGpus} needed, ${e.groupsPlaceable ?? 0} groups placeable`,
+    );
     for (const d of (e.dimensions as Json[] | undefined) ?? [])
-      if (d.offersExcluded) ctx.say(`    ${short(d.code)}: ${d.offersExcluded} offers of ${d.providersExcluded ?? 0} providers — ${d.message}`);
+      if (d.offersExcluded)
+        ctx.say(`    ${short(d.code)}: ${d.offersExcluded} offers of ${d.providersExcluded ?? 0} providers — ${d.message}`);
     for (const f of (e.freeCapacity as Json[] | undefined) ?? [])
       ctx.say(`    free at ${f.providerId} (${f.region}): ${f.freeGpus} GPUs, largest block ${f.largestBlockGpus ?? 0}`);
   }
