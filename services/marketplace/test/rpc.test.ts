@@ -220,7 +220,7 @@ it("matches a two-group order across two providers over gRPC, funds it and settl
 it("in the running process: a jailed event closes the lease and the tick re-matches its group elsewhere; a conflicting report reaches slashing once; CancelOrder", async () => {
   const A100 = { vendor: "nvidia", model: "a100", vramGib: 80, interface: "sxm4" };
   const [q0, q1] = [generateActorKey(), generateActorKey()];
-  for (const [i, key] of [q0!, q1!].entries()) {
+  for (const [i, key] of [q0, q1].entries()) {
     await client(key).registerProvider({ displayName: `q${i}`, kinds: [ProviderKind.GPU], region: "eu-west" });
     await client(key).createGpuOffer({
       gpuClass: A100,
@@ -239,7 +239,7 @@ it("in the running process: a jailed event closes the lease and the tick re-matc
   });
   await tenant.deposit({ accountId: order!.escrowAccountId, amount: money(10_000_000n), idempotencyKey: "d" });
   const [first] = (await tenant.listLeases({ orderId: order!.orderId })).leases;
-  expect(first!.providerId).toBe(q0!.id);
+  expect(first!.providerId).toBe(q0.id);
 
   // Two different reports for epoch 0, both signed by q0: the second is refused and goes to slashing once.
   await sleep(1200);
@@ -251,16 +251,16 @@ it("in the running process: a jailed event closes the lease and the tick re-matc
   const issuedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
   const extra = { issuedAt } as never;
   const evidenceBefore = slashing.evidence.size;
-  await client(q0!).submitUsageReport({ leaseId: first!.leaseId, report: report(ctx, 0, 8, actorOf(q0!), actorOf(tenantKey), extra) });
+  await client(q0).submitUsageReport({ leaseId: first!.leaseId, report: report(ctx, 0, 8, actorOf(q0), actorOf(tenantKey), extra) });
   expect(
     await codeOf(
-      client(q0!).submitUsageReport({ leaseId: first!.leaseId, report: report(ctx, 0, 7, actorOf(q0!), actorOf(tenantKey), extra) }),
+      client(q0).submitUsageReport({ leaseId: first!.leaseId, report: report(ctx, 0, 7, actorOf(q0), actorOf(tenantKey), extra) }),
     ),
   ).toBe("FailedPrecondition");
   await waitFor("the evidence at slashing", async () => slashing.evidence.size > evidenceBefore || undefined, 20_000, 100);
   await sleep(500);
   expect(slashing.evidence.size).toBe(evidenceBefore + 1);
-  expect([...slashing.evidence.values()].at(-1)).toBe(q0!.id);
+  expect([...slashing.evidence.values()].at(-1)).toBe(q0.id);
 
   // Slashing jails q0: its event closes the lease; the tick puts the group on q1.
   const bus = await EventBus.connect({
@@ -271,9 +271,9 @@ it("in the running process: a jailed event closes the lease and the tick re-matc
   });
   try {
     const e = create(ProviderJailedSchema, {
-      eventId: `slashing/jailed/${q0!.id}/s-rpc`,
+      eventId: `slashing/jailed/${q0.id}/s-rpc`,
       occurredAt: timestampFromDate(new Date()),
-      providerId: q0!.id,
+      providerId: q0.id,
       jailedUntil: timestampFromDate(new Date(Date.now() + 3_600_000)),
       slashId: "s-rpc",
     });
@@ -294,8 +294,8 @@ it("in the running process: a jailed event closes the lease and the tick re-matc
   expect(replaced).toMatchObject({ state: LeaseState.BREACHED, rematchState: RematchState.REMATCHED });
   expect(replaced.closeReason).toContain("provider jailed in slashing (event, slash s-rpc)");
   const next = (await tenant.getLease({ leaseId: replaced.replacedByLeaseId })).lease!;
-  expect(next).toMatchObject({ providerId: q1!.id, state: LeaseState.ACTIVE, replacesLeaseId: first!.leaseId, group: 0 });
-  slashing.statuses.set(q0!.id, { status: 2, bonded: 10_000_000n });
+  expect(next).toMatchObject({ providerId: q1.id, state: LeaseState.ACTIVE, replacesLeaseId: first!.leaseId, group: 0 });
+  slashing.statuses.set(q0.id, { status: 2, bonded: 10_000_000n });
 
   const cancelled = await tenant.cancelOrder({ orderId: order!.orderId, reason: "moving on" });
   expect(cancelled.order!.state).toBe(OrderState.CANCELLED);
