@@ -12,6 +12,8 @@ import { base64Decode, ed25519DsseSigner, parseVerifierKey } from "@deai/proofs"
 import { Market } from "./app/market.js";
 import { noSlashing, SlashingStanding, type ProviderStanding } from "./app/provider-standing.js";
 import { loadMarketplaceConfig, type MarketplaceConfig } from "./config.js";
+import { SlashingEvidence } from "./app/equivocation.js";
+import { startConsumers } from "./events/consumers.js";
 import { outboxEvents } from "./events/market-events.js";
 import { marketplaceService } from "./grpc/marketplace-service.js";
 import { migrations } from "./store/migrations.js";
@@ -24,8 +26,11 @@ export interface MarketplaceOverrides {
 /**
  * The marketplace service: providers, offers, orders, matching, leases, escrow, settlement.
  * One scheduled loop (`marketplace.tick`, every replica: each step locks what it works on)
+ * polls standing as the fallback to slashing's events, re-matches groups of jailed providers,
  * expires reservations, retries unmatched orders, funds reservations, renews epoch holds,
- * pauses overdrawn leases, ends leases and appends lease records to the ledger.
+ * pauses overdrawn leases, ends leases, submits equivocation evidence to slashing and appends
+ * lease records to the ledger. Consumers: slashing's provider status, the DA sampler's
+ * reputation and availability (events/consumers.ts).
  */
 export function marketplaceDefinition(overrides: MarketplaceOverrides = {}): ServiceDefinition<unknown> {
   return {
@@ -59,9 +64,11 @@ export function marketplaceDefinition(overrides: MarketplaceOverrides = {}): Ser
         standing,
         events: outboxEvents(clock, config.params.currency),
         signer: ed25519DsseSigner(seed),
+        ...(config.MARKETPLACE_SLASHING_URL ? { evidence: new SlashingEvidence(config.MARKETPLACE_SLASHING_URL, key) } : {}),
       });
       await market.init();
       await bus.ensureStream("marketplace");
+      await startConsumers({ bus, market, clock, logger });
       scheduler.register({
         name: "marketplace.tick",
         intervalMs: config.MARKETPLACE_TICK_MS,

@@ -40,6 +40,7 @@ runAbuseSuite({
     Deposit: { accountId: "escrow:none", amount: { currency: "DEAI", micros: "1000" }, idempotencyKey: "abuse" },
     Withdraw: { accountId: "escrow:none", amount: { currency: "DEAI", micros: "1000" }, idempotencyKey: "abuse", destination: "x" },
     CloseLease: { leaseId: "lease-none", reason: "abuse" },
+    CancelOrder: { orderId: "ord-none", reason: "abuse" },
     SetOfferState: { offerId: "gpu-none", state: "OFFER_STATE_PAUSED" },
   },
 });

@@ -252,7 +252,7 @@ describe("leases, escrow and settlement", () => {
     const jailedLease = leases.find((l) => l.providerId === a.actor.id)!;
     expect(await w.market.leases.get(jailedLease.leaseId)).toMatchObject({
       state: LeaseState.BREACHED,
-      closeReason: "provider jailed in slashing",
+      closeReason: "provider jailed in slashing (poll); group re-matched elsewhere",
     });
     expect((await freeNodes(w))[a.offerId]).toBe(1);
     const next = await w.market.orders.create(newActor().id, spec({ groups: 1 }), "after-jail");

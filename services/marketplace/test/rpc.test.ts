@@ -7,12 +7,22 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { sql } from "kysely";
 
-import { MarketplaceService, OrderState, ProviderKind, LeaseState, NoMatchCode } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
-import { auditBooks, generateActorKey, openDatabase, serviceClient, type ActorKey } from "@deai/kit";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ProviderJailedSchema } from "@deai/contracts/deai/events/v1/slashing_pb";
+import {
+  MarketplaceService,
+  OrderState,
+  ProviderKind,
+  LeaseState,
+  NoMatchCode,
+  RematchState,
+} from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
+import { auditBooks, createLogger, EventBus, generateActorKey, openDatabase, serviceClient, type ActorKey } from "@deai/kit";
 import { actorKeySeed } from "@deai/kit";
 import { base64Decode, ed25519DsseSigner, generateNoteKey } from "@deai/proofs";
 import { waitFor } from "@deai/bench";
-import { createTestEnv, spawnService, type ServiceProcess, type TestEnv } from "@deai/testkit";
+import { createTestEnv, natsUrl, spawnService, type ServiceProcess, type TestEnv } from "@deai/testkit";
 
 import { startFakeSlashing, type FakeSlashing } from "./fake-slashing.js";
 import { H100, money, report, type Actor } from "./fixtures.js";
@@ -205,4 +215,91 @@ it("matches a two-group order across two providers over gRPC, funds it and settl
   } finally {
     await db2.close();
   }
+}, 90_000);
+
+it("in the running process: a jailed event closes the lease and the tick re-matches its group elsewhere; a conflicting report reaches slashing once; CancelOrder", async () => {
+  const A100 = { vendor: "nvidia", model: "a100", vramGib: 80, interface: "sxm4" };
+  const [q0, q1] = [generateActorKey(), generateActorKey()];
+  for (const [i, key] of [q0, q1].entries()) {
+    await client(key).registerProvider({ displayName: `q${i}`, kinds: [ProviderKind.GPU], region: "eu-west" });
+    await client(key).createGpuOffer({
+      gpuClass: A100,
+      gpusPerNode: 8,
+      nodes: 1,
+      region: "eu-west",
+      bandwidthMbps: 1000,
+      pricePerGpuHour: money(BigInt(i + 1) * 1_000_000n),
+    });
+  }
+  const tenantKey = generateActorKey();
+  const tenant = client(tenantKey);
+  const { order } = await tenant.createOrder({
+    spec: { gpuClass: A100, gpusPerGroup: 8, groups: 1, maxPricePerGpuHour: money(3_000_000n), duration: { seconds: 120n } },
+    idempotencyKey: "rematch",
+  });
+  await tenant.deposit({ accountId: order!.escrowAccountId, amount: money(10_000_000n), idempotencyKey: "d" });
+  const [first] = (await tenant.listLeases({ orderId: order!.orderId })).leases;
+  expect(first!.providerId).toBe(q0.id);
+
+  // Two different reports for epoch 0, both signed by q0: the second is refused and goes to slashing once.
+  await sleep(1200);
+  const ctx = {
+    leaseId: first!.leaseId,
+    startsAt: new Date(Number(first!.startsAt!.seconds) * 1000 + first!.startsAt!.nanos / 1e6),
+    epochMs: 1000,
+  };
+  const issuedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const extra = { issuedAt } as never;
+  const evidenceBefore = slashing.evidence.size;
+  await client(q0).submitUsageReport({ leaseId: first!.leaseId, report: report(ctx, 0, 8, actorOf(q0), actorOf(tenantKey), extra) });
+  expect(
+    await codeOf(
+      client(q0).submitUsageReport({ leaseId: first!.leaseId, report: report(ctx, 0, 7, actorOf(q0), actorOf(tenantKey), extra) }),
+    ),
+  ).toBe("FailedPrecondition");
+  await waitFor("the evidence at slashing", async () => slashing.evidence.size > evidenceBefore || undefined, 20_000, 100);
+  await sleep(500);
+  expect(slashing.evidence.size).toBe(evidenceBefore + 1);
+  expect([...slashing.evidence.values()].at(-1)).toBe(q0.id);
+
+  // Slashing jails q0: its event closes the lease; the tick puts the group on q1.
+  const bus = await EventBus.connect({
+    url: natsUrl,
+    prefix: env.natsPrefix,
+    name: "rpc-test",
+    logger: createLogger({ service: "test", level: "warn" }),
+  });
+  try {
+    const e = create(ProviderJailedSchema, {
+      eventId: `slashing/jailed/${q0.id}/s-rpc`,
+      occurredAt: timestampFromDate(new Date()),
+      providerId: q0.id,
+      jailedUntil: timestampFromDate(new Date(Date.now() + 3_600_000)),
+      slashId: "s-rpc",
+    });
+    await bus.ensureStream("slashing");
+    await bus.publish("deai.slashing.provider_jailed", ProviderJailedSchema, e, e.eventId);
+  } finally {
+    await bus.close();
+  }
+  const replaced = await waitFor(
+    "the group re-matched",
+    async () => {
+      const l = (await tenant.getLease({ leaseId: first!.leaseId })).lease!;
+      return l.replacedByLeaseId ? l : undefined;
+    },
+    20_000,
+    100,
+  );
+  expect(replaced).toMatchObject({ state: LeaseState.BREACHED, rematchState: RematchState.REMATCHED });
+  expect(replaced.closeReason).toContain("provider jailed in slashing (event, slash s-rpc)");
+  const next = (await tenant.getLease({ leaseId: replaced.replacedByLeaseId })).lease!;
+  expect(next).toMatchObject({ providerId: q1.id, state: LeaseState.ACTIVE, replacesLeaseId: first!.leaseId, group: 0 });
+  slashing.statuses.set(q0.id, { status: 2, bonded: 10_000_000n });
+
+  const cancelled = await tenant.cancelOrder({ orderId: order!.orderId, reason: "moving on" });
+  expect(cancelled.order!.state).toBe(OrderState.CANCELLED);
+  expect(cancelled.closedLeases.map((l) => l.leaseId)).toEqual([next.leaseId]);
+  expect(await codeOf(client(generateActorKey()).cancelOrder({ orderId: order!.orderId, reason: "x" }))).toBe("PermissionDenied");
+  expect(await codeOf(tenant.cancelOrder({ orderId: order!.orderId, reason: "" }))).toBe("InvalidArgument");
 }, 90_000);

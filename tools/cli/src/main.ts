@@ -8,6 +8,7 @@ import { da } from "./commands/da.js";
 import { dataset } from "./commands/dataset.js";
 import { keygen } from "./commands/keygen.js";
 import { ledger } from "./commands/ledger.js";
+import { market } from "./commands/market.js";
 import { slash } from "./commands/slash.js";
 import { verify } from "./commands/verify.js";
 
@@ -59,9 +60,22 @@ const USAGE = `usage: deai [--server URL] [--json] <command>
   slash list [--provider ID] [--records-dir DIR]
                                            the service's slashes; each signed record written as a bundle file
 
+  market offer --key FILE --gpu CLASS --gpus-per-node N --nodes N --region R --price P [--bandwidth-mbps N] [--name NAME]
+                                           a GPU offer (CLASS: a catalog id, e.g. nvidia-h100-80g-sxm5; P: base units
+                                           per GPU-hour); --name registers the key as a GPU provider first
+  market order --key FILE --gpu CLASS --gpus-per-group N [--groups N] --max-price P --hours H [--region R ...]
+               [--min-bandwidth-mbps N] [--distinct-providers] [--idempotency-key K] [--deposit AMOUNT]
+                                           a gang order, matched at once; prints the matches or why nothing matches
+  market status <ORDER_ID>                 the order, its matches or the shortfall per dimension, escrow and leases
+  market leases [--order ID] [--provider ID] [--tenant ID]
+  market cancel <ORDER_ID> --key FILE --reason TEXT
+                                           cancel: reservation and leases released, holds not begun voided
+  (market commands: --currency C, default DEAI)
+
   --server URL   service URL (default: ledger $DEAI_LEDGER_URL or http://127.0.0.1:7101;
                  dataset commands $DEAI_INGESTION_URL or http://127.0.0.1:7102;
                  da commands $DEAI_DA_URL or http://127.0.0.1:7103;
+                 market commands $DEAI_MARKETPLACE_URL or http://127.0.0.1:7104;
                  slash commands $DEAI_SLASHING_URL or http://127.0.0.1:7105)
   --json         one JSON document on stdout, for scripts
 exit status: 0 ok, 1 failed (verification, server or file error), 2 usage error`;
@@ -120,6 +134,24 @@ const OPTIONS = {
   "veto-threshold": { type: "string" },
   unanchored: { type: "boolean" },
   "records-dir": { type: "string" },
+  gpu: { type: "string" },
+  "gpus-per-node": { type: "string" },
+  nodes: { type: "string" },
+  region: { type: "string", multiple: true },
+  price: { type: "string" },
+  "bandwidth-mbps": { type: "string" },
+  currency: { type: "string" },
+  "gpus-per-group": { type: "string" },
+  groups: { type: "string" },
+  "max-price": { type: "string" },
+  hours: { type: "string" },
+  "min-bandwidth-mbps": { type: "string" },
+  "distinct-providers": { type: "boolean" },
+  "idempotency-key": { type: "string" },
+  deposit: { type: "string" },
+  order: { type: "string" },
+  tenant: { type: "string" },
+  reason: { type: "string" },
 } as const;
 
 /** The dataset commands' options: there `--receipt` names a receipt file (ledger get's is a flag). */
@@ -162,6 +194,24 @@ const ALLOWED: Record<string, readonly (keyof typeof DATASET_OPTIONS)[]> = {
   "da reputation": ["ledger", "sampler", "quorum", "lambda", "log-key", "compare"],
   "slash verify": ["log-key", "record", "receipt", "service-key", "council", "veto-threshold", "unanchored"],
   "slash list": ["provider", "records-dir"],
+  "market offer": ["key", "gpu", "gpus-per-node", "nodes", "region", "price", "bandwidth-mbps", "name", "currency"],
+  "market order": [
+    "key",
+    "gpu",
+    "gpus-per-group",
+    "groups",
+    "max-price",
+    "hours",
+    "region",
+    "min-bandwidth-mbps",
+    "distinct-providers",
+    "idempotency-key",
+    "deposit",
+    "currency",
+  ],
+  "market status": [],
+  "market leases": ["order", "provider", "tenant"],
+  "market cancel": ["key", "reason"],
 };
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -182,7 +232,9 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     const [command, ...rest] = positionals;
     const name =
-      command === "ledger" || command === "dataset" || command === "da" || command === "slash" ? `${command} ${rest[0] ?? ""}` : command!;
+      command === "ledger" || command === "dataset" || command === "da" || command === "slash" || command === "market"
+        ? `${command} ${rest[0] ?? ""}`
+        : command!;
     const allowed = ALLOWED[name];
     if (allowed === undefined) throw new UsageError(`unknown command ${JSON.stringify(name.trim())}`);
     for (const k of Object.keys(values)) {
@@ -195,7 +247,9 @@ async function main(argv: readonly string[]): Promise<number> {
           ? (process.env.DEAI_DA_URL ?? "http://127.0.0.1:7103")
           : command === "slash"
             ? (process.env.DEAI_SLASHING_URL ?? "http://127.0.0.1:7105")
-            : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
+            : command === "market"
+              ? (process.env.DEAI_MARKETPLACE_URL ?? "http://127.0.0.1:7104")
+              : (process.env.DEAI_LEDGER_URL ?? "http://127.0.0.1:7101");
     const ctx: Context = {
       server: values.server ?? defaultServer,
       json,
@@ -210,6 +264,7 @@ async function main(argv: readonly string[]): Promise<number> {
     else if (command === "dataset") await dataset(ctx);
     else if (command === "da") await da(ctx);
     else if (command === "slash") await slash(ctx);
+    else if (command === "market") await market(ctx);
     else await verify(ctx);
     return 0;
   } catch (e) {

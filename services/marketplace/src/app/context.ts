@@ -5,6 +5,7 @@ import type { Kysely, Transaction } from "kysely";
 import type { Clock, GpuClassCatalog } from "@deai/kit";
 import type { DsseSigner } from "@deai/proofs";
 
+import type { EvidenceSink } from "./equivocation.js";
 import type { MarketEvents } from "./events-port.js";
 import type { ProviderStanding } from "./provider-standing.js";
 
@@ -55,6 +56,8 @@ export interface MarketContext {
   readonly events: MarketEvents;
   /** The marketplace's key: it signs lease statements for the ledger. */
   readonly signer: DsseSigner;
+  /** Slashing's SubmitEvidence; unset: conflicting reports stay queued in `evidence_outbox`. */
+  readonly evidence?: EvidenceSink;
 }
 
 /** Money accounts of the marketplace's books. */

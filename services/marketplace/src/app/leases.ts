@@ -37,6 +37,7 @@ import { dsseToJson, ProofError, verifyUsageReport, type DsseEnvelope } from "@d
 
 import { leaseStates, orderStates, type LeaseStateName } from "../domain/states.js";
 import { enqueueAnchor, leaseStatement, receiptOf } from "./anchors.js";
+import { queueEquivocation } from "./equivocation.js";
 import { accountIds, type MarketContext, type Trx } from "./context.js";
 import type { Escrow } from "./escrow.js";
 import { text } from "./input.js";
@@ -56,6 +57,13 @@ export function epochBounds(l: Pick<LeaseRow, "starts_at" | "ends_at" | "epoch_m
 export function epochCost(l: Pick<LeaseRow, "starts_at" | "ends_at" | "epoch_ms" | "price" | "gpus">, e: number): bigint {
   const { start, end } = epochBounds(l, e);
   return (BigInt(l.price) * BigInt(l.gpus) * BigInt(end - start)) / HOUR_MS;
+}
+
+export interface CloseOptions {
+  /** The provider lost its standing: the group is matched again on other providers (rematch.ts), so the order does not complete. */
+  readonly rematch?: boolean;
+  /** False: leave the order's state to the caller (cancellation). @default true */
+  readonly completeOrder?: boolean;
 }
 
 export const holdId = (leaseId: string, epoch: number): string => `hold:${leaseId}:${epoch}`;
@@ -139,54 +147,9 @@ export class Leases {
         .orderBy("group_index")
         .execute()) as AllocationRow[];
       const spec = fromJson(OrderSpecSchema, order.spec as JsonValue);
-      const duration = durationMs(spec.duration!);
-      const epochMs = this.ctx.params.epochMs;
       const startsAt = new Date(Math.max(now.getTime(), order.start_after?.getTime() ?? 0));
-      const endsAt = new Date(startsAt.getTime() + duration);
-      const leases: LeaseRow[] = allocations.map((a) => ({
-        lease_id: `lease-${randomUUID()}`,
-        order_id: orderId,
-        group_index: a.group_index,
-        allocation_id: a.allocation_id,
-        provider_id: a.provider_id,
-        tenant_id: order.tenant_id,
-        offer_id: a.offer_id,
-        class_id: order.class_id,
-        nodes: a.nodes,
-        gpus: a.gpus,
-        price: a.price,
-        state: "active",
-        starts_at: startsAt,
-        ends_at: endsAt,
-        epoch_ms: BigInt(epochMs),
-        epochs: Math.ceil(duration / epochMs),
-        settled_through: -1,
-        held_through: 0,
-        overdrawn_since: null,
-        paused_at: null,
-        close_reason: null,
-        closed_at: null,
-        state_seq: 0,
-        created_at: now,
-      }));
-      const holds = leases.flatMap((l) => this.holdInput(l, order.escrow_account_id, 0) ?? []);
-      const need = holds.reduce((s, h) => s + (h as { amount: bigint }).amount, 0n);
-      const locked = await lockAccounts(trx, [order.escrow_account_id]);
-      if (availableBalance(locked.get(order.escrow_account_id)!) < need) return false;
-      for (const l of leases) {
-        const revenue = accountIds.revenue(l.provider_id);
-        await createAccount(trx, this.ctx.clock, {
-          id: revenue,
-          ledger: this.ctx.params.currency,
-          kind: "revenue",
-          flags: { debitsMustNotExceedCredits: true },
-        });
-        await sql`insert into escrow_owners (account_id, owner_id) values (${revenue}, ${l.provider_id}) on conflict do nothing`.execute(
-          trx,
-        );
-      }
-      await trx.insertInto("leases").values(leases).execute();
-      await sql`update allocations set state = 'leased' where order_id = ${orderId} and state = 'reserved'`.execute(trx);
+      const endsAt = new Date(startsAt.getTime() + durationMs(spec.duration!));
+      if (!(await this.openLeases(trx, order, allocations, startsAt, endsAt))) return false;
       await transitionRow(trx, orderStates, {
         table: "orders",
         key: { order_id: orderId },
@@ -194,35 +157,108 @@ export class Leases {
         to: "active",
         set: { updated_at: now },
       });
-      await createTransfers(trx, this.ctx.clock, holds);
-      for (const l of leases) {
-        const view = leaseView(l, this.ctx.catalog, this.ctx.params.currency, order.escrow_account_id);
-        await this.ctx.events.leaseCreated(trx, view);
-        await enqueueAnchor(
-          trx,
-          this.ctx,
-          `lease.created:${l.lease_id}`,
-          "lease.created",
-          l.lease_id,
-          leaseStatement(this.ctx, {
-            event: "created",
-            leaseId: l.lease_id,
-            orderId,
-            provider: l.provider_id,
-            tenant: l.tenant_id,
-            offerId: l.offer_id,
-            resource: { gpuClass: l.class_id, gpus: l.gpus, nodes: l.nodes },
-            pricePerGpuHour: l.price,
-            currency: this.ctx.params.currency,
-            startsAt: l.starts_at.toISOString(),
-            endsAt: l.ends_at.toISOString(),
-            epochMs,
-            escrowAccount: order.escrow_account_id,
-          }),
-        );
-      }
       return true;
     });
+  }
+
+  /**
+   * Inside `trx` (the order row locked): one lease per reserved allocation from `startsAt` to
+   * `endsAt`, each with its epoch-0 hold, the allocations moved to leased, the events and the
+   * lease statements queued. False, having written nothing, when the escrow cannot hold epoch 0
+   * of every lease. `replaces` maps a group to the lease it takes over (re-matching).
+   */
+  async openLeases(
+    trx: Trx,
+    order: OrderRow,
+    allocations: readonly AllocationRow[],
+    startsAt: Date,
+    endsAt: Date,
+    replaces: ReadonlyMap<number, string> = new Map(),
+  ): Promise<LeaseRow[] | false> {
+    const now = this.ctx.clock.now();
+    const epochMs = this.ctx.params.epochMs;
+    const duration = endsAt.getTime() - startsAt.getTime();
+    const leases: LeaseRow[] = allocations.map((a) => ({
+      lease_id: `lease-${randomUUID()}`,
+      order_id: order.order_id,
+      group_index: a.group_index,
+      allocation_id: a.allocation_id,
+      provider_id: a.provider_id,
+      tenant_id: order.tenant_id,
+      offer_id: a.offer_id,
+      class_id: order.class_id,
+      nodes: a.nodes,
+      gpus: a.gpus,
+      price: a.price,
+      state: "active",
+      starts_at: startsAt,
+      ends_at: endsAt,
+      epoch_ms: BigInt(epochMs),
+      epochs: Math.ceil(duration / epochMs),
+      settled_through: -1,
+      held_through: 0,
+      overdrawn_since: null,
+      paused_at: null,
+      close_reason: null,
+      closed_at: null,
+      state_seq: 0,
+      created_at: now,
+      replaces_lease_id: replaces.get(a.group_index) ?? null,
+      replaced_by_lease_id: null,
+      rematch_state: null,
+      rematch_until: null,
+      rematch_explanation: null,
+    }));
+    const holds = leases.flatMap((l) => this.holdInput(l, order.escrow_account_id, 0) ?? []);
+    const need = holds.reduce((s, h) => s + (h as { amount: bigint }).amount, 0n);
+    const locked = await lockAccounts(trx, [order.escrow_account_id]);
+    if (availableBalance(locked.get(order.escrow_account_id)!) < need) return false;
+    for (const l of leases) {
+      const revenue = accountIds.revenue(l.provider_id);
+      await createAccount(trx, this.ctx.clock, {
+        id: revenue,
+        ledger: this.ctx.params.currency,
+        kind: "revenue",
+        flags: { debitsMustNotExceedCredits: true },
+      });
+      await sql`insert into escrow_owners (account_id, owner_id) values (${revenue}, ${l.provider_id}) on conflict do nothing`.execute(trx);
+    }
+    await trx
+      .insertInto("leases")
+      .values(leases.map((l) => ({ ...l, rematch_explanation: null })))
+      .execute();
+    await sql`update allocations set state = 'leased' where allocation_id = any(${allocations.map((a) => a.allocation_id)}::text[]) and state = 'reserved'`.execute(
+      trx,
+    );
+    await createTransfers(trx, this.ctx.clock, holds);
+    for (const l of leases) {
+      const view = leaseView(l, this.ctx.catalog, this.ctx.params.currency, order.escrow_account_id);
+      await this.ctx.events.leaseCreated(trx, view);
+      await enqueueAnchor(
+        trx,
+        this.ctx,
+        `lease.created:${l.lease_id}`,
+        "lease.created",
+        l.lease_id,
+        leaseStatement(this.ctx, {
+          event: "created",
+          leaseId: l.lease_id,
+          orderId: order.order_id,
+          provider: l.provider_id,
+          tenant: l.tenant_id,
+          offerId: l.offer_id,
+          resource: { gpuClass: l.class_id, gpus: l.gpus, nodes: l.nodes },
+          pricePerGpuHour: l.price,
+          currency: this.ctx.params.currency,
+          startsAt: l.starts_at.toISOString(),
+          endsAt: l.ends_at.toISOString(),
+          epochMs,
+          escrowAccount: order.escrow_account_id,
+          ...(l.replaces_lease_id ? { group: l.group_index, replaces: l.replaces_lease_id } : {}),
+        }),
+      );
+    }
+    return leases;
   }
 
   /** After a deposit: fund a reservation, resume paused leases, clear overdraws. */
@@ -335,58 +371,69 @@ export class Leases {
   }
 
   /** Ends a live lease now: capacity released at once, holds of epochs not begun voided, order completed when it was the last. */
-  async closeAs(leaseId: string, reason: string, to: "ended" | "breached"): Promise<LeaseRow> {
-    return this.ctx.db.transaction().execute(async (trx) => {
-      const l = (await sql<LeaseRow>`select * from leases where lease_id = ${leaseId} for update`.execute(trx)).rows[0];
-      if (!l) throw new NotFoundError(`lease ${leaseId} not found`);
-      if (l.state !== "active" && l.state !== "paused") throw leaseStates.illegal(l.state, to, leaseId);
-      const now = this.ctx.clock.now();
-      const row = await this.setState(trx, l, to, reason, {
-        close_reason: reason,
-        closed_at: now,
-        ends_at: new Date(Math.min(now.getTime(), l.ends_at.getTime())),
-      });
-      await releaseAllocations(trx, this.ctx, l.order_id, ["leased"], reason, [l.allocation_id]);
-      const voids: TransferInput[] = [];
-      for (let e = l.settled_through + 1; e <= l.held_through; e++) {
-        if (epochBounds(l, e).start < now.getTime()) continue;
-        const hold = await getHold(trx, holdId(leaseId, e)).catch(() => undefined);
-        if (hold?.state === "pending")
-          voids.push({ kind: "void", id: `void:${leaseId}:${e}`, pendingId: hold.transfer.id, reference: leaseId });
-      }
-      if (voids.length > 0) await createTransfers(trx, this.ctx.clock, voids);
-      const left = await trx
-        .selectFrom("leases")
-        .select("lease_id")
-        .where("order_id", "=", l.order_id)
-        .where("state", "in", ["active", "paused"])
-        .executeTakeFirst();
-      if (!left)
-        await transitionRow(trx, orderStates, {
-          table: "orders",
-          key: { order_id: l.order_id },
-          from: ["active"],
-          to: "completed",
-          set: { updated_at: now },
-        }).catch(() => undefined);
-      await enqueueAnchor(
-        trx,
-        this.ctx,
-        `lease.closed:${leaseId}`,
-        "lease.closed",
-        leaseId,
-        leaseStatement(this.ctx, {
-          event: "closed",
-          leaseId,
-          orderId: l.order_id,
-          provider: l.provider_id,
-          reason,
-          closedAt: now.toISOString(),
-          settledThroughEpoch: l.settled_through,
-        }),
-      );
-      return row;
+  async closeAs(leaseId: string, reason: string, to: "ended" | "breached", opts: CloseOptions = {}): Promise<LeaseRow> {
+    return this.ctx.db.transaction().execute((trx) => this.closeIn(trx, leaseId, reason, to, opts));
+  }
+
+  /** `closeAs` inside the caller's transaction (an event's inbox transaction, a cancellation). */
+  async closeIn(trx: Trx, leaseId: string, reason: string, to: "ended" | "breached", opts: CloseOptions = {}): Promise<LeaseRow> {
+    const l = (await sql<LeaseRow>`select * from leases where lease_id = ${leaseId} for update`.execute(trx)).rows[0];
+    if (!l) throw new NotFoundError(`lease ${leaseId} not found`);
+    if (l.state !== "active" && l.state !== "paused") throw leaseStates.illegal(l.state, to, leaseId);
+    const now = this.ctx.clock.now();
+    const row = await this.setState(trx, l, to, reason, {
+      close_reason: reason,
+      closed_at: now,
+      ends_at: new Date(Math.min(now.getTime(), l.ends_at.getTime())),
+      // The group is matched again elsewhere until the lease's planned end (rematch.ts).
+      ...(opts.rematch && l.ends_at > now ? { rematch_state: "pending", rematch_until: l.ends_at } : {}),
     });
+    await releaseAllocations(trx, this.ctx, l.order_id, ["leased"], reason, [l.allocation_id]);
+    const voids: TransferInput[] = [];
+    for (let e = l.settled_through + 1; e <= l.held_through; e++) {
+      if (epochBounds(l, e).start < now.getTime()) continue;
+      const hold = await getHold(trx, holdId(leaseId, e)).catch(() => undefined);
+      if (hold?.state === "pending")
+        voids.push({ kind: "void", id: `void:${leaseId}:${e}`, pendingId: hold.transfer.id, reference: leaseId });
+    }
+    if (voids.length > 0) await createTransfers(trx, this.ctx.clock, voids);
+    const left = await trx
+      .selectFrom("leases")
+      .select("lease_id")
+      .where("order_id", "=", l.order_id)
+      .where((eb) =>
+        eb.or([
+          eb("state", "in", ["active", "paused"]),
+          eb.and([eb("rematch_state", "in", ["pending", "unmatched", "unfunded"]), eb("rematch_until", ">", now)]),
+        ]),
+      )
+      .executeTakeFirst();
+    if (!left && !(opts.rematch && l.ends_at > now) && opts.completeOrder !== false)
+      await transitionRow(trx, orderStates, {
+        table: "orders",
+        key: { order_id: l.order_id },
+        from: ["active"],
+        to: "completed",
+        set: { updated_at: now },
+      }).catch(() => undefined);
+    await enqueueAnchor(
+      trx,
+      this.ctx,
+      `lease.closed:${leaseId}`,
+      "lease.closed",
+      leaseId,
+      leaseStatement(this.ctx, {
+        event: "closed",
+        leaseId,
+        orderId: l.order_id,
+        provider: l.provider_id,
+        reason,
+        closedAt: now.toISOString(),
+        settledThroughEpoch: l.settled_through,
+        ...(opts.rematch && l.ends_at > now ? { rematch: true } : {}),
+      }),
+    );
+    return row;
   }
 
   /**
@@ -500,10 +547,14 @@ export class Leases {
       return { kind: "settled" as const, l, gpuSeconds, amount, transfers: results.map((r) => r.transfer), escrowView };
     });
     if (outcome.kind === "conflict") {
-      await sql`insert into usage_conflicts (lease_id, epoch, provider_id, first_sha256, second_sha256, first_envelope, second_envelope, detected_at)
-                values (${leaseId}, ${p.epoch}, ${p.provider}, ${outcome.prior.payload_sha256}, ${v.payloadSha256}, ${JSON.stringify(outcome.prior.envelope)}::jsonb,
-                        ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.ctx.clock.now()})
-                on conflict do nothing`.execute(this.ctx.db);
+      // The pair and its submission to slashing in one commit (equivocation.ts sends it once).
+      await this.ctx.db.transaction().execute(async (trx) => {
+        await sql`insert into usage_conflicts (lease_id, epoch, provider_id, first_sha256, second_sha256, first_envelope, second_envelope, detected_at)
+                  values (${leaseId}, ${p.epoch}, ${p.provider}, ${outcome.prior.payload_sha256}, ${v.payloadSha256}, ${JSON.stringify(outcome.prior.envelope)}::jsonb,
+                          ${JSON.stringify(dsseToJson(envelope))}::jsonb, ${this.ctx.clock.now()})
+                  on conflict do nothing`.execute(trx);
+        await queueEquivocation(trx, this.ctx, { leaseId, epoch: p.epoch, providerId: p.provider, secondSha256: v.payloadSha256 });
+      });
       marketMetrics.settlements.add(1, { outcome: "conflict" });
       throw new FailedPreconditionError(
         `epoch ${p.epoch} of lease ${leaseId} was settled from a different report signed by the same provider: refused, and kept as equivocation evidence`,

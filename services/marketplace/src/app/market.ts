@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { sql } from "kysely";
 
 import {
+  type CancelOrderResponse,
   DepositResponseSchema,
   WithdrawResponseSchema,
   type DepositResponse,
@@ -16,19 +17,25 @@ import type { MarketContext } from "./context.js";
 import { Escrow } from "./escrow.js";
 import { Leases } from "./leases.js";
 import { Orders } from "./orders.js";
+import { cancelOrder } from "./order-cancel.js";
+import { applyStanding } from "./provider-status.js";
 import { Providers } from "./providers.js";
+import { Rematch } from "./rematch.js";
+import { submitDueEvidence } from "./equivocation.js";
 
 export class Market {
   readonly providers: Providers;
   readonly orders: Orders;
   readonly escrow: Escrow;
   readonly leases: Leases;
+  readonly rematch: Rematch;
 
   constructor(readonly ctx: MarketContext) {
     this.providers = new Providers(ctx);
     this.orders = new Orders(ctx);
     this.escrow = new Escrow(ctx);
     this.leases = new Leases(ctx, this.escrow);
+    this.rematch = new Rematch(ctx, this.orders, this.leases);
   }
 
   async init(): Promise<void> {
@@ -38,7 +45,10 @@ export class Market {
   async deposit(accountId: string, amount: Money | undefined, key: string, externalReference: string): Promise<DepositResponse> {
     const t = await this.escrow.deposit(accountId, amount, key, externalReference);
     const owner = await this.ctx.db.selectFrom("escrow_owners").select("order_id").where("account_id", "=", accountId).executeTakeFirst();
-    if (owner?.order_id) await this.leases.onDeposit(owner.order_id as string);
+    if (owner?.order_id) {
+      await this.leases.onDeposit(owner.order_id as string);
+      await this.rematch.order(owner.order_id as string);
+    }
     return create(DepositResponseSchema, { account: await this.escrow.view(accountId), transfer: this.escrow.transferView(t) });
   }
 
@@ -48,9 +58,9 @@ export class Market {
   }
 
   /**
-   * Mirrors slashing's standing of providers with active offers or live leases, oldest check
-   * first. A jailed or tombstoned provider gets no new matches (the SQL filter reads the
-   * mirror) and its live leases close as breached at once, releasing their nodes.
+   * The polling fallback to slashing's events: mirrors the standing (GetProviderStatus) of
+   * providers with active offers or live leases whose mirror is older than the maximum age,
+   * oldest check first, through the same `applyStanding` the event consumer uses.
    */
   async refreshStanding(limit = 50): Promise<number> {
     const stale = new Date(this.ctx.clock.nowMs() - this.ctx.params.standingMaxAgeMs);
@@ -68,30 +78,30 @@ export class Market {
       } catch {
         return closed; // slashing unreachable: keep the mirror, try again next tick
       }
-      await this.ctx.db
-        .updateTable("providers")
-        .set({ status: s.status, stake: s.bonded.toString(), status_checked_at: this.ctx.clock.now() })
-        .where("provider_id", "=", provider_id)
-        .execute();
-      if (s.status === "active") continue;
-      const live = await this.ctx.db
-        .selectFrom("leases")
-        .select("lease_id")
-        .where("provider_id", "=", provider_id)
-        .where("state", "in", ["active", "paused"])
-        .execute();
-      for (const l of live) {
-        await this.leases.closeAs(l.lease_id as string, `provider ${s.status} in slashing`, "breached");
-        closed++;
-      }
+      const st = s;
+      const leases = await this.ctx.db.transaction().execute((trx) =>
+        applyStanding(this.ctx, this.leases, trx, provider_id, {
+          status: st.status,
+          jailedUntil: st.jailedUntil,
+          bonded: st.bonded,
+          source: "poll",
+        }),
+      );
+      closed += leases.length;
     }
     return closed;
+  }
+
+  /** Cancels an order of `actor` (CancelOrder). */
+  async cancelOrder(actor: string, orderId: string, reason: string): Promise<CancelOrderResponse> {
+    return cancelOrder(this.ctx, this.leases, this.escrow, actor, orderId, reason);
   }
 
   /** The scheduled work, step by step: each runs even when an earlier one failed. */
   tickSteps(ledger?: LedgerAnchoring): [string, () => Promise<unknown>][] {
     return [
       ["standing", () => this.refreshStanding()],
+      ["rematch-groups", () => this.rematch.run()],
       ["reservations", () => this.orders.expireReservations()],
       ["rematch", () => this.orders.rematch()],
       [
@@ -102,6 +112,7 @@ export class Market {
         },
       ],
       ["leases", () => this.leases.tick()],
+      ["evidence", () => submitDueEvidence(this.ctx)],
       ...(ledger ? [["anchor", () => anchorPending(this.ctx.db, this.ctx, ledger)] as [string, () => Promise<unknown>]] : []),
     ];
   }

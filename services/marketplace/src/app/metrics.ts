@@ -16,4 +16,8 @@ export const marketMetrics = {
   settledAmount: m.createCounter("deai.marketplace.settled_amount", { description: "base units settled to providers" }),
   /** Lease state changes, by new state. */
   leaseTransitions: m.createCounter("deai.marketplace.lease_transitions", { description: "lease state changes, by state" }),
+  /** Equivocation evidence sent to slashing, by outcome (submitted, duplicate, retry, refused). */
+  evidence: m.createCounter("deai.marketplace.evidence", { description: "equivocation evidence submissions to slashing, by outcome" }),
+  /** Events consumed from slashing and the DA sampler, by subject and effect. */
+  consumed: m.createCounter("deai.marketplace.events_consumed", { description: "standing and reputation events applied, by subject" }),
 };

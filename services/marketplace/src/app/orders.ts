@@ -15,14 +15,10 @@ import { createHash, randomUUID } from "node:crypto";
 import { sql } from "kysely";
 
 import {
-  DimensionShortfallSchema,
-  FreeCapacitySchema,
   GpuClassSchema,
   ListMatchesResponseSchema,
-  MatchExplanationSchema,
   MatchSchema,
   MatchScoreSchema,
-  NoMatchCode,
   NoMatchReasonSchema,
   OrderSpecSchema,
   type ListMatchesResponse,
@@ -32,28 +28,14 @@ import {
   type OrderSpec,
 } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 import { createAccount, transitionRow } from "@deai/kit";
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "@deai/kit/errors";
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "@deai/kit/errors";
 
 import { matchGang, type Explanation, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
-import type { NoMatchCodeName } from "../domain/no-match.js";
 import { orderStates } from "../domain/states.js";
 import { accountIds, type MarketContext, type Trx } from "./context.js";
 import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
-import { money, orderView, type AllocationRow, type OrderRow } from "./views.js";
-
-const NO_MATCH: Record<NoMatchCodeName, NoMatchCode> = {
-  no_offers_for_class: NoMatchCode.NO_OFFERS_FOR_CLASS,
-  price_above_max: NoMatchCode.PRICE_ABOVE_MAX,
-  insufficient_capacity: NoMatchCode.INSUFFICIENT_CAPACITY,
-  bandwidth_below_min: NoMatchCode.BANDWIDTH_BELOW_MIN,
-  region_excluded: NoMatchCode.REGION_EXCLUDED,
-  provider_ineligible: NoMatchCode.PROVIDER_INELIGIBLE,
-  reliability_below_min: NoMatchCode.RELIABILITY_BELOW_MIN,
-  stake_below_min: NoMatchCode.STAKE_BELOW_MIN,
-  duration_unsupported: NoMatchCode.DURATION_UNSUPPORTED,
-  gang_incomplete: NoMatchCode.GANG_INCOMPLETE,
-};
+import { explanationView, money, NO_MATCH, orderView, type AllocationRow, type OrderRow } from "./views.js";
 
 const MAX_DURATION_MS = 366 * 24 * 3_600_000;
 /** Attempts at one match before the order is left unmatched (the rematch loop tries again). */
@@ -87,8 +69,8 @@ class Busy extends Error {}
 export class Orders {
   constructor(private readonly ctx: MarketContext) {}
 
-  /** The order's gang request, from its spec. */
-  private gangOf(spec: OrderSpec, startAt: number): GangRequest {
+  /** The order's gang request (re-matching narrows it to the groups it replaces). */
+  gangOf(spec: OrderSpec, startAt: number): GangRequest {
     const cls = this.ctx.catalog.resolve(spec.gpuClass, "spec.gpu_class");
     const c = spec.constraints;
     return {
@@ -227,7 +209,7 @@ export class Orders {
   }
 
   /** Candidate offers for `g`, filters pushed into SQL, cheapest first, locked (skipping busy rows unless `wait`). */
-  private async lockedCandidates(trx: Trx, g: GangRequest, wait: boolean): Promise<OfferCandidate[]> {
+  async lockedCandidates(trx: Trx, g: GangRequest, wait: boolean): Promise<OfferCandidate[]> {
     const minStake = g.minStake > this.ctx.params.minStake ? g.minStake : this.ctx.params.minStake;
     // `nodes_free > 0` repeats the partial index's predicate so the planner walks it in price order.
     const limit = g.distinctProviders ? g.groups * 8 + 32 : g.groups * 2 + 8;
@@ -267,7 +249,7 @@ export class Orders {
   }
 
   /** Every non-withdrawn offer of the class, unlocked: what an explanation is computed over. */
-  private async snapshot(classId: string): Promise<OfferCandidate[]> {
+  async snapshot(classId: string): Promise<OfferCandidate[]> {
     const r = await sql<CandidateRow>`
       select o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price, o.gpus_per_node, o.nodes_free,
              o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability
@@ -444,38 +426,7 @@ export class Orders {
       matches,
       reasons: e ? reasonsOf(e) : [],
       offersConsidered: e?.offersConsidered ?? 0,
-      explanation: e
-        ? create(MatchExplanationSchema, {
-            dimensions: e.dimensions.map((d) =>
-              create(DimensionShortfallSchema, {
-                code: NO_MATCH[d.code],
-                offersExcluded: d.offersExcluded,
-                providersExcluded: d.providersExcluded,
-                message: d.message,
-              }),
-            ),
-            freeCapacity: e.freeCapacity.map((f) => create(FreeCapacitySchema, f)),
-            eligibleFreeGpus: e.eligibleFreeGpus,
-            neededGpus: e.neededGpus,
-            groupsPlaceable: e.groupsPlaceable,
-          })
-        : undefined,
-    });
-  }
-
-  /** Cancels a reserved or unmatched order of `tenant`: its reservation is released at once. */
-  async cancel(tenant: string, orderId: string): Promise<void> {
-    await this.ctx.db.transaction().execute(async (trx) => {
-      const order = (await sql<OrderRow>`select * from orders where order_id = ${orderId} for update`.execute(trx)).rows[0];
-      if (!order) throw new NotFoundError(`order ${orderId} not found`);
-      if (order.tenant_id !== tenant) throw new PermissionDeniedError(`order ${orderId} belongs to another tenant`);
-      await transitionRow(trx, orderStates, {
-        table: "orders",
-        key: { order_id: orderId },
-        to: "cancelled",
-        set: { updated_at: this.ctx.clock.now() },
-      });
-      await releaseAllocations(trx, this.ctx, orderId, ["reserved"], "order cancelled");
+      explanation: e ? explanationView(e) : undefined,
     });
   }
 

@@ -21,6 +21,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError, Permissio
 
 import { offerStates, type OfferStateName } from "../domain/states.js";
 import type { MarketContext, Trx } from "./context.js";
+import { refreshReliability } from "./reputation.js";
 import { durationOf, positiveInt, positiveMoney, region, text, timeOf } from "./input.js";
 import { gpuOfferView, providerView, storageOfferView, type GpuOfferRow, type ProviderRow, type StorageOfferRow } from "./views.js";
 
@@ -45,6 +46,8 @@ export class Providers {
             region = excluded.region, contact = excluded.contact, updated_at = excluded.updated_at
           returning *`.execute(trx)
       ).rows[0]!;
+      // What the DA sampler already said about this key counts from the start.
+      await refreshReliability(trx, actor);
       const view = providerView(row, this.ctx.params.minStake);
       await this.ctx.events.providerRegistered(trx, view);
       return view;

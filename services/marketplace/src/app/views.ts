@@ -4,25 +4,34 @@ import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 import { MoneySchema, type Money } from "@deai/contracts/deai/common/v1/common_pb";
 import {
+  DimensionShortfallSchema,
+  FreeCapacitySchema,
   GpuClassSchema,
   GpuOfferSchema,
   LeaseSchema,
   LeaseState,
+  MatchExplanationSchema,
+  NoMatchCode,
   OfferState,
   OrderSchema,
   OrderState,
   ProviderKind,
   ProviderSchema,
+  RematchState,
   StorageOfferSchema,
   type GpuClass,
   type GpuOffer,
   type Lease,
+  type MatchExplanation,
   type Order,
   type OrderSpec,
   type Provider,
   type StorageOffer,
 } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 import type { GpuClassCatalog } from "@deai/kit";
+
+import type { Explanation } from "../domain/matching.js";
+import type { NoMatchCodeName } from "../domain/no-match.js";
 
 import type { LeaseStateName, OfferStateName, OrderStateName } from "../domain/states.js";
 
@@ -131,7 +140,22 @@ export interface LeaseRow {
   closed_at: Date | null;
   state_seq: number;
   created_at: Date;
+  replaces_lease_id: string | null;
+  replaced_by_lease_id: string | null;
+  rematch_state: RematchStateName | null;
+  rematch_until: Date | null;
+  rematch_explanation: unknown;
 }
+
+export type RematchStateName = "pending" | "rematched" | "unmatched" | "unfunded" | "abandoned";
+
+export const rematchStateToProto: Record<RematchStateName, RematchState> = {
+  pending: RematchState.PENDING,
+  rematched: RematchState.REMATCHED,
+  unmatched: RematchState.UNMATCHED,
+  unfunded: RematchState.UNFUNDED,
+  abandoned: RematchState.ABANDONED,
+};
 
 export const money = (currency: string, v: bigint): Money => create(MoneySchema, { currency, micros: v });
 const ts = (d: Date | null | undefined) => (d ? timestampFromDate(d) : undefined);
@@ -256,5 +280,40 @@ export function leaseView(r: LeaseRow, catalog: GpuClassCatalog, currency: strin
     closeReason: r.close_reason ?? "",
     closedAt: ts(r.closed_at),
     pausedAt: ts(r.paused_at),
+    replacesLeaseId: r.replaces_lease_id ?? "",
+    replacedByLeaseId: r.replaced_by_lease_id ?? "",
+    rematchState: r.rematch_state ? rematchStateToProto[r.rematch_state] : RematchState.UNSPECIFIED,
+    rematchExplanation: r.rematch_explanation ? explanationView(r.rematch_explanation as Explanation) : undefined,
+  });
+}
+
+export const NO_MATCH: Record<NoMatchCodeName, NoMatchCode> = {
+  no_offers_for_class: NoMatchCode.NO_OFFERS_FOR_CLASS,
+  price_above_max: NoMatchCode.PRICE_ABOVE_MAX,
+  insufficient_capacity: NoMatchCode.INSUFFICIENT_CAPACITY,
+  bandwidth_below_min: NoMatchCode.BANDWIDTH_BELOW_MIN,
+  region_excluded: NoMatchCode.REGION_EXCLUDED,
+  provider_ineligible: NoMatchCode.PROVIDER_INELIGIBLE,
+  reliability_below_min: NoMatchCode.RELIABILITY_BELOW_MIN,
+  stake_below_min: NoMatchCode.STAKE_BELOW_MIN,
+  duration_unsupported: NoMatchCode.DURATION_UNSUPPORTED,
+  gang_incomplete: NoMatchCode.GANG_INCOMPLETE,
+};
+
+/** A stored explanation (domain/matching.ts) as the contract's MatchExplanation. */
+export function explanationView(e: Explanation): MatchExplanation {
+  return create(MatchExplanationSchema, {
+    dimensions: e.dimensions.map((d) =>
+      create(DimensionShortfallSchema, {
+        code: NO_MATCH[d.code],
+        offersExcluded: d.offersExcluded,
+        providersExcluded: d.providersExcluded,
+        message: d.message,
+      }),
+    ),
+    freeCapacity: e.freeCapacity.map((f) => create(FreeCapacitySchema, f)),
+    eligibleFreeGpus: e.eligibleFreeGpus,
+    neededGpus: e.neededGpus,
+    groupsPlaceable: e.groupsPlaceable,
   });
 }

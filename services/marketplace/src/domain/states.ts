@@ -17,14 +17,15 @@ export type OrderStateName = "matching" | "unmatched" | "reserved" | "active" | 
 /**
  * matching → reserved (a whole gang held) | unmatched (explained, retried as offers change);
  * reserved → active once escrow covers the first epoch of every group, or expired when the
- * reservation's TTL passes first; active → matching when a provider is jailed (its groups
- * are matched again) or completed when every lease ended.
+ * reservation's TTL passes first; active → completed when every lease ended (a jailed
+ * provider's groups are matched again while the order stays active: app/rematch.ts), or
+ * cancelled by its tenant (its leases close at once).
  */
 export const orderStates = new StateMachine<OrderStateName>("order", {
   matching: ["reserved", "unmatched", "cancelled"],
   unmatched: ["reserved", "unmatched", "expired", "cancelled"],
   reserved: ["active", "expired", "cancelled"],
-  active: ["completed", "matching"],
+  active: ["completed", "matching", "cancelled"],
   completed: [],
   cancelled: [],
   expired: [],

@@ -52,5 +52,6 @@ export function marketplaceService(m: Market): ServiceBinding {
     withdraw: async (req, ctx) => m.withdraw(requireActor(ctx), req.accountId, req.amount, req.idempotencyKey, req.destination),
     closeLease: async (req, ctx) =>
       create(CloseLeaseResponseSchema, { lease: await m.leases.close(requireActor(ctx), req.leaseId, req.reason) }),
+    cancelOrder: async (req, ctx) => m.cancelOrder(requireActor(ctx), req.orderId, req.reason),
   });
 }

@@ -185,4 +185,46 @@ export const migrations: Record<string, ForwardMigration> = {
     await sql`create index anchors_pending on anchors (created_at) where state = 'pending'`.execute(db);
     await sql`create index anchors_subject on anchors (subject_id)`.execute(db);
   },
+  // Provider standing from slashing's events, DA reputation, re-matching of a jailed provider's
+  // groups (the lease records say which lease replaced which), and equivocation evidence queued
+  // for slashing (submitted by the tick until slashing has it: exactly once by evidence hash).
+  "0002_standing_reputation_rematch": async (db) => {
+    await sql`alter table providers add column jailed_until timestamptz`.execute(db);
+    await sql`
+      create table provider_reputation (
+        provider_id text primary key,
+        mean double precision check (mean between 0 and 1),
+        availability double precision check (availability between 0 and 1),
+        reputation_at timestamptz,
+        unavailable boolean not null default false,
+        unavailable_slots integer not null default 0,
+        availability_at timestamptz
+      )`.execute(db);
+    await sql`alter table leases add column replaces_lease_id text`.execute(db);
+    await sql`alter table leases add column replaced_by_lease_id text`.execute(db);
+    await sql`alter table leases add column rematch_state text check (rematch_state in ('pending', 'rematched', 'unmatched', 'unfunded', 'abandoned'))`.execute(
+      db,
+    );
+    await sql`alter table leases add column rematch_until timestamptz`.execute(db);
+    await sql`alter table leases add column rematch_explanation jsonb`.execute(db);
+    await sql`create index leases_rematch on leases (order_id) where rematch_state in ('pending', 'unmatched', 'unfunded')`.execute(db);
+    await sql`
+      create table evidence_outbox (
+        lease_id text not null,
+        epoch integer not null,
+        second_sha256 text not null,
+        provider_id text not null,
+        state text not null default 'pending' check (state in ('pending', 'submitted', 'refused')),
+        attempts integer not null default 0,
+        next_attempt_at timestamptz not null,
+        evidence_id text,
+        slash_id text,
+        duplicate boolean,
+        last_error text,
+        created_at timestamptz not null,
+        submitted_at timestamptz,
+        primary key (lease_id, epoch, second_sha256)
+      )`.execute(db);
+    await sql`create index evidence_outbox_due on evidence_outbox (next_attempt_at) where state = 'pending'`.execute(db);
+  },
 };
