@@ -17,7 +17,7 @@ import {
 } from "@deai/proofs";
 
 import { DEFAULT_PARAMS, type MarketParams } from "../src/app/context.js";
-import { noEvents } from "../src/app/events-port.js";
+import { noEvents, type MarketEvents } from "../src/app/events-port.js";
 import { Market } from "../src/app/market.js";
 import type { ProviderStanding, Standing } from "../src/app/provider-standing.js";
 import { migrations } from "../src/store/migrations.js";
@@ -50,7 +50,7 @@ export async function closeWorlds(): Promise<void> {
   for (const d of opened.splice(0)) await d.close();
 }
 
-export async function newWorld(url: string, params: Partial<MarketParams> = {}, poolSize = 10): Promise<World> {
+export async function newWorld(url: string, params: Partial<MarketParams> = {}, poolSize = 10, events: MarketEvents = noEvents): Promise<World> {
   const schema = `market_${process.pid}_${++schemas}`;
   const database = openDatabase<unknown>({ url, schema, poolSize });
   opened.push(database);
@@ -60,7 +60,7 @@ export async function newWorld(url: string, params: Partial<MarketParams> = {}, 
   const p: MarketParams = { ...DEFAULT_PARAMS, ...params };
   const catalog = loadGpuClassCatalog();
   const signer = ed25519DsseSigner(new Uint8Array(randomBytes(32)));
-  const make = (db: Database<unknown>) => new Market({ db: db.db as never, clock, params: p, catalog, standing, events: noEvents, signer });
+  const make = (db: Database<unknown>) => new Market({ db: db.db as never, clock, params: p, catalog, standing, events, signer });
   const market = make(database);
   await market.init();
   return {

@@ -33,6 +33,30 @@ export async function enqueueEvent<D extends DescMessage>(
   );
 }
 
+/** One event of `enqueueEvents`. */
+export interface QueuedEvent<D extends DescMessage = DescMessage> {
+  readonly subject: string;
+  readonly schema: D;
+  readonly event: MessageShape<D>;
+  readonly eventId: string;
+}
+
+/** Queues many events inside `trx` in one statement (a batch commit); like `enqueueEvent` for each. */
+export async function enqueueEvents(trx: Kysely<unknown>, events: readonly QueuedEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const carriers = events.map((e) => {
+    const carrier: Record<string, string> = { "deai-type": e.schema.typeName };
+    propagation.inject(context.active(), carrier);
+    return JSON.stringify(carrier);
+  });
+  await sql`
+    insert into kit_outbox (event_id, subject, payload, headers)
+    select event_id, subject, payload, headers::jsonb
+    from unnest(${events.map((e) => e.eventId)}::text[], ${events.map((e) => e.subject)}::text[],
+                ${events.map((e) => Buffer.from(toBinary(e.schema, e.event)))}::bytea[], ${carriers}::text[]) as x (event_id, subject, payload, headers)
+    on conflict (event_id) do nothing`.execute(trx);
+}
+
 interface OutboxRow {
   id: string;
   event_id: string;

@@ -16,10 +16,19 @@ export interface UsageSettledFacts {
   readonly reportHash: Uint8Array;
 }
 
+export interface OrderMatchedFacts {
+  readonly orderId: string;
+  readonly tenantId: string;
+  readonly attempt: number;
+  readonly matches: Match[];
+}
+
 export interface MarketEvents {
   providerRegistered(trx: Trx, provider: Provider): Promise<void>;
   offerCreated(trx: Trx, offer: Offer, offerId: string): Promise<void>;
   orderMatched(trx: Trx, orderId: string, tenantId: string, attempt: number, matches: Match[]): Promise<void>;
+  /** `orderMatched` for every order of a batch commit, in one write. */
+  ordersMatched(trx: Trx, orders: readonly OrderMatchedFacts[]): Promise<void>;
   orderUnmatched(trx: Trx, orderId: string, tenantId: string, attempt: number, reasons: NoMatchReason[]): Promise<void>;
   leaseCreated(trx: Trx, lease: Lease): Promise<void>;
   leaseStateChanged(trx: Trx, lease: Lease, previous: LeaseState, seq: number, reason: string): Promise<void>;
@@ -30,6 +39,7 @@ export const noEvents: MarketEvents = {
   providerRegistered: async () => {},
   offerCreated: async () => {},
   orderMatched: async () => {},
+  ordersMatched: async () => {},
   orderUnmatched: async () => {},
   leaseCreated: async () => {},
   leaseStateChanged: async () => {},

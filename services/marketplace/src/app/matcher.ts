@@ -1,0 +1,304 @@
+// The batch gang matcher: plans orders against an in-memory capacity index and commits them
+// in batches (group commit), so one transaction reserves many gangs.
+//
+// One loop per process: read what changed in Postgres since the last read (the change feed
+// of store/capacity.ts), plan every queued order in arrival order against the index (each
+// plan holds its nodes in memory so the next order plans around it), then commit the batch
+// in one transaction: lock the planned offers in id order, re-check every plan against the
+// locked rows (free nodes, filters, ask), and write the orders that still fit — orders,
+// allocations, nodes taken, escrow accounts and owners, events — in a few multi-row
+// statements. An order is acknowledged only after its batch committed (durable).
+//
+// The index is a cache: Postgres stays the arbiter. Replicas each keep their own; a plan made
+// on a stale view loses at the locked re-check (the CHECK on nodes_free backs that up), and
+// only the losers are planned again, on the freshly locked values. Orders the index cannot
+// place, and losers after a few attempts, go back to the caller, which matches them with the
+// SQL path (and explains a miss from a full snapshot).
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { randomUUID } from "node:crypto";
+
+import { MatchSchema, MatchScoreSchema, type Match } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
+
+import { createAccounts } from "@deai/kit";
+
+import { matchGang, offerFilter, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
+import { CapacityIndex } from "../domain/capacity-index.js";
+import { candidateOf, insertReservedOrders, lockOffers, readCapacity, type ReservedOrderInsert } from "../store/capacity.js";
+import type { MarketContext } from "./context.js";
+import { money, type OrderRow } from "./views.js";
+
+/** An order to create and reserve, its spec already checked. */
+export interface BatchOrder extends Omit<ReservedOrderInsert, "allocations" | "reservedUntil"> {
+  readonly gang: GangRequest;
+  readonly ttlMs: number;
+}
+
+export type BatchOutcome =
+  | { readonly kind: "reserved"; readonly row: OrderRow; readonly plan: readonly GroupMatch[] }
+  /** Not reserved here (no place in the index, lost too often, or the key exists): the SQL path decides. */
+  | { readonly kind: "fallback" };
+
+export interface GangMatcherOptions {
+  /** Most orders in one commit. @default 256 */
+  readonly maxBatch?: number;
+  /** Plans an order may lose at the locked re-check before the SQL path takes it. @default 3 */
+  readonly attempts?: number;
+  /** Batches committing at once (each on its own connection; a new one is planned while others commit). @default 3 */
+  readonly depth?: number;
+}
+
+interface Pending {
+  readonly order: BatchOrder;
+  attempts: number;
+  plan?: readonly GroupMatch[];
+  resolve(o: BatchOutcome): void;
+  reject(e: unknown): void;
+}
+
+/** Candidate offers a plan considers: what the SQL candidate query's limit is. */
+export function candidateLimit(g: GangRequest): number {
+  return g.distinctProviders ? g.groups * 8 + 32 : g.groups * 2 + 8;
+}
+
+export class GangMatcher {
+  private readonly index = new CapacityIndex();
+  private watermark: string | undefined;
+  private queue: Pending[] = [];
+  /** A read and plan is under way (one at a time: plans must see each other's holds). */
+  private planning = false;
+  private inflight = 0;
+  /** Commits finished so far, and per offer the count when one last wrote it (a read started before must not undo it). */
+  private commits = 0;
+  private readonly committedAt = new Map<string, number>();
+  private readonly maxBatch: number;
+  private readonly attempts: number;
+  private readonly depth: number;
+
+  constructor(
+    private readonly ctx: MarketContext,
+    opts: GangMatcherOptions = {},
+  ) {
+    this.maxBatch = opts.maxBatch ?? 256;
+    this.attempts = opts.attempts ?? 3;
+    this.depth = opts.depth ?? 3;
+  }
+
+  /** Queues an order for the next batch; resolves once its batch committed (or it was handed back). */
+  submit(order: BatchOrder): Promise<BatchOutcome> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ order, attempts: 0, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Reads the index from Postgres now (at start, so the first orders do not wait for it). */
+  async warmUp(): Promise<void> {
+    await this.refresh();
+  }
+
+  /** Starts a batch when orders wait, no plan is being made and fewer than `depth` commits are in flight. */
+  private kick(): void {
+    if (this.planning || this.inflight >= this.depth || this.queue.length === 0) return;
+    this.planning = true;
+    void this.cycle();
+  }
+
+  private async cycle(): Promise<void> {
+    let planned: Pending[] = [];
+    try {
+      await this.refresh();
+      planned = this.plan(this.queue.splice(0, this.maxBatch));
+    } catch (e) {
+      for (const p of this.queue.splice(0, this.maxBatch)) p.reject(e);
+    } finally {
+      this.planning = false;
+    }
+    if (planned.length === 0) return this.kick();
+    this.inflight++;
+    this.kick();
+    try {
+      await this.commit(planned);
+    } finally {
+      this.inflight--;
+      this.kick();
+    }
+  }
+
+  /** Brings the index up to date with Postgres: everything at first, then the changes since the last read. */
+  private async refresh(): Promise<void> {
+    const started = this.commits;
+    const { rows, watermark } = await readCapacity(this.ctx.db, this.watermark);
+    for (const row of rows) {
+      const o = candidateOf(row, this.ctx.params.minStake);
+      // A commit of ours that finished while this read ran may be newer than what the read saw;
+      // commits only take nodes, so the smaller count is the newer one (anything else that
+      // changed after the read's snapshot comes again in the next read).
+      const raced = (this.committedAt.get(o.offerId) ?? 0) > started;
+      this.index.apply(raced ? { ...o, nodesFree: Math.min(o.nodesFree, this.index.known(o.offerId) ?? o.nodesFree) } : o);
+    }
+    this.watermark = watermark;
+  }
+
+  /** Plans each order on the index, holding its nodes; orders the index cannot place are handed back. */
+  private plan(batch: Pending[]): Pending[] {
+    const planned: Pending[] = [];
+    for (const p of batch) {
+      const g = p.order.gang;
+      const r = matchGang(this.index.candidates(g, candidateLimit(g)), g);
+      if (!r.matched) {
+        p.resolve({ kind: "fallback" });
+        continue;
+      }
+      p.plan = r.plan;
+      for (const m of r.plan) this.index.hold(m.offerId, m.nodes);
+      planned.push(p);
+    }
+    return planned;
+  }
+
+  private async commit(batch: Pending[]): Promise<void> {
+    if (batch.length === 0) return;
+    const now = this.ctx.clock.now();
+    let locked: OfferCandidate[] = [];
+    let winners: Pending[] = [];
+    let losers: Pending[] = [];
+    let inserted: OrderRow[] = [];
+    try {
+      await this.ctx.db.transaction().execute(async (trx) => {
+        locked = (await lockOffers(trx, batch.flatMap((p) => p.plan!.map((m) => m.offerId)))).map((row) =>
+          candidateOf(row, this.ctx.params.minStake),
+        );
+        ({ winners, losers } = recheck(batch, locked));
+        inserted = await insertReservedOrders(
+          trx,
+          winners.map((p) => reservedInsert(p, now)),
+          now,
+        );
+        await createAccounts(
+          trx,
+          this.ctx.clock,
+          inserted.map((o) => ({ id: o.escrow_account_id, ledger: this.ctx.params.currency, kind: "escrow", flags: { debitsMustNotExceedCredits: true } })),
+        );
+        const byId = new Map(winners.map((p) => [p.order.orderId, p]));
+        await this.ctx.events.ordersMatched(
+          trx,
+          inserted.map((o) => ({ orderId: o.order_id, tenantId: o.tenant_id, attempt: 1, matches: matchesOf(byId.get(o.order_id)!.plan!, o.reserved_until!, this.ctx.params.currency) })),
+        );
+      });
+    } catch (e) {
+      this.unhold(batch);
+      if (isLockConflict(e)) {
+        this.retry(batch);
+        return;
+      }
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    // Committed: the locked rows less what the inserted orders took are what Postgres holds now.
+    this.unhold(batch);
+    const rows = new Map(inserted.map((o) => [o.order_id, o]));
+    const taken = new Map<string, number>();
+    for (const p of winners) if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
+    this.commits++;
+    for (const o of locked) {
+      this.index.apply({ ...o, nodesFree: o.nodesFree - (taken.get(o.offerId) ?? 0) });
+      this.committedAt.set(o.offerId, this.commits);
+    }
+    for (const p of winners) {
+      const row = rows.get(p.order.orderId);
+      p.resolve(row ? { kind: "reserved", row, plan: p.plan! } : { kind: "fallback" });
+    }
+    this.retry(losers);
+  }
+
+  private unhold(batch: readonly Pending[]): void {
+    for (const p of batch) for (const m of p.plan ?? []) this.index.hold(m.offerId, -m.nodes);
+  }
+
+  /** Losers go to the front of the queue for the next batch, or back to the caller after too many attempts. */
+  private retry(losers: readonly Pending[]): void {
+    const again: Pending[] = [];
+    for (const p of losers) {
+      p.plan = undefined;
+      if (++p.attempts >= this.attempts) p.resolve({ kind: "fallback" });
+      else again.push(p);
+    }
+    this.queue = [...again, ...this.queue];
+  }
+}
+
+/**
+ * Re-checks the batch's plans in order against the locked rows: a plan wins when every offer
+ * it uses still passes the order's filters at the planned ask and has the free nodes (after
+ * the earlier winners of the batch); the others lose.
+ */
+export function recheck<P extends { readonly order: { readonly gang: GangRequest }; readonly plan?: readonly GroupMatch[] }>(
+  batch: readonly P[],
+  locked: readonly OfferCandidate[],
+): { winners: P[]; losers: P[] } {
+  const rows = new Map(locked.map((o) => [o.offerId, o]));
+  const free = new Map(locked.map((o) => [o.offerId, o.nodesFree]));
+  const winners: P[] = [];
+  const losers: P[] = [];
+  for (const p of batch) {
+    const need = new Map<string, number>();
+    for (const m of p.plan!) need.set(m.offerId, (need.get(m.offerId) ?? 0) + m.nodes);
+    const fails = offerFilter(p.order.gang);
+    const fits = p.plan!.every((m) => {
+      const o = rows.get(m.offerId);
+      if (!o || o.pricePerGpuHour !== m.pricePerGpuHour) return false;
+      const left = free.get(m.offerId)!;
+      return left >= need.get(m.offerId)! && fails({ ...o, nodesFree: left }) === null;
+    });
+    if (!fits) {
+      losers.push(p);
+      continue;
+    }
+    for (const [id, n] of need) free.set(id, free.get(id)! - n);
+    winners.push(p);
+  }
+  return { winners, losers };
+}
+
+function reservedInsert(p: Pending, now: Date): ReservedOrderInsert {
+  const { gang: _gang, ttlMs, ...o } = p.order;
+  return {
+    ...o,
+    reservedUntil: new Date(now.getTime() + ttlMs),
+    allocations: p.plan!.map((m) => ({
+      allocationId: `alloc-${randomUUID()}`,
+      groupIndex: m.group,
+      offerId: m.offerId,
+      providerId: m.providerId,
+      nodes: m.nodes,
+      gpus: m.gpus,
+      price: m.pricePerGpuHour.toString(),
+      scoreJson: JSON.stringify(m.score),
+    })),
+  };
+}
+
+/** A group's place as the API shows it. */
+export function matchView(g: GroupMatch, until: Date, currency: string): Match {
+  return create(MatchSchema, {
+    group: g.group,
+    offerId: g.offerId,
+    providerId: g.providerId,
+    nodes: g.nodes,
+    gpus: g.gpus,
+    pricePerGpuHour: money(currency, g.pricePerGpuHour),
+    score: create(MatchScoreSchema, g.score),
+    reservedUntil: timestampFromDate(until),
+  });
+}
+
+function matchesOf(plan: readonly GroupMatch[], until: Date, currency: string): Match[] {
+  return plan.map((g) => matchView(g, until, currency));
+}
+
+/** A deadlock, serialization failure or lock timeout: the transaction may simply run again. */
+export function isLockConflict(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === "40P01" || code === "40001" || code === "55P03";
+}

@@ -1,0 +1,164 @@
+// The capacity ledger as the batch matcher reads and writes it: offers with their providers'
+// standing (all of them at start, then what changed since a watermark), the planned offers
+// re-read under row locks, and one statement that inserts a batch of reserved orders with
+// their allocations and escrow owners and takes their nodes from the offers.
+//
+// Change feed: a trigger stamps every insert or update of gpu_offers and providers with the
+// writing transaction's id (`change_xid`). A read returns the xmin of its own snapshot as the
+// next watermark: every transaction below it had finished when the read ran (its changes
+// were seen), every one still running or later has an id at or above it, so the next read
+// `change_xid >= watermark` sees it. Nothing committed is ever missed; some rows come twice.
+import { sql } from "kysely";
+
+import type { OfferCandidate } from "../domain/matching.js";
+import type { Db, Trx } from "../app/context.js";
+import type { OrderRow } from "../app/views.js";
+
+/** An offer joined with its provider, as the candidate queries select it. */
+export interface CandidateRow {
+  offer_id: string;
+  provider_id: string;
+  class_id: string;
+  region: string;
+  bandwidth_mbps: number;
+  price: string;
+  gpus_per_node: number;
+  nodes_free: number;
+  min_lease_ms: bigint | string;
+  available_until: Date | null;
+  state: string;
+  status: string;
+  stake: string;
+  reliability: number;
+}
+
+/** The columns of a CandidateRow, for `select … from gpu_offers o join providers p`. */
+export const candidateColumns = sql`o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price,
+  o.gpus_per_node, o.nodes_free, o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability`;
+
+/** The matching view of a row; `minStake` is the service's floor (below it a provider is not matchable). */
+export function candidateOf(row: CandidateRow, minStake: bigint): OfferCandidate {
+  return {
+    offerId: row.offer_id,
+    providerId: row.provider_id,
+    classId: row.class_id,
+    region: row.region,
+    bandwidthMbps: row.bandwidth_mbps,
+    pricePerGpuHour: BigInt(row.price),
+    gpusPerNode: row.gpus_per_node,
+    nodesFree: row.nodes_free,
+    minLeaseMs: Number(row.min_lease_ms),
+    availableUntilMs: row.available_until ? row.available_until.getTime() : null,
+    matchable: row.state === "active" && row.status === "active" && BigInt(row.stake) >= minStake,
+    stake: BigInt(row.stake),
+    reliability: row.reliability,
+  };
+}
+
+/**
+ * Offers not withdrawn (all of them when `since` is undefined, else those whose offer or
+ * provider changed at or after the watermark `since`) and the watermark for the next read.
+ */
+export async function readCapacity(db: Db, since?: string): Promise<{ rows: CandidateRow[]; watermark: string }> {
+  const changed =
+    since === undefined
+      ? sql`select offer_id from gpu_offers where state <> 'withdrawn'`
+      : sql`select offer_id from gpu_offers where change_xid >= ${since}::xid8
+            union select o.offer_id from providers p join gpu_offers o on o.provider_id = p.provider_id where p.change_xid >= ${since}::xid8`;
+  const r = await sql<CandidateRow & { watermark: string }>`
+    with w as materialized (select pg_snapshot_xmin(pg_current_snapshot())::text as watermark),
+         ch as (${changed})
+    select w.watermark, c.* from w left join lateral (
+      select ${candidateColumns} from ch join gpu_offers o on o.offer_id = ch.offer_id join providers p on p.provider_id = o.provider_id
+    ) c on true`.execute(db);
+  const watermark = r.rows[0]!.watermark;
+  return { rows: r.rows.filter((row) => row.offer_id !== null), watermark };
+}
+
+/** Locks `offerIds` FOR UPDATE in id order (so two batches never wait on each other in a cycle) and reads them. */
+export async function lockOffers(trx: Trx, offerIds: readonly string[]): Promise<CandidateRow[]> {
+  const ids = [...new Set(offerIds)].sort();
+  const r = await sql<CandidateRow>`
+    select ${candidateColumns} from gpu_offers o join providers p on p.provider_id = o.provider_id
+    where o.offer_id = any(${ids}::text[]) order by o.offer_id for update of o`.execute(trx);
+  return r.rows;
+}
+
+/** An order of a batch, created reserved. */
+export interface ReservedOrderInsert {
+  readonly orderId: string;
+  readonly tenantId: string;
+  readonly idempotencyKey: string;
+  readonly requestSha256: string;
+  readonly specJson: string;
+  readonly classId: string;
+  readonly escrowAccountId: string;
+  readonly startAfter: Date | null;
+  readonly startBefore: Date | null;
+  readonly reservedUntil: Date;
+  readonly allocations: readonly AllocationInsert[];
+}
+
+export interface AllocationInsert {
+  readonly allocationId: string;
+  readonly groupIndex: number;
+  readonly offerId: string;
+  readonly providerId: string;
+  readonly nodes: number;
+  readonly gpus: number;
+  readonly price: string;
+  readonly scoreJson: string;
+}
+
+/**
+ * One statement for a whole batch: inserts the orders as reserved (skipping any whose
+ * (tenant, idempotency key) exists: that order was made before), and for the inserted ones
+ * only, their allocations and escrow owners, and takes their nodes from the offers (the
+ * CHECK on nodes_free refuses the statement if any offer would go below zero). Returns the
+ * inserted order rows.
+ */
+export async function insertReservedOrders(trx: Trx, orders: readonly ReservedOrderInsert[], now: Date): Promise<OrderRow[]> {
+  if (orders.length === 0) return [];
+  const allocs = orders.flatMap((o) => o.allocations.map((a) => ({ ...a, orderId: o.orderId, until: o.reservedUntil })));
+  const col = <T>(f: (o: ReservedOrderInsert) => T) => orders.map(f);
+  const acol = <T>(f: (a: (typeof allocs)[number]) => T) => allocs.map(f);
+  const r = await sql<OrderRow>`
+    with ins as (
+      insert into orders (order_id, tenant_id, idempotency_key, request_sha256, spec, class_id, state, escrow_account_id,
+                          reserved_until, start_after, start_before, attempts, created_at, updated_at)
+      select order_id, tenant_id, idempotency_key, request_sha256, spec::jsonb, class_id, 'reserved', escrow_account_id,
+             reserved_until, start_after, start_before, 1, ${now}, ${now}
+      from unnest(${col((o) => o.orderId)}::text[], ${col((o) => o.tenantId)}::text[], ${col((o) => o.idempotencyKey)}::text[],
+                  ${col((o) => o.requestSha256)}::text[], ${col((o) => o.specJson)}::text[], ${col((o) => o.classId)}::text[],
+                  ${col((o) => o.escrowAccountId)}::text[], ${col((o) => o.reservedUntil)}::timestamptz[],
+                  ${col((o) => o.startAfter)}::timestamptz[], ${col((o) => o.startBefore)}::timestamptz[])
+        as x (order_id, tenant_id, idempotency_key, request_sha256, spec, class_id, escrow_account_id, reserved_until, start_after, start_before)
+      on conflict (tenant_id, idempotency_key) do nothing
+      returning *
+    ),
+    a as (
+      select * from unnest(${acol((a) => a.allocationId)}::text[], ${acol((a) => a.orderId)}::text[], ${acol((a) => a.groupIndex)}::int[],
+                           ${acol((a) => a.offerId)}::text[], ${acol((a) => a.providerId)}::text[], ${acol((a) => a.nodes)}::int[],
+                           ${acol((a) => a.gpus)}::int[], ${acol((a) => a.price)}::numeric[], ${acol((a) => a.scoreJson)}::text[],
+                           ${acol((a) => a.until)}::timestamptz[])
+        as y (allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score, reserved_until)
+      where order_id in (select order_id from ins)
+    ),
+    alloc as (
+      insert into allocations (allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score, state, reserved_until, created_at)
+      select allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score::jsonb, 'reserved', reserved_until, ${now} from a
+      returning 1
+    ),
+    taken as (
+      update gpu_offers o set nodes_free = o.nodes_free - t.n
+      from (select offer_id, sum(nodes)::int as n from a group by offer_id) t
+      where o.offer_id = t.offer_id
+      returning 1
+    ),
+    owners as (
+      insert into escrow_owners (account_id, owner_id, order_id) select escrow_account_id, tenant_id, order_id from ins
+      returning 1
+    )
+    select ins.* from ins`.execute(trx);
+  return r.rows;
+}
