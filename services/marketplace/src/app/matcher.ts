@@ -22,8 +22,8 @@ import { MatchSchema, MatchScoreSchema, type Match } from "@deai/contracts/deai/
 
 import { createAccounts } from "@deai/kit";
 
-import { matchGang, offerFilter, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
-import { CapacityIndex } from "../domain/capacity-index.js";
+import { matchGang, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
+import { CapacityIndex, recheck } from "../domain/capacity-index.js";
 import { candidateOf, insertReservedOrders, lockOffers, readCapacity, type ReservedOrderInsert } from "../store/capacity.js";
 import type { MarketContext } from "./context.js";
 import { money, type OrderRow } from "./views.js";
@@ -44,8 +44,13 @@ export interface GangMatcherOptions {
   readonly maxBatch?: number;
   /** Plans an order may lose at the locked re-check before the SQL path takes it. @default 3 */
   readonly attempts?: number;
-  /** Batches committing at once (each on its own connection; a new one is planned while others commit). @default 3 */
+  /** Batches committing at once (each on its own connection; a new one is planned while others commit). @default 2 */
   readonly depth?: number;
+  /**
+   * How old the index may be when a batch is planned: it holds every change committed at
+   * least this long before. Younger reads run in the background while batches commit. @default 25
+   */
+  readonly maxStalenessMs?: number;
 }
 
 interface Pending {
@@ -74,6 +79,11 @@ export class GangMatcher {
   private readonly maxBatch: number;
   private readonly attempts: number;
   private readonly depth: number;
+  private readonly maxStalenessMs: number;
+  private reading: Promise<void> | undefined;
+  private readingSince = -Infinity;
+  /** When the newest read applied to the index began (performance.now()). */
+  private readSince = -Infinity;
 
   constructor(
     private readonly ctx: MarketContext,
@@ -81,7 +91,8 @@ export class GangMatcher {
   ) {
     this.maxBatch = opts.maxBatch ?? 256;
     this.attempts = opts.attempts ?? 3;
-    this.depth = opts.depth ?? 3;
+    this.depth = opts.depth ?? 2;
+    this.maxStalenessMs = opts.maxStalenessMs ?? 25;
   }
 
   /** Queues an order for the next batch; resolves once its batch committed (or it was handed back). */
@@ -94,7 +105,7 @@ export class GangMatcher {
 
   /** Reads the index from Postgres now (at start, so the first orders do not wait for it). */
   async warmUp(): Promise<void> {
-    await this.refresh();
+    await this.read();
   }
 
   /** Starts a batch when orders wait, no plan is being made and fewer than `depth` commits are in flight. */
@@ -107,7 +118,7 @@ export class GangMatcher {
   private async cycle(): Promise<void> {
     let planned: Pending[] = [];
     try {
-      await this.refresh();
+      await this.fresh();
       planned = this.plan(this.queue.splice(0, this.maxBatch));
     } catch (e) {
       for (const p of this.queue.splice(0, this.maxBatch)) p.reject(e);
@@ -123,6 +134,33 @@ export class GangMatcher {
       this.inflight--;
       this.kick();
     }
+  }
+
+  /** Makes sure the index is at most `maxStalenessMs` old, and starts the next read in the background. */
+  private async fresh(): Promise<void> {
+    const bound = performance.now() - this.maxStalenessMs;
+    if (this.readSince < bound) {
+      if (this.reading && this.readingSince < bound) await this.reading.catch(() => undefined);
+      await this.read();
+      return;
+    }
+    this.read().catch(() => undefined); // a failure shows in the next read that is waited for
+  }
+
+  /** The read in flight, or a new one. */
+  private read(): Promise<void> {
+    if (!this.reading) {
+      const since = performance.now();
+      this.readingSince = since;
+      this.reading = this.refresh()
+        .then(() => {
+          this.readSince = since;
+        })
+        .finally(() => {
+          this.reading = undefined;
+        });
+    }
+    return this.reading;
   }
 
   /** Brings the index up to date with Postgres: everything at first, then the changes since the last read. */
@@ -226,39 +264,6 @@ export class GangMatcher {
     }
     this.queue = [...again, ...this.queue];
   }
-}
-
-/**
- * Re-checks the batch's plans in order against the locked rows: a plan wins when every offer
- * it uses still passes the order's filters at the planned ask and has the free nodes (after
- * the earlier winners of the batch); the others lose.
- */
-export function recheck<P extends { readonly order: { readonly gang: GangRequest }; readonly plan?: readonly GroupMatch[] }>(
-  batch: readonly P[],
-  locked: readonly OfferCandidate[],
-): { winners: P[]; losers: P[] } {
-  const rows = new Map(locked.map((o) => [o.offerId, o]));
-  const free = new Map(locked.map((o) => [o.offerId, o.nodesFree]));
-  const winners: P[] = [];
-  const losers: P[] = [];
-  for (const p of batch) {
-    const need = new Map<string, number>();
-    for (const m of p.plan!) need.set(m.offerId, (need.get(m.offerId) ?? 0) + m.nodes);
-    const fails = offerFilter(p.order.gang);
-    const fits = p.plan!.every((m) => {
-      const o = rows.get(m.offerId);
-      if (!o || o.pricePerGpuHour !== m.pricePerGpuHour) return false;
-      const left = free.get(m.offerId)!;
-      return left >= need.get(m.offerId)! && fails({ ...o, nodesFree: left }) === null;
-    });
-    if (!fits) {
-      losers.push(p);
-      continue;
-    }
-    for (const [id, n] of need) free.set(id, free.get(id)! - n);
-    winners.push(p);
-  }
-  return { winners, losers };
 }
 
 function reservedInsert(p: Pending, now: Date): ReservedOrderInsert {

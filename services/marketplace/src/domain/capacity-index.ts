@@ -8,7 +8,7 @@
  * locks and the CHECK on `nodes_free` backs that up. The matcher's loop applies reads and its
  * own commits one at a time, so the last one applied is the newest.
  */
-import { offerFilter, type GangRequest, type OfferCandidate } from "./matching.js";
+import { offerFilter, type GangRequest, type GroupMatch, type OfferCandidate } from "./matching.js";
 
 interface Entry {
   offer: OfferCandidate;
@@ -109,4 +109,37 @@ export class CapacityIndex {
     }
     return lo;
   }
+}
+
+/**
+ * Re-checks the batch's plans in order against the locked rows: a plan wins when every offer
+ * it uses still passes the order's filters at the planned ask and has the free nodes (after
+ * the earlier winners of the batch); the others lose.
+ */
+export function recheck<P extends { readonly order: { readonly gang: GangRequest }; readonly plan?: readonly GroupMatch[] }>(
+  batch: readonly P[],
+  locked: readonly OfferCandidate[],
+): { winners: P[]; losers: P[] } {
+  const rows = new Map(locked.map((o) => [o.offerId, o]));
+  const free = new Map(locked.map((o) => [o.offerId, o.nodesFree]));
+  const winners: P[] = [];
+  const losers: P[] = [];
+  for (const p of batch) {
+    const need = new Map<string, number>();
+    for (const m of p.plan!) need.set(m.offerId, (need.get(m.offerId) ?? 0) + m.nodes);
+    const fails = offerFilter(p.order.gang);
+    const fits = p.plan!.every((m) => {
+      const o = rows.get(m.offerId);
+      if (!o || o.pricePerGpuHour !== m.pricePerGpuHour) return false;
+      const left = free.get(m.offerId)!;
+      return left >= need.get(m.offerId)! && fails({ ...o, nodesFree: left }) === null;
+    });
+    if (!fits) {
+      losers.push(p);
+      continue;
+    }
+    for (const [id, n] of need) free.set(id, free.get(id)! - n);
+    winners.push(p);
+  }
+  return { winners, losers };
 }
