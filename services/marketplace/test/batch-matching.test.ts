@@ -110,3 +110,20 @@ it("a batch planned on a stale index: the conflicting order loses the re-check a
   expect(offerOf(o1!)).toEqual([v]);
   await ledgerConsistent(w, 4);
 }, 60_000);
+
+it("an order whose key was used before rolls its batch back: it goes to the SQL path, the others commit on the retry", async () => {
+  const w = await newWorld(tdb.url, {}, 4);
+  for (let i = 0; i < 3; i++) await gpuProvider(w, { nodes: 4, price: BigInt(1 + i) * 1_000_000n });
+  const m = new GangMatcher(w.market.ctx);
+  const first = order(w);
+  expect((await m.submit(first)).kind).toBe("reserved");
+  const again = { ...order(w), tenantId: first.tenantId, idempotencyKey: first.idempotencyKey };
+  const [dup, other] = await Promise.all([m.submit(again), m.submit(order(w))]);
+  expect(dup!.kind).toBe("fallback");
+  expect(other!.kind).toBe("reserved");
+  const orders = await sql<{ n: number }>`select count(*)::int as n from orders`.execute(w.database.db);
+  expect(orders.rows[0]!.n).toBe(2);
+  const accounts = await sql<{ n: number }>`select count(*)::int as n from money_accounts where kind = 'escrow'`.execute(w.database.db);
+  expect(accounts.rows[0]!.n).toBe(2);
+  await ledgerConsistent(w, 4);
+}, 60_000);

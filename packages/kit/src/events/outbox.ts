@@ -9,7 +9,7 @@
  */
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { context, propagation, type ObservableGauge, type ObservableResult } from "@opentelemetry/api";
-import { sql, type Kysely } from "kysely";
+import { sql, type Kysely, type RawBuilder } from "kysely";
 
 import type { Logger } from "../logger.js";
 import { Scheduler, type ScheduledLoop } from "../schedule/scheduler.js";
@@ -43,18 +43,26 @@ export interface QueuedEvent<D extends DescMessage = DescMessage> {
 
 /** Queues many events inside `trx` in one statement (a batch commit); like `enqueueEvent` for each. */
 export async function enqueueEvents(trx: Kysely<unknown>, events: readonly QueuedEvent[]): Promise<void> {
-  if (events.length === 0) return;
+  await outboxInsert(events)?.execute(trx);
+}
+
+/**
+ * The INSERT of `enqueueEvents` as a statement to compose into a larger write (a CTE), so a
+ * batch commit spends no round trip of its own on its events; undefined when there are none.
+ */
+export function outboxInsert(events: readonly QueuedEvent[]): RawBuilder<unknown> | undefined {
+  if (events.length === 0) return undefined;
   const carriers = events.map((e) => {
     const carrier: Record<string, string> = { "deai-type": e.schema.typeName };
     propagation.inject(context.active(), carrier);
     return JSON.stringify(carrier);
   });
-  await sql`
+  return sql`
     insert into kit_outbox (event_id, subject, payload, headers)
     select event_id, subject, payload, headers::jsonb
     from unnest(${events.map((e) => e.eventId)}::text[], ${events.map((e) => e.subject)}::text[],
                 ${events.map((e) => Buffer.from(toBinary(e.schema, e.event)))}::bytea[], ${carriers}::text[]) as x (event_id, subject, payload, headers)
-    on conflict (event_id) do nothing`.execute(trx);
+    on conflict (event_id) do nothing`;
 }
 
 interface OutboxRow {

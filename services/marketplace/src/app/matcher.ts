@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto";
 
 import { MatchSchema, MatchScoreSchema, type Match } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 
-import { createAccounts } from "@deai/kit";
+import { accountsInsert, outboxInsert } from "@deai/kit";
 
 import { matchGang, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
 import { CapacityIndex, recheck } from "../domain/capacity-index.js";
@@ -48,7 +48,8 @@ export interface GangMatcherOptions {
   readonly depth?: number;
   /**
    * How old the index may be when a batch is planned: it holds every change committed at
-   * least this long before. Younger reads run in the background while batches commit. @default 25
+   * least this long before. Reads run in the background while batches commit, at most
+   * one per half of it. @default 25
    */
   readonly maxStalenessMs?: number;
 }
@@ -144,7 +145,8 @@ export class GangMatcher {
       await this.read();
       return;
     }
-    this.read().catch(() => undefined); // a failure shows in the next read that is waited for
+    // Our own commits update the index directly; reads are for other writers, so half the bound apart is enough.
+    if (this.readSince < performance.now() - this.maxStalenessMs / 2) this.read().catch(() => undefined); // a failure shows in the next read waited for
   }
 
   /** The read in flight, or a new one. */
@@ -208,24 +210,32 @@ export class GangMatcher {
           candidateOf(row, this.ctx.params.minStake),
         );
         ({ winners, losers } = recheck(batch, locked));
-        inserted = await insertReservedOrders(
-          trx,
-          winners.map((p) => reservedInsert(p, now)),
-          now,
-        );
-        await createAccounts(
-          trx,
-          this.ctx.clock,
-          inserted.map((o) => ({ id: o.escrow_account_id, ledger: this.ctx.params.currency, kind: "escrow", flags: { debitsMustNotExceedCredits: true } })),
-        );
-        const byId = new Map(winners.map((p) => [p.order.orderId, p]));
-        await this.ctx.events.ordersMatched(
-          trx,
-          inserted.map((o) => ({ orderId: o.order_id, tenantId: o.tenant_id, attempt: 1, matches: matchesOf(byId.get(o.order_id)!.plan!, o.reserved_until!, this.ctx.params.currency) })),
-        );
+        const inserts = winners.map((p) => reservedInsert(p, now));
+        const { rows, accountsCreated } = await insertReservedOrders(trx, inserts, now, {
+          accounts: accountsInsert(
+            this.ctx.clock,
+            inserts.map((o) => ({ id: o.escrowAccountId, ledger: this.ctx.params.currency, kind: "escrow", flags: { debitsMustNotExceedCredits: true } })),
+          ),
+          events: outboxInsert(
+            this.ctx.events.ordersMatchedOutbox(
+              inserts.map((o, i) => ({ orderId: o.orderId, tenantId: o.tenantId, attempt: 1, matches: matchesOf(winners[i]!.plan!, o.reservedUntil, this.ctx.params.currency) })),
+            ),
+          ),
+        });
+        // A key seen before (or an escrow account that exists): the accounts and events of every
+        // order were written, so undo the batch and leave those orders to the SQL path.
+        if (rows.length < inserts.length || accountsCreated < inserts.length) throw new Skipped(rows.map((r) => r.order_id));
+        inserted = rows;
       });
     } catch (e) {
       this.unhold(batch);
+      if (e instanceof Skipped) {
+        // Winners that were inserted go again; the others take the SQL path (which returns the existing order).
+        const again = new Set(e.inserted);
+        for (const p of batch) if (!again.has(p.order.orderId) && winners.includes(p)) p.resolve({ kind: "fallback" });
+        this.retry(batch.filter((p) => again.has(p.order.orderId) || !winners.includes(p)));
+        return;
+      }
       if (isLockConflict(e)) {
         this.retry(batch);
         return;
@@ -282,6 +292,12 @@ function reservedInsert(p: Pending, now: Date): ReservedOrderInsert {
       scoreJson: JSON.stringify(m.score),
     })),
   };
+}
+
+class Skipped extends Error {
+  constructor(readonly inserted: readonly string[]) {
+    super("batch rolled back: some orders were not inserted");
+  }
 }
 
 /** A group's place as the API shows it. */

@@ -65,9 +65,7 @@ export function outboxEvents(clock: Clock, currency: string): MarketEvents {
     orderMatched: async (trx, orderId, tenantId, attempt, matches) => {
       await enqueueEvents(q(trx), [matched({ orderId, tenantId, attempt, matches })]);
     },
-    ordersMatched: async (trx, orders) => {
-      await enqueueEvents(q(trx), orders.map(matched));
-    },
+    ordersMatchedOutbox: (orders) => orders.map(matched),
     orderUnmatched: async (trx, orderId, tenantId, attempt, reasons) => {
       const eventId = `marketplace/order_unmatched/${orderId}/${attempt}`;
       await enqueueEvent(

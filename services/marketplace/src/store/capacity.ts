@@ -8,7 +8,7 @@
 // next watermark: every transaction below it had finished when the read ran (its changes
 // were seen), every one still running or later has an id at or above it, so the next read
 // `change_xid >= watermark` sees it. Nothing committed is ever missed; some rows come twice.
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
 
 import type { OfferCandidate } from "../domain/matching.js";
 import type { Db, Trx } from "../app/context.js";
@@ -114,15 +114,21 @@ export interface AllocationInsert {
  * One statement for a whole batch: inserts the orders as reserved (skipping any whose
  * (tenant, idempotency key) exists: that order was made before), and for the inserted ones
  * only, their allocations and escrow owners, and takes their nodes from the offers (the
- * CHECK on nodes_free refuses the statement if any offer would go below zero). Returns the
- * inserted order rows.
+ * CHECK on nodes_free refuses the statement if any offer would go below zero); `alongside`
+ * are the kit's inserts of the escrow accounts and the events of every order, run in the same
+ * statement (when an order was skipped, the caller rolls back). Returns the inserted order rows.
  */
-export async function insertReservedOrders(trx: Trx, orders: readonly ReservedOrderInsert[], now: Date): Promise<OrderRow[]> {
-  if (orders.length === 0) return [];
+export async function insertReservedOrders(
+  trx: Trx,
+  orders: readonly ReservedOrderInsert[],
+  now: Date,
+  alongside: { readonly accounts: RawBuilder<{ id: string }>; readonly events?: RawBuilder<unknown> | undefined },
+): Promise<{ rows: OrderRow[]; accountsCreated: number }> {
+  if (orders.length === 0) return { rows: [], accountsCreated: 0 };
   const allocs = orders.flatMap((o) => o.allocations.map((a) => ({ ...a, orderId: o.orderId, until: o.reservedUntil })));
   const col = <T>(f: (o: ReservedOrderInsert) => T) => orders.map(f);
   const acol = <T>(f: (a: (typeof allocs)[number]) => T) => allocs.map(f);
-  const r = await sql<OrderRow>`
+  const r = await sql<OrderRow & { accounts_created: number }>`
     with ins as (
       insert into orders (order_id, tenant_id, idempotency_key, request_sha256, spec, class_id, state, escrow_account_id,
                           reserved_until, start_after, start_before, attempts, created_at, updated_at)
@@ -158,7 +164,9 @@ export async function insertReservedOrders(trx: Trx, orders: readonly ReservedOr
     owners as (
       insert into escrow_owners (account_id, owner_id, order_id) select escrow_account_id, tenant_id, order_id from ins
       returning 1
-    )
-    select ins.* from ins`.execute(trx);
-  return r.rows;
+    ),
+    acc as (${alongside.accounts})
+    ${alongside.events ? sql`, ev as (${alongside.events})` : sql``}
+    select ins.*, (select count(*) from acc)::int as accounts_created from ins`.execute(trx);
+  return { rows: r.rows, accountsCreated: r.rows[0]?.accounts_created ?? 0 };
 }
