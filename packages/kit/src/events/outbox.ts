@@ -48,9 +48,10 @@ export async function enqueueEvents(trx: Kysely<unknown>, events: readonly Queue
 
 /**
  * The INSERT of `enqueueEvents` as a statement to compose into a larger write (a CTE), so a
- * batch commit spends no round trip of its own on its events; undefined when there are none.
+ * batch commit spends no round trip of its own on its events; with `only` (a subquery of event
+ * ids of the same statement), just those events. Undefined when there are none.
  */
-export function outboxInsert(events: readonly QueuedEvent[]): RawBuilder<unknown> | undefined {
+export function outboxInsert(events: readonly QueuedEvent[], only?: RawBuilder<unknown>): RawBuilder<unknown> | undefined {
   if (events.length === 0) return undefined;
   const carriers = events.map((e) => {
     const carrier: Record<string, string> = { "deai-type": e.schema.typeName };
@@ -62,6 +63,7 @@ export function outboxInsert(events: readonly QueuedEvent[]): RawBuilder<unknown
     select event_id, subject, payload, headers::jsonb
     from unnest(${events.map((e) => e.eventId)}::text[], ${events.map((e) => e.subject)}::text[],
                 ${events.map((e) => Buffer.from(toBinary(e.schema, e.event)))}::bytea[], ${carriers}::text[]) as x (event_id, subject, payload, headers)
+    ${only ? sql`where event_id in (${only})` : sql``}
     on conflict (event_id) do nothing`;
 }
 

@@ -132,10 +132,11 @@ export async function createAccounts(db: MoneyDb, clock: Clock, inputs: readonly
 
 /**
  * The INSERT of new accounts (zero balances, existing ids skipped) as a statement to compose
- * into a larger write (a CTE); it returns the ids it inserted. Inputs are checked here; an id
- * that exists is the caller's to judge (`createAccounts` refuses one that differs).
+ * into a larger write (a CTE); it returns the ids it inserted. With `only` (a subquery of ids
+ * of the same statement), just those inputs. Inputs are checked here; an id that exists is the
+ * caller's to judge (`createAccounts` refuses one that differs).
  */
-export function accountsInsert(clock: Clock, inputs: readonly AccountInput[]): RawBuilder<{ id: string }> {
+export function accountsInsert(clock: Clock, inputs: readonly AccountInput[], only?: RawBuilder<unknown>): RawBuilder<{ id: string }> {
   const all = inputs.map(checkAccountInput);
   return sql<{ id: string }>`
     insert into money_accounts (id, ledger, kind, debits_must_not_exceed_credits, credits_must_not_exceed_debits, created_at)
@@ -143,6 +144,7 @@ export function accountsInsert(clock: Clock, inputs: readonly AccountInput[]): R
     from unnest(${all.map((a) => a.id)}::text[], ${all.map((a) => a.ledger)}::text[], ${all.map((a) => a.kind)}::text[],
                 ${all.map((a) => a.flags.debitsMustNotExceedCredits)}::boolean[], ${all.map((a) => a.flags.creditsMustNotExceedDebits)}::boolean[])
          as x (id, ledger, kind, d, c)
+    ${only ? sql`where id in (${only})` : sql``}
     on conflict (id) do nothing
     returning id`;
 }

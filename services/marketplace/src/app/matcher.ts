@@ -1,19 +1,20 @@
 // The batch gang matcher: plans orders against an in-memory capacity index and commits them
-// in batches (group commit), so one transaction reserves many gangs.
+// in batches (group commit), so one statement reserves many gangs.
 //
-// One loop per process: read what changed in Postgres since the last read (the change feed
-// of store/capacity.ts), plan every queued order in arrival order against the index (each
-// plan holds its nodes in memory so the next order plans around it), then commit the batch
-// in one transaction: lock the planned offers in id order, re-check every plan against the
-// locked rows (free nodes, filters, ask), and write the orders that still fit — orders,
-// allocations, nodes taken, escrow accounts and owners, events — in a few multi-row
-// statements. An order is acknowledged only after its batch committed (durable).
+// One loop per process: bring the index up to date with what changed in Postgres (the change
+// feed of store/capacity.ts, read in the background while batches commit, never older than
+// `maxStalenessMs`), plan every queued order in arrival order on the index (each plan holds
+// its nodes in memory so the next order plans around it), then commit the batch in one
+// statement (store/capacity.ts reserveBatch): it locks the planned offers that still have the
+// version they were planned on, and writes the orders all of whose offers it locked — orders,
+// allocations, nodes taken, escrow owners, escrow accounts and events. An order is
+// acknowledged only after that statement committed (durable).
 //
 // The index is a cache: Postgres stays the arbiter. Replicas each keep their own; a plan made
-// on a stale view loses at the locked re-check (the CHECK on nodes_free backs that up), and
-// only the losers are planned again, on the freshly locked values. Orders the index cannot
-// place, and losers after a few attempts, go back to the caller, which matches them with the
-// SQL path (and explains a miss from a full snapshot).
+// on a stale view finds a changed version and loses (the CHECK on nodes_free backs that up),
+// and only the losers are planned again, after a fresh read. Orders the index cannot place,
+// losers after a few attempts and keys used before go back to the caller, which matches them
+// with the SQL path (and explains a miss from a full snapshot).
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { randomUUID } from "node:crypto";
@@ -21,10 +22,11 @@ import { randomUUID } from "node:crypto";
 import { MatchSchema, MatchScoreSchema, type Match } from "@deai/contracts/deai/marketplace/v1/marketplace_pb";
 
 import { accountsInsert, outboxInsert } from "@deai/kit";
+import { sql } from "kysely";
 
 import { matchGang, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
-import { CapacityIndex, recheck } from "../domain/capacity-index.js";
-import { candidateOf, insertReservedOrders, lockOffers, readCapacity, type ReservedOrderInsert } from "../store/capacity.js";
+import { CapacityIndex } from "../domain/capacity-index.js";
+import { candidateOf, readCapacity, reserveBatch, type PlannedOffer, type ReservedOrderInsert } from "../store/capacity.js";
 import type { MarketContext } from "./context.js";
 import { money, type OrderRow } from "./views.js";
 
@@ -58,6 +60,8 @@ interface Pending {
   readonly order: BatchOrder;
   attempts: number;
   plan?: readonly GroupMatch[];
+  /** The version of each offer of the plan when it was made. */
+  versions?: ReadonlyMap<string, string>;
   resolve(o: BatchOutcome): void;
   reject(e: unknown): void;
 }
@@ -74,9 +78,9 @@ export class GangMatcher {
   /** A read and plan is under way (one at a time: plans must see each other's holds). */
   private planning = false;
   private inflight = 0;
-  /** Commits finished so far, and per offer the count when one last wrote it (a read started before must not undo it). */
+  /** Commits finished so far, and per offer the last one that wrote it with the version it replaced (a read started before must not bring that back). */
   private commits = 0;
-  private readonly committedAt = new Map<string, number>();
+  private readonly replaced = new Map<string, { at: number; version: string }>();
   private readonly maxBatch: number;
   private readonly attempts: number;
   private readonly depth: number;
@@ -170,12 +174,9 @@ export class GangMatcher {
     const started = this.commits;
     const { rows, watermark } = await readCapacity(this.ctx.db, this.watermark);
     for (const row of rows) {
-      const o = candidateOf(row, this.ctx.params.minStake);
-      // A commit of ours that finished while this read ran may be newer than what the read saw;
-      // commits only take nodes, so the smaller count is the newer one (anything else that
-      // changed after the read's snapshot comes again in the next read).
-      const raced = (this.committedAt.get(o.offerId) ?? 0) > started;
-      this.index.apply(raced ? { ...o, nodesFree: Math.min(o.nodesFree, this.index.known(o.offerId) ?? o.nodesFree) } : o);
+      const r = this.replaced.get(row.offer_id);
+      if (r && r.at > started && r.version === row.version) continue; // read before our commit landed
+      this.index.apply(candidateOf(row, this.ctx.params.minStake), row.version);
     }
     this.watermark = watermark;
   }
@@ -191,6 +192,7 @@ export class GangMatcher {
         continue;
       }
       p.plan = r.plan;
+      p.versions = new Map(r.plan.map((m) => [m.offerId, this.index.known(m.offerId)!.version]));
       for (const m of r.plan) this.index.hold(m.offerId, m.nodes);
       planned.push(p);
     }
@@ -198,66 +200,80 @@ export class GangMatcher {
   }
 
   private async commit(batch: Pending[]): Promise<void> {
-    if (batch.length === 0) return;
     const now = this.ctx.clock.now();
-    let locked: OfferCandidate[] = [];
-    let winners: Pending[] = [];
-    let losers: Pending[] = [];
-    let inserted: OrderRow[] = [];
+    const offers = new Map<string, PlannedOffer>();
+    for (const p of batch)
+      for (const m of p.plan!) {
+        const prev = offers.get(m.offerId);
+        offers.set(m.offerId, { offerId: m.offerId, version: prev?.version ?? p.versions!.get(m.offerId)!, nodes: (prev?.nodes ?? 0) + m.nodes });
+      }
+    const inserts = batch.map((p) => reservedInsert(p, now));
+    const events = this.ctx.events.ordersMatchedOutbox(
+      inserts.map((o, i) => ({ orderId: o.orderId, tenantId: o.tenantId, attempt: 1, matches: matchesOf(batch[i]!.plan!, o.reservedUntil, this.ctx.params.currency) })),
+    );
+    let result: Awaited<ReturnType<typeof reserveBatch>>;
     try {
-      await this.ctx.db.transaction().execute(async (trx) => {
-        locked = (await lockOffers(trx, batch.flatMap((p) => p.plan!.map((m) => m.offerId)))).map((row) =>
-          candidateOf(row, this.ctx.params.minStake),
-        );
-        ({ winners, losers } = recheck(batch, locked));
-        const inserts = winners.map((p) => reservedInsert(p, now));
-        const { rows, accountsCreated } = await insertReservedOrders(trx, inserts, now, {
-          accounts: accountsInsert(
-            this.ctx.clock,
-            inserts.map((o) => ({ id: o.escrowAccountId, ledger: this.ctx.params.currency, kind: "escrow", flags: { debitsMustNotExceedCredits: true } })),
-          ),
-          events: outboxInsert(
-            this.ctx.events.ordersMatchedOutbox(
-              inserts.map((o, i) => ({ orderId: o.orderId, tenantId: o.tenantId, attempt: 1, matches: matchesOf(winners[i]!.plan!, o.reservedUntil, this.ctx.params.currency) })),
-            ),
-          ),
-        });
-        // A key seen before (or an escrow account that exists): the accounts and events of every
-        // order were written, so undo the batch and leave those orders to the SQL path.
-        if (rows.length < inserts.length || accountsCreated < inserts.length) throw new Skipped(rows.map((r) => r.order_id));
-        inserted = rows;
-      });
+      result = await reserveBatch(this.ctx.db, [...offers.values()], inserts, now, (won) => [
+        accountsInsert(
+          this.ctx.clock,
+          inserts.map((o) => ({ id: o.escrowAccountId, ledger: this.ctx.params.currency, kind: "escrow", flags: { debitsMustNotExceedCredits: true } })),
+          won.accountIds,
+        ),
+        outboxInsert(
+          events,
+          events.length > 0
+            ? sql`select e from unnest(${events.map((e) => e.eventId)}::text[], ${inserts.map((o) => o.orderId)}::text[]) as m (e, o) where o in (${won.orderIds})`
+            : undefined,
+        ),
+      ]);
     } catch (e) {
       this.unhold(batch);
-      if (e instanceof Skipped) {
-        // Winners that were inserted go again; the others take the SQL path (which returns the existing order).
-        const again = new Set(e.inserted);
-        for (const p of batch) if (!again.has(p.order.orderId) && winners.includes(p)) p.resolve({ kind: "fallback" });
-        this.retry(batch.filter((p) => again.has(p.order.orderId) || !winners.includes(p)));
-        return;
-      }
-      if (isLockConflict(e)) {
-        this.retry(batch);
-        return;
-      }
+      if (isKeyConflict(e)) return this.dropUsedKeys(batch);
+      if (isLockConflict(e)) return this.retry(batch);
       for (const p of batch) p.reject(e);
       return;
     }
-    // Committed: the locked rows less what the inserted orders took are what Postgres holds now.
+    // Committed. A winner's offers were exactly as the index had them: less what the batch took, at our version.
     this.unhold(batch);
-    const rows = new Map(inserted.map((o) => [o.order_id, o]));
+    const rows = new Map(result.rows.map((o) => [o.order_id, o]));
     const taken = new Map<string, number>();
-    for (const p of winners) if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
+    for (const p of batch) if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
     this.commits++;
-    for (const o of locked) {
-      this.index.apply({ ...o, nodesFree: o.nodesFree - (taken.get(o.offerId) ?? 0) });
-      this.committedAt.set(o.offerId, this.commits);
+    for (const [offerId, nodes] of taken) {
+      const k = this.index.known(offerId)!;
+      const version = `${result.xid}:${k.version.split(":")[1]}`;
+      this.index.apply({ ...k.offer, nodesFree: k.offer.nodesFree - nodes }, version);
+      this.replaced.set(offerId, { at: this.commits, version: offers.get(offerId)!.version });
     }
-    for (const p of winners) {
+    const losers: Pending[] = [];
+    for (const p of batch) {
       const row = rows.get(p.order.orderId);
-      p.resolve(row ? { kind: "reserved", row, plan: p.plan! } : { kind: "fallback" });
+      if (row) p.resolve({ kind: "reserved", row, plan: p.plan! });
+      else losers.push(p);
     }
+    // Losers planned on a version that changed: read what changed before planning them again.
+    if (losers.length > 0) this.readSince = -Infinity;
     this.retry(losers);
+  }
+
+  /** A batch failed on a (tenant, idempotency key) that exists: those orders take the SQL path (which returns the existing order), the rest go again. */
+  private async dropUsedKeys(batch: readonly Pending[]): Promise<void> {
+    try {
+      const used = await sql<{ k: string }>`
+        select tenant_id || ' ' || idempotency_key as k from orders
+        where (tenant_id, idempotency_key) in (select * from unnest(${batch.map((p) => p.order.tenantId)}::text[], ${batch.map((p) => p.order.idempotencyKey)}::text[]))`.execute(
+        this.ctx.db,
+      );
+      const keys = new Set(used.rows.map((r) => r.k));
+      const again: Pending[] = [];
+      for (const p of batch) {
+        if (keys.has(`${p.order.tenantId} ${p.order.idempotencyKey}`)) p.resolve({ kind: "fallback" });
+        else again.push(p);
+      }
+      this.retry(again);
+    } catch (e) {
+      for (const p of batch) p.reject(e);
+    }
   }
 
   private unhold(batch: readonly Pending[]): void {
@@ -294,12 +310,6 @@ function reservedInsert(p: Pending, now: Date): ReservedOrderInsert {
   };
 }
 
-class Skipped extends Error {
-  constructor(readonly inserted: readonly string[]) {
-    super("batch rolled back: some orders were not inserted");
-  }
-}
-
 /** A group's place as the API shows it. */
 export function matchView(g: GroupMatch, until: Date, currency: string): Match {
   return create(MatchSchema, {
@@ -316,6 +326,12 @@ export function matchView(g: GroupMatch, until: Date, currency: string): Match {
 
 function matchesOf(plan: readonly GroupMatch[], until: Date, currency: string): Match[] {
   return plan.map((g) => matchView(g, until, currency));
+}
+
+/** The batch hit the unique (tenant, idempotency key) of orders. */
+function isKeyConflict(e: unknown): boolean {
+  const x = e as { code?: unknown; constraint?: unknown } | null;
+  return x?.code === "23505" && x.constraint === "orders_tenant_id_idempotency_key_key";
 }
 
 /** A deadlock, serialization failure or lock timeout: the transaction may simply run again. */

@@ -1,5 +1,5 @@
-import { CapacityIndex, recheck } from "./capacity-index.js";
-import { matchGang, type GangRequest, type GroupMatch, type OfferCandidate } from "./matching.js";
+import { CapacityIndex } from "./capacity-index.js";
+import { matchGang, type GangRequest, type OfferCandidate } from "./matching.js";
 
 const H100 = "nvidia-h100-80g-sxm5";
 const offer = (id: string, price: bigint, nodesFree: number, p: Partial<OfferCandidate> = {}): OfferCandidate => ({
@@ -38,12 +38,12 @@ const ids = (os: readonly OfferCandidate[]) => os.map((o) => `${o.offerId}:${o.n
 describe("CapacityIndex", () => {
   it("lists matchable offers with free nodes in price order, net of holds, filtered by the request", () => {
     const x = new CapacityIndex();
-    x.apply(offer("c", 3_000_000n, 2));
-    x.apply(offer("a", 1_000_000n, 1));
-    x.apply(offer("b", 2_000_000n, 4, { region: "us-east" }));
-    x.apply(offer("d", 1_500_000n, 0));
-    x.apply(offer("e", 500_000n, 4, { matchable: false }));
-    x.apply(offer("f", 900_000n, 4, { classId: "other" }));
+    x.apply(offer("c", 3_000_000n, 2), "v1");
+    x.apply(offer("a", 1_000_000n, 1), "v1");
+    x.apply(offer("b", 2_000_000n, 4, { region: "us-east" }), "v1");
+    x.apply(offer("d", 1_500_000n, 0), "v1");
+    x.apply(offer("e", 500_000n, 4, { matchable: false }), "v1");
+    x.apply(offer("f", 900_000n, 4, { classId: "other" }), "v1");
     expect(ids(x.candidates(req(), 10))).toEqual(["a:1", "b:4", "c:2"]);
     expect(ids(x.candidates(req({ regions: ["us-east"] }), 10))).toEqual(["b:4"]);
     expect(ids(x.candidates(req(), 2))).toEqual(["a:1", "b:4"]);
@@ -57,15 +57,16 @@ describe("CapacityIndex", () => {
 
   it("a newer read replaces the offer: price moves it, zero free nodes or a paused offer drop it, and holds stay", () => {
     const x = new CapacityIndex();
-    x.apply(offer("a", 1_000_000n, 4));
-    x.apply(offer("b", 2_000_000n, 4));
+    x.apply(offer("a", 1_000_000n, 4), "v1");
+    x.apply(offer("b", 2_000_000n, 4), "v1");
     x.hold("a", 2);
-    x.apply(offer("a", 2_500_000n, 3));
+    x.apply(offer("a", 2_500_000n, 3), "v2");
     expect(ids(x.candidates(req(), 10))).toEqual(["b:4", "a:1"]);
-    expect(x.known("a")).toBe(3);
-    x.apply(offer("b", 2_000_000n, 0));
+    expect(x.known("a")?.offer.nodesFree).toBe(3);
+    expect(x.known("a")?.version).toBe("v2");
+    x.apply(offer("b", 2_000_000n, 0), "v1");
     expect(ids(x.candidates(req(), 10))).toEqual(["a:1"]);
-    x.apply(offer("a", 2_500_000n, 3, { matchable: false }));
+    x.apply(offer("a", 2_500_000n, 3, { matchable: false }), "v1");
     expect(x.candidates(req(), 10)).toEqual([]);
     expect(() => x.hold("zz", 1)).toThrow(/unknown offer/);
   });
@@ -75,7 +76,7 @@ describe("CapacityIndex", () => {
     const truth = new Map<string, number>();
     for (let i = 0; i < 30; i++) {
       const o = offer(`o${String(i).padStart(2, "0")}`, BigInt(1 + (i % 7)) * 300_000n, 1 + (i % 4));
-      x.apply(o);
+      x.apply(o, "v1");
       truth.set(o.offerId, o.nodesFree);
     }
     let placed = 0;
@@ -91,45 +92,5 @@ describe("CapacityIndex", () => {
     }
     expect(placed).toBeGreaterThan(5);
     for (const v of truth.values()) expect(v).toBeGreaterThanOrEqual(0);
-  });
-});
-
-describe("recheck", () => {
-  const plan = (...offers: [string, bigint][]): GroupMatch[] =>
-    offers.map(([offerId, price], group) => ({
-      group,
-      offerId,
-      providerId: `p-${offerId}`,
-      nodes: 1,
-      gpus: 8,
-      pricePerGpuHour: price,
-      costPerHour: price * 8n,
-      score: { total: 0, price: 0, reliability: 0, bandwidth: 0 },
-    }));
-  const p = (name: string, pl: GroupMatch[], g: Partial<GangRequest> = {}) => ({ name, order: { gang: req(g) }, plan: pl });
-  const names = (ps: readonly { name: string }[]) => ps.map((x) => x.name);
-
-  it("wins while the locked rows have the nodes, in batch order; a plan on a taken, repriced, paused or missing offer loses", () => {
-    const locked = [
-      offer("a", 1_000_000n, 2),
-      offer("b", 2_000_000n, 1),
-      offer("c", 2_000_000n, 4),
-      offer("d", 1_000_000n, 4, { matchable: false }),
-    ];
-    const { winners, losers } = recheck(
-      [
-        p("first on a", plan(["a", 1_000_000n], ["a", 1_000_000n])),
-        p("a is used up", plan(["a", 1_000_000n], ["c", 2_000_000n])),
-        p("b and c", plan(["b", 2_000_000n], ["c", 2_000_000n])),
-        p("c repriced", plan(["c", 1_500_000n], ["c", 1_500_000n])),
-        p("d paused", plan(["d", 1_000_000n], ["c", 2_000_000n])),
-        p("e missing", plan(["e", 1_000_000n], ["c", 2_000_000n])),
-        p("c over max price", plan(["c", 2_000_000n], ["c", 2_000_000n]), { maxPricePerGpuHour: 1_900_000n }),
-        p("rest of c", plan(["c", 2_000_000n], ["c", 2_000_000n], ["c", 2_000_000n])),
-      ],
-      locked,
-    );
-    expect(names(winners)).toEqual(["first on a", "b and c", "rest of c"]);
-    expect(names(losers)).toEqual(["a is used up", "c repriced", "d paused", "e missing", "c over max price"]);
   });
 });

@@ -5,13 +5,15 @@
  * walks from the cheapest instead of scanning every offer.
  *
  * It is a cache, never the arbiter: the batch commit re-reads the planned offers under row
- * locks and the CHECK on `nodes_free` backs that up. The matcher's loop applies reads and its
- * own commits one at a time, so the last one applied is the newest.
+ * locks and the CHECK on `nodes_free` backs that up. `version` names the row as read (the
+ * writing transactions of the offer and of its provider): a batch commits an order only while
+ * every offer it planned on still has the version it was planned with.
  */
-import { offerFilter, type GangRequest, type GroupMatch, type OfferCandidate } from "./matching.js";
+import { offerFilter, type GangRequest, type OfferCandidate } from "./matching.js";
 
 interface Entry {
   offer: OfferCandidate;
+  version: string;
   /** Nodes held by planned, uncommitted orders of this process. */
   held: number;
   /** In its class's free list (matchable with free nodes after holds). */
@@ -30,23 +32,25 @@ export class CapacityIndex {
     return this.entries.size;
   }
 
-  /** Records an offer as last read from Postgres (its nodes free before this process's holds). */
-  apply(offer: OfferCandidate): void {
+  /** Records an offer as last read from Postgres at `version` (its nodes free before this process's holds). */
+  apply(offer: OfferCandidate, version: string): void {
     const e = this.entries.get(offer.offerId);
     if (!e) {
-      const fresh: Entry = { offer, held: 0, listed: false };
+      const fresh: Entry = { offer, version, held: 0, listed: false };
       this.entries.set(offer.offerId, fresh);
       this.relist(fresh);
       return;
     }
     this.unlist(e);
     e.offer = offer;
+    e.version = version;
     this.relist(e);
   }
 
-  /** Free nodes of an offer as last read from Postgres (before holds); undefined when unknown. */
-  known(offerId: string): number | undefined {
-    return this.entries.get(offerId)?.offer.nodesFree;
+  /** An offer as last read from Postgres (nodes free before holds) and its version; undefined when unknown. */
+  known(offerId: string): { readonly offer: OfferCandidate; readonly version: string } | undefined {
+    const e = this.entries.get(offerId);
+    return e && { offer: e.offer, version: e.version };
   }
 
   /** Free nodes of an offer after this process's holds (0 when unknown). */
@@ -109,37 +113,4 @@ export class CapacityIndex {
     }
     return lo;
   }
-}
-
-/**
- * Re-checks the batch's plans in order against the locked rows: a plan wins when every offer
- * it uses still passes the order's filters at the planned ask and has the free nodes (after
- * the earlier winners of the batch); the others lose.
- */
-export function recheck<P extends { readonly order: { readonly gang: GangRequest }; readonly plan?: readonly GroupMatch[] }>(
-  batch: readonly P[],
-  locked: readonly OfferCandidate[],
-): { winners: P[]; losers: P[] } {
-  const rows = new Map(locked.map((o) => [o.offerId, o]));
-  const free = new Map(locked.map((o) => [o.offerId, o.nodesFree]));
-  const winners: P[] = [];
-  const losers: P[] = [];
-  for (const p of batch) {
-    const need = new Map<string, number>();
-    for (const m of p.plan!) need.set(m.offerId, (need.get(m.offerId) ?? 0) + m.nodes);
-    const fails = offerFilter(p.order.gang);
-    const fits = p.plan!.every((m) => {
-      const o = rows.get(m.offerId);
-      if (!o || o.pricePerGpuHour !== m.pricePerGpuHour) return false;
-      const left = free.get(m.offerId)!;
-      return left >= need.get(m.offerId)! && fails({ ...o, nodesFree: left }) === null;
-    });
-    if (!fits) {
-      losers.push(p);
-      continue;
-    }
-    for (const [id, n] of need) free.set(id, free.get(id)! - n);
-    winners.push(p);
-  }
-  return { winners, losers };
 }

@@ -11,7 +11,7 @@
 import { sql, type RawBuilder } from "kysely";
 
 import type { OfferCandidate } from "../domain/matching.js";
-import type { Db, Trx } from "../app/context.js";
+import type { Db } from "../app/context.js";
 import type { OrderRow } from "../app/views.js";
 
 /** An offer joined with its provider, as the candidate queries select it. */
@@ -30,11 +30,16 @@ export interface CandidateRow {
   status: string;
   stake: string;
   reliability: number;
+  /** The writing transactions of the offer row and of its provider row: `<offer xid>:<provider xid>`. */
+  version: string;
 }
+
+const version = sql`o.change_xid::text || ':' || p.change_xid::text`;
 
 /** The columns of a CandidateRow, for `select … from gpu_offers o join providers p`. */
 export const candidateColumns = sql`o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price,
-  o.gpus_per_node, o.nodes_free, o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability`;
+  o.gpus_per_node, o.nodes_free, o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability,
+  ${version} as version`;
 
 /** The matching view of a row; `minStake` is the service's floor (below it a provider is not matchable). */
 export function candidateOf(row: CandidateRow, minStake: bigint): OfferCandidate {
@@ -75,15 +80,6 @@ export async function readCapacity(db: Db, since?: string): Promise<{ rows: Cand
   return { rows: r.rows.filter((row) => row.offer_id !== null), watermark };
 }
 
-/** Locks `offerIds` FOR UPDATE in id order (so two batches never wait on each other in a cycle) and reads them. */
-export async function lockOffers(trx: Trx, offerIds: readonly string[]): Promise<CandidateRow[]> {
-  const ids = [...new Set(offerIds)].sort();
-  const r = await sql<CandidateRow>`
-    select ${candidateColumns} from gpu_offers o join providers p on p.provider_id = o.provider_id
-    where o.offer_id = any(${ids}::text[]) order by o.offer_id for update of o`.execute(trx);
-  return r.rows;
-}
-
 /** An order of a batch, created reserved. */
 export interface ReservedOrderInsert {
   readonly orderId: string;
@@ -110,26 +106,60 @@ export interface AllocationInsert {
   readonly scoreJson: string;
 }
 
+/** An offer a batch plans on: the version its plans were made on and the nodes they take together. */
+export interface PlannedOffer {
+  readonly offerId: string;
+  readonly version: string;
+  readonly nodes: number;
+}
+
 /**
- * One statement for a whole batch: inserts the orders as reserved (skipping any whose
- * (tenant, idempotency key) exists: that order was made before), and for the inserted ones
- * only, their allocations and escrow owners, and takes their nodes from the offers (the
- * CHECK on nodes_free refuses the statement if any offer would go below zero); `alongside`
- * are the kit's inserts of the escrow accounts and the events of every order, run in the same
- * statement (when an order was skipped, the caller rolls back). Returns the inserted order rows.
+ * One statement, so one transaction and one round trip, for a whole batch. It locks the
+ * planned offers still at their planned version with the nodes free (in id order, so two
+ * batches never wait on each other in a cycle; a row changed meanwhile is re-read after the
+ * lock and drops out); the orders whose every offer is locked win. For the winners only it
+ * inserts the orders as reserved, their allocations and escrow owners, takes their nodes from
+ * the offers (the CHECK on nodes_free refuses the statement should any go below zero), and
+ * runs `alongside`, the kit's inserts of the winners' escrow accounts and events (given the
+ * subqueries of the winners' account ids and order ids). A (tenant, idempotency key) that
+ * exists fails the statement (unique violation) with nothing written.
  */
-export async function insertReservedOrders(
-  trx: Trx,
+export async function reserveBatch(
+  db: Db,
+  offers: readonly PlannedOffer[],
   orders: readonly ReservedOrderInsert[],
   now: Date,
-  alongside: { readonly accounts: RawBuilder<{ id: string }>; readonly events?: RawBuilder<unknown> | undefined },
-): Promise<{ rows: OrderRow[]; accountsCreated: number }> {
-  if (orders.length === 0) return { rows: [], accountsCreated: 0 };
+  alongside: (won: { accountIds: RawBuilder<unknown>; orderIds: RawBuilder<unknown> }) => readonly (RawBuilder<unknown> | undefined)[],
+): Promise<{ rows: OrderRow[]; xid: string | null }> {
+  if (orders.length === 0) return { rows: [], xid: null };
   const allocs = orders.flatMap((o) => o.allocations.map((a) => ({ ...a, orderId: o.orderId, until: o.reservedUntil })));
   const col = <T>(f: (o: ReservedOrderInsert) => T) => orders.map(f);
   const acol = <T>(f: (a: (typeof allocs)[number]) => T) => allocs.map(f);
-  const r = await sql<OrderRow & { accounts_created: number }>`
-    with ins as (
+  const extra = alongside({ accountIds: sql`select escrow_account_id from ins`, orderIds: sql`select order_id from ins` })
+    .filter((q): q is RawBuilder<unknown> => q !== undefined)
+    .map((q, i) => sql`, ${sql.raw(`alongside_${i}`)} as (${q})`);
+  const r = await sql<OrderRow & { xid: string }>`
+    with want as (
+      select * from unnest(${offers.map((o) => o.offerId)}::text[], ${offers.map((o) => o.version)}::text[], ${offers.map((o) => o.nodes)}::int[])
+        as w (offer_id, version, n)
+    ),
+    ok as (
+      select o.offer_id from gpu_offers o join providers p on p.provider_id = o.provider_id join want w on w.offer_id = o.offer_id
+      where ${version} = w.version and o.nodes_free >= w.n
+      order by o.offer_id
+      for update of o
+    ),
+    plan as (
+      select * from unnest(${acol((a) => a.allocationId)}::text[], ${acol((a) => a.orderId)}::text[], ${acol((a) => a.groupIndex)}::int[],
+                           ${acol((a) => a.offerId)}::text[], ${acol((a) => a.providerId)}::text[], ${acol((a) => a.nodes)}::int[],
+                           ${acol((a) => a.gpus)}::int[], ${acol((a) => a.price)}::numeric[], ${acol((a) => a.scoreJson)}::text[],
+                           ${acol((a) => a.until)}::timestamptz[])
+        as y (allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score, reserved_until)
+    ),
+    won as (
+      select order_id from plan group by order_id having bool_and(offer_id in (select offer_id from ok))
+    ),
+    ins as (
       insert into orders (order_id, tenant_id, idempotency_key, request_sha256, spec, class_id, state, escrow_account_id,
                           reserved_until, start_after, start_before, attempts, created_at, updated_at)
       select order_id, tenant_id, idempotency_key, request_sha256, spec::jsonb, class_id, 'reserved', escrow_account_id,
@@ -139,34 +169,23 @@ export async function insertReservedOrders(
                   ${col((o) => o.escrowAccountId)}::text[], ${col((o) => o.reservedUntil)}::timestamptz[],
                   ${col((o) => o.startAfter)}::timestamptz[], ${col((o) => o.startBefore)}::timestamptz[])
         as x (order_id, tenant_id, idempotency_key, request_sha256, spec, class_id, escrow_account_id, reserved_until, start_after, start_before)
-      on conflict (tenant_id, idempotency_key) do nothing
+      where order_id in (select order_id from won)
       returning *
     ),
-    a as (
-      select * from unnest(${acol((a) => a.allocationId)}::text[], ${acol((a) => a.orderId)}::text[], ${acol((a) => a.groupIndex)}::int[],
-                           ${acol((a) => a.offerId)}::text[], ${acol((a) => a.providerId)}::text[], ${acol((a) => a.nodes)}::int[],
-                           ${acol((a) => a.gpus)}::int[], ${acol((a) => a.price)}::numeric[], ${acol((a) => a.scoreJson)}::text[],
-                           ${acol((a) => a.until)}::timestamptz[])
-        as y (allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score, reserved_until)
-      where order_id in (select order_id from ins)
-    ),
+    a as (select * from plan where order_id in (select order_id from ins)),
     alloc as (
       insert into allocations (allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score, state, reserved_until, created_at)
       select allocation_id, order_id, group_index, offer_id, provider_id, nodes, gpus, price, score::jsonb, 'reserved', reserved_until, ${now} from a
-      returning 1
     ),
     taken as (
       update gpu_offers o set nodes_free = o.nodes_free - t.n
       from (select offer_id, sum(nodes)::int as n from a group by offer_id) t
       where o.offer_id = t.offer_id
-      returning 1
     ),
     owners as (
       insert into escrow_owners (account_id, owner_id, order_id) select escrow_account_id, tenant_id, order_id from ins
-      returning 1
-    ),
-    acc as (${alongside.accounts})
-    ${alongside.events ? sql`, ev as (${alongside.events})` : sql``}
-    select ins.*, (select count(*) from acc)::int as accounts_created from ins`.execute(trx);
-  return { rows: r.rows, accountsCreated: r.rows[0]?.accounts_created ?? 0 };
+    )
+    ${sql.join(extra, sql``)}
+    select ins.*, pg_current_xact_id()::text as xid from ins`.execute(db);
+  return { rows: r.rows, xid: r.rows[0]?.xid ?? null };
 }
