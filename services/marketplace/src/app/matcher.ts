@@ -62,6 +62,8 @@ interface Pending {
   plan?: readonly GroupMatch[];
   /** The version of each offer of the plan when it was made. */
   versions?: ReadonlyMap<string, string>;
+  /** Its plan's nodes are held in the index. */
+  held?: boolean;
   resolve(o: BatchOutcome): void;
   reject(e: unknown): void;
 }
@@ -122,11 +124,17 @@ export class GangMatcher {
 
   private async cycle(): Promise<void> {
     let planned: Pending[] = [];
+    let batch: Pending[] = [];
     try {
       await this.fresh();
-      planned = this.plan(this.queue.splice(0, this.maxBatch));
+      batch = this.queue.splice(0, this.maxBatch);
+      planned = this.plan(batch);
     } catch (e) {
-      for (const p of this.queue.splice(0, this.maxBatch)) p.reject(e);
+      // Postgres unreachable (or a defect): these orders fail, nothing was written for them.
+      if (batch.length === 0) batch = this.queue.splice(0, this.maxBatch);
+      this.unhold(batch);
+      for (const p of batch) p.reject(e);
+      planned = [];
     } finally {
       this.planning = false;
     }
@@ -135,6 +143,9 @@ export class GangMatcher {
     this.kick();
     try {
       await this.commit(planned);
+    } catch (e) {
+      this.unhold(planned);
+      for (const p of planned) p.reject(e);
     } finally {
       this.inflight--;
       this.kick();
@@ -194,6 +205,7 @@ export class GangMatcher {
       p.plan = r.plan;
       p.versions = new Map(r.plan.map((m) => [m.offerId, this.index.known(m.offerId)!.version]));
       for (const m of r.plan) this.index.hold(m.offerId, m.nodes);
+      p.held = true;
       planned.push(p);
     }
     return planned;
@@ -276,8 +288,12 @@ export class GangMatcher {
     }
   }
 
+  /** Gives back the nodes the batch's plans hold (once per plan). */
   private unhold(batch: readonly Pending[]): void {
-    for (const p of batch) for (const m of p.plan ?? []) this.index.hold(m.offerId, -m.nodes);
+    for (const p of batch) {
+      if (p.held) for (const m of p.plan ?? []) this.index.hold(m.offerId, -m.nodes);
+      p.held = false;
+    }
   }
 
   /** Losers go to the front of the queue for the next batch, or back to the caller after too many attempts. */
