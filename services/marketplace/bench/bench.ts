@@ -1,8 +1,9 @@
 // make bench-match: durable gang matches per second and match latency p50/p99 through the app
 // layer on real Postgres, with 10,000 GPU offers (1,000 providers) and orders of 4 groups × 8
-// GPUs, C concurrent clients; baseline: the same run's raw Postgres single-row UPDATE rate
-// (autocommit, same pool, same concurrency). A match is durable when its reservation (offer
-// rows, allocations, order state) committed. BENCH_QUICK=1: fewer orders (about a minute).
+// GPUs, C concurrent clients (closed loop); baseline: the same run's raw Postgres single-row
+// UPDATE rate (autocommit, same pool, same concurrency), before and after the matches. A match
+// is durable when its reservation (order, allocations, offer rows, escrow account, event)
+// committed. Events go to the real outbox. BENCH_QUICK=1: fewer orders (about a minute).
 import { sql } from "kysely";
 
 import { envInt, loadAverage, machineBlock, percentile, round, writeResult, benchLogger } from "@deai/bench";
@@ -110,7 +111,10 @@ const result = {
     orderMatchedEventsQueued: outbox.rows[0]!.n,
     escrowAccounts: accounts.rows[0]!.n,
   },
-  note: "a match is one CreateOrder use case: order + escrow account insert, then the match transaction (order lock, candidate offers FOR UPDATE SKIP LOCKED, plan, nodes_free update, 4 allocation rows, order state), then the order read back",
+  note:
+    "a match is one CreateOrder use case (Orders.create) acknowledged after its batch committed: planned on the matcher's in-memory capacity index, " +
+    "committed with the other orders of its batch in one statement (planned offers locked at their planned version, order, 4 allocations, nodes_free, " +
+    "escrow owner, escrow account, order_matched outbox event); the baseline runs before and after the matches and is averaged",
 };
 console.log(JSON.stringify(result, null, 2));
 console.log("wrote", writeResult(new URL("../../../../..", import.meta.url).pathname, "match", result));
