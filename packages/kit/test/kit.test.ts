@@ -211,7 +211,12 @@ describe("NATS JetStream", () => {
       })
       .catch(() => undefined);
     await database.db.transaction().execute(async (trx) => {
-      const event = (note: string) => ({ subject: "deai.system.outboxed", schema: WhoAmIRequestSchema, event: create(WhoAmIRequestSchema, { note }), eventId: randomUUID() });
+      const event = (note: string) => ({
+        subject: "deai.system.outboxed",
+        schema: WhoAmIRequestSchema,
+        event: create(WhoAmIRequestSchema, { note }),
+        eventId: randomUUID(),
+      });
       await enqueueEvents(trx, [event("batch 1"), event("batch 2")]);
       await enqueueEvent(
         trx,

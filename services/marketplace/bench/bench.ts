@@ -83,7 +83,9 @@ const partial = await sql<{ n: number }>`
   db,
 );
 
-const outbox = await sql<{ n: number }>`select count(*)::int as n from kit_outbox where subject = 'deai.marketplace.order_matched'`.execute(db);
+const outbox = await sql<{ n: number }>`select count(*)::int as n from kit_outbox where subject = 'deai.marketplace.order_matched'`.execute(
+  db,
+);
 const accounts = await sql<{ n: number }>`select count(*)::int as n from money_accounts where kind = 'escrow'`.execute(db);
 
 const after = await rawUpdatesPerS();

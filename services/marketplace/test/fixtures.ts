@@ -50,7 +50,12 @@ export async function closeWorlds(): Promise<void> {
   for (const d of opened.splice(0)) await d.close();
 }
 
-export async function newWorld(url: string, params: Partial<MarketParams> = {}, poolSize = 10, events: MarketEvents = noEvents): Promise<World> {
+export async function newWorld(
+  url: string,
+  params: Partial<MarketParams> = {},
+  poolSize = 10,
+  events: MarketEvents = noEvents,
+): Promise<World> {
   const schema = `market_${process.pid}_${++schemas}`;
   const database = openDatabase<unknown>({ url, schema, poolSize });
   opened.push(database);

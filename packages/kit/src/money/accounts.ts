@@ -125,7 +125,14 @@ export async function createAccounts(db: MoneyDb, clock: Clock, inputs: readonly
   const inserted = await accountsInsert(clock, all).execute(db);
   if (inserted.rows.length === all.length) return inserted.rows.length;
   const fresh = new Set(inserted.rows.map((r) => r.id));
-  const existing = new Map((await getAccounts(db, all.filter((a) => !fresh.has(a.id)).map((a) => a.id))).map((e) => [e.id, e]));
+  const existing = new Map(
+    (
+      await getAccounts(
+        db,
+        all.filter((a) => !fresh.has(a.id)).map((a) => a.id),
+      )
+    ).map((e) => [e.id, e]),
+  );
   for (const a of all) if (!fresh.has(a.id)) sameAccount(a, existing.get(a.id)!);
   return inserted.rows.length;
 }

@@ -24,7 +24,7 @@ import { MatchSchema, MatchScoreSchema, type Match } from "@deai/contracts/deai/
 import { accountsInsert, outboxInsert } from "@deai/kit";
 import { sql } from "kysely";
 
-import { matchGang, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
+import { matchGang, type GangRequest, type GroupMatch } from "../domain/matching.js";
 import { CapacityIndex } from "../domain/capacity-index.js";
 import { candidateOf, readCapacity, reserveBatch, type PlannedOffer, type ReservedOrderInsert } from "../store/capacity.js";
 import type { MarketContext } from "./context.js";
@@ -123,7 +123,7 @@ export class GangMatcher {
   }
 
   private async cycle(): Promise<void> {
-    let planned: Pending[] = [];
+    let planned: Pending[];
     let batch: Pending[] = [];
     try {
       await this.fresh();
@@ -217,18 +217,32 @@ export class GangMatcher {
     for (const p of batch)
       for (const m of p.plan!) {
         const prev = offers.get(m.offerId);
-        offers.set(m.offerId, { offerId: m.offerId, version: prev?.version ?? p.versions!.get(m.offerId)!, nodes: (prev?.nodes ?? 0) + m.nodes });
+        offers.set(m.offerId, {
+          offerId: m.offerId,
+          version: prev?.version ?? p.versions!.get(m.offerId)!,
+          nodes: (prev?.nodes ?? 0) + m.nodes,
+        });
       }
     const inserts = batch.map((p) => reservedInsert(p, now));
     const events = this.ctx.events.ordersMatchedOutbox(
-      inserts.map((o, i) => ({ orderId: o.orderId, tenantId: o.tenantId, attempt: 1, matches: matchesOf(batch[i]!.plan!, o.reservedUntil, this.ctx.params.currency) })),
+      inserts.map((o, i) => ({
+        orderId: o.orderId,
+        tenantId: o.tenantId,
+        attempt: 1,
+        matches: matchesOf(batch[i]!.plan!, o.reservedUntil, this.ctx.params.currency),
+      })),
     );
     let result: Awaited<ReturnType<typeof reserveBatch>>;
     try {
       result = await reserveBatch(this.ctx.db, [...offers.values()], inserts, now, (won) => [
         accountsInsert(
           this.ctx.clock,
-          inserts.map((o) => ({ id: o.escrowAccountId, ledger: this.ctx.params.currency, kind: "escrow", flags: { debitsMustNotExceedCredits: true } })),
+          inserts.map((o) => ({
+            id: o.escrowAccountId,
+            ledger: this.ctx.params.currency,
+            kind: "escrow",
+            flags: { debitsMustNotExceedCredits: true },
+          })),
           won.accountIds,
         ),
         outboxInsert(
@@ -249,7 +263,8 @@ export class GangMatcher {
     this.unhold(batch);
     const rows = new Map(result.rows.map((o) => [o.order_id, o]));
     const taken = new Map<string, number>();
-    for (const p of batch) if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
+    for (const p of batch)
+      if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
     this.commits++;
     for (const [offerId, nodes] of taken) {
       const k = this.index.known(offerId)!;

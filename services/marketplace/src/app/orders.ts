@@ -10,7 +10,6 @@
 // decides: if it could, offers were only busy and the match is retried waiting for locks;
 // otherwise the order is unmatched with the explanation.
 import { create, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createHash, randomUUID } from "node:crypto";
 import { sql } from "kysely";
 
@@ -20,13 +19,10 @@ import {
   GpuClassSchema,
   ListMatchesResponseSchema,
   MatchExplanationSchema,
-  MatchSchema,
-  MatchScoreSchema,
   NoMatchCode,
   NoMatchReasonSchema,
   OrderSpecSchema,
   type ListMatchesResponse,
-  type Match,
   type NoMatchReason,
   type Order,
   type OrderSpec,
@@ -42,7 +38,7 @@ import { accountIds, type MarketContext, type Trx } from "./context.js";
 import { GangMatcher, isLockConflict, matchView } from "./matcher.js";
 import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
-import { money, orderView, type AllocationRow, type OrderRow } from "./views.js";
+import { orderView, type AllocationRow, type OrderRow } from "./views.js";
 
 const NO_MATCH: Record<NoMatchCodeName, NoMatchCode> = {
   no_offers_for_class: NoMatchCode.NO_OFFERS_FOR_CLASS,
