@@ -83,6 +83,8 @@ export class GangMatcher {
   /** Commits finished so far, and per offer the last one that wrote it with the version it replaced (a read started before must not bring that back). */
   private commits = 0;
   private readonly replaced = new Map<string, { at: number; version: string }>();
+  /** Our committed batches' transaction ids not yet below the watermark: reads skip the offers they wrote last. */
+  private ownXids: string[] = [];
   private readonly maxBatch: number;
   private readonly attempts: number;
   private readonly depth: number;
@@ -183,13 +185,16 @@ export class GangMatcher {
   /** Brings the index up to date with Postgres: everything at first, then the changes since the last read. */
   private async refresh(): Promise<void> {
     const started = this.commits;
-    const { rows, watermark } = await readCapacity(this.ctx.db, this.watermark);
+    const { rows, watermark } = await readCapacity(this.ctx.db, this.watermark, this.ownXids);
     for (const row of rows) {
       const r = this.replaced.get(row.offer_id);
       if (r && r.at > started && r.version === row.version) continue; // read before our commit landed
       this.index.apply(candidateOf(row, this.ctx.params.minStake), row.version);
     }
     this.watermark = watermark;
+    // Our transactions below the watermark cannot match `change_xid >= watermark` any more.
+    const w = BigInt(watermark);
+    this.ownXids = this.ownXids.filter((x) => BigInt(x) >= w);
   }
 
   /** Plans each order on the index, holding its nodes; orders the index cannot place are handed back. */
@@ -266,6 +271,7 @@ export class GangMatcher {
     for (const p of batch)
       if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
     this.commits++;
+    if (result.xid !== null) this.ownXids.push(result.xid);
     for (const [offerId, nodes] of taken) {
       const k = this.index.known(offerId)!;
       const version = `${result.xid}:${k.version.split(":")[1]}`;

@@ -62,13 +62,18 @@ export function candidateOf(row: CandidateRow, minStake: bigint): OfferCandidate
 
 /**
  * Offers not withdrawn (all of them when `since` is undefined, else those whose offer or
- * provider changed at or after the watermark `since`) and the watermark for the next read.
+ * provider changed at or after the watermark `since`, leaving out offers last written by the
+ * reader's own transactions `own`, which it knows already) and the watermark for the next read.
  */
-export async function readCapacity(db: Db, since?: string): Promise<{ rows: CandidateRow[]; watermark: string }> {
+export async function readCapacity(
+  db: Db,
+  since?: string,
+  own: readonly string[] = [],
+): Promise<{ rows: CandidateRow[]; watermark: string }> {
   const changed =
     since === undefined
       ? sql`select offer_id from gpu_offers where state <> 'withdrawn'`
-      : sql`select offer_id from gpu_offers where change_xid >= ${since}::xid8
+      : sql`select offer_id from gpu_offers where change_xid >= ${since}::xid8 and not (change_xid = any(${[...own]}::xid8[]))
             union select o.offer_id from providers p join gpu_offers o on o.provider_id = p.provider_id where p.change_xid >= ${since}::xid8`;
   const r = await sql<CandidateRow & { watermark: string }>`
     with w as materialized (select pg_snapshot_xmin(pg_current_snapshot())::text as watermark),
