@@ -64,6 +64,7 @@ let next = 0;
 log(`${ORDERS} orders of 4 groups × 8 GPUs, ${CLIENTS} clients`);
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();
+const stats0 = { ...w.market.orders.matcherStats }; // less the start-up read of every offer
 await Promise.all(
   Array.from({ length: CLIENTS }, async () => {
     for (let i = next++; i < ORDERS; i = next++) {
@@ -76,6 +77,9 @@ await Promise.all(
 );
 const elapsed = (performance.now() - t0) / 1000;
 const cpu = process.cpuUsage(cpu0);
+const stats = Object.fromEntries(
+  Object.entries(w.market.orders.matcherStats).map(([k, v]) => [k, v - stats0[k as keyof typeof stats0]]),
+) as typeof stats0;
 latencies.sort((a, b) => a - b);
 const double = await sql<{ n: number }>`select count(*)::int as n from gpu_offers where nodes_free < 0 or nodes_free > nodes`.execute(db);
 const partial = await sql<{ n: number }>`
@@ -98,6 +102,13 @@ const result = {
   ordersPerS: round(ORDERS / elapsed, 1),
   reserved,
   unmatched: ORDERS - reserved,
+  matcher: {
+    ...stats,
+    ordersPerBatch: round(stats.reserved / Math.max(1, stats.batches), 2),
+    // Statements per reserved order: one batch statement per batch, plus the change-feed reads.
+    statementsPerMatch: round((stats.batches + stats.reads) / Math.max(1, stats.reserved), 3),
+    rowsReadPerRead: round(stats.rowsRead / Math.max(1, stats.reads), 1),
+  },
   benchProcessCpuMsPerOrder: round((cpu.user + cpu.system) / 1000 / ORDERS, 3),
   latencyMs: { p50: round(percentile(latencies, 50), 2), p99: round(percentile(latencies, 99), 2), max: round(Math.max(...latencies), 2) },
   baseline: {

@@ -73,7 +73,23 @@ export function candidateLimit(g: GangRequest): number {
   return g.distinctProviders ? g.groups * 8 + 32 : g.groups * 2 + 8;
 }
 
+/** What the matcher did since it started: for the benchmark and metrics. */
+export interface MatcherStats {
+  /** Batch statements committed. */
+  batches: number;
+  /** Orders reserved by them. */
+  reserved: number;
+  /** Plans that lost to a changed version (planned again). */
+  lost: number;
+  /** Orders handed back to the SQL path. */
+  handedBack: number;
+  /** Change-feed reads and the offer rows they returned. */
+  reads: number;
+  rowsRead: number;
+}
+
 export class GangMatcher {
+  readonly stats: MatcherStats = { batches: 0, reserved: 0, lost: 0, handedBack: 0, reads: 0, rowsRead: 0 };
   private readonly index = new CapacityIndex();
   private watermark: string | undefined;
   private queue: Pending[] = [];
@@ -186,6 +202,8 @@ export class GangMatcher {
   private async refresh(): Promise<void> {
     const started = this.commits;
     const { rows, watermark } = await readCapacity(this.ctx.db, this.watermark, this.ownXids);
+    this.stats.reads++;
+    this.stats.rowsRead += rows.length;
     for (const row of rows) {
       const r = this.replaced.get(row.offer_id);
       if (r && r.at > started && r.version === row.version) continue; // read before our commit landed
@@ -204,7 +222,7 @@ export class GangMatcher {
       const g = p.order.gang;
       const r = matchGang(this.index.candidates(g, candidateLimit(g)), g);
       if (!r.matched) {
-        p.resolve({ kind: "fallback" });
+        this.handBack(p);
         continue;
       }
       p.plan = r.plan;
@@ -271,6 +289,9 @@ export class GangMatcher {
     for (const p of batch)
       if (rows.has(p.order.orderId)) for (const m of p.plan!) taken.set(m.offerId, (taken.get(m.offerId) ?? 0) + m.nodes);
     this.commits++;
+    this.stats.batches++;
+    this.stats.reserved += rows.size;
+    this.stats.lost += batch.length - rows.size;
     if (result.xid !== null) this.ownXids.push(result.xid);
     for (const [offerId, nodes] of taken) {
       const k = this.index.known(offerId)!;
@@ -300,13 +321,18 @@ export class GangMatcher {
       const keys = new Set(used.rows.map((r) => r.k));
       const again: Pending[] = [];
       for (const p of batch) {
-        if (keys.has(`${p.order.tenantId} ${p.order.idempotencyKey}`)) p.resolve({ kind: "fallback" });
+        if (keys.has(`${p.order.tenantId} ${p.order.idempotencyKey}`)) this.handBack(p);
         else again.push(p);
       }
       this.retry(again);
     } catch (e) {
       for (const p of batch) p.reject(e);
     }
+  }
+
+  private handBack(p: Pending): void {
+    this.stats.handedBack++;
+    p.resolve({ kind: "fallback" });
   }
 
   /** Gives back the nodes the batch's plans hold (once per plan). */
@@ -322,7 +348,7 @@ export class GangMatcher {
     const again: Pending[] = [];
     for (const p of losers) {
       p.plan = undefined;
-      if (++p.attempts >= this.attempts) p.resolve({ kind: "fallback" });
+      if (++p.attempts >= this.attempts) this.handBack(p);
       else again.push(p);
     }
     this.queue = [...again, ...this.queue];

@@ -35,7 +35,7 @@ import type { NoMatchCodeName } from "../domain/no-match.js";
 import { orderStates } from "../domain/states.js";
 import { candidateColumns, candidateOf, type CandidateRow } from "../store/capacity.js";
 import { accountIds, type MarketContext, type Trx } from "./context.js";
-import { GangMatcher, isLockConflict, matchView } from "./matcher.js";
+import { GangMatcher, isLockConflict, matchView, type MatcherStats } from "./matcher.js";
 import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
 import { orderView, type AllocationRow, type OrderRow } from "./views.js";
@@ -70,6 +70,11 @@ export class Orders {
 
   constructor(private readonly ctx: MarketContext) {
     this.matcher = new GangMatcher(ctx);
+  }
+
+  /** What the batch matcher did since start (batches, reserved, lost re-checks, hand-backs, change-feed reads). */
+  get matcherStats(): Readonly<MatcherStats> {
+    return this.matcher.stats;
   }
 
   /** Reads the batch matcher's capacity index from Postgres (at start, so the first orders do not wait for it). */
