@@ -63,9 +63,11 @@ export class CapacityIndex {
   hold(offerId: string, nodes: number): void {
     const e = this.entries.get(offerId);
     if (!e) throw new Error(`capacity index: unknown offer ${offerId}`);
-    this.unlist(e);
     e.held += nodes;
-    this.relist(e);
+    // Its place in the list depends on price and id only: move it only when it gains or loses free nodes.
+    const free = e.offer.matchable && e.offer.nodesFree - e.held > 0;
+    if (free && !e.listed) this.relist(e);
+    else if (!free && e.listed) this.unlist(e);
   }
 
   /**
