@@ -27,6 +27,7 @@ import {
   OutboxRelay,
   createLogger,
   enqueueEvent,
+  enqueueEvents,
   generateActorKey,
   migrate,
   onceHandler,
@@ -192,7 +193,7 @@ describe("NATS JetStream", () => {
         schema: WhoAmIRequestSchema,
         handler: async (e) => {
           received.push(e.note);
-          if (e.note === "committed") resolve();
+          if (received.length === 3) resolve();
         },
       });
     });
@@ -210,6 +211,13 @@ describe("NATS JetStream", () => {
       })
       .catch(() => undefined);
     await database.db.transaction().execute(async (trx) => {
+      const event = (note: string) => ({
+        subject: "deai.system.outboxed",
+        schema: WhoAmIRequestSchema,
+        event: create(WhoAmIRequestSchema, { note }),
+        eventId: randomUUID(),
+      });
+      await enqueueEvents(trx, [event("batch 1"), event("batch 2")]);
       await enqueueEvent(
         trx,
         "deai.system.outboxed",
@@ -218,9 +226,9 @@ describe("NATS JetStream", () => {
         randomUUID(),
       );
     });
-    expect(await relay.flush()).toBe(1);
+    expect(await relay.flush()).toBe(3);
     await done;
-    expect(received).toEqual(["committed"]);
+    expect(received.sort()).toEqual(["batch 1", "batch 2", "committed"]);
     const left = await sql<{ n: number }>`select count(*)::int as n from kit_outbox`.execute(database.db);
     expect(left.rows[0]?.n).toBe(0);
     await bus.stopConsumers();

@@ -12,6 +12,7 @@ import {
   auditBooks,
   availableBalance,
   createAccount,
+  createAccounts,
   createTransfer,
   createTransfers,
   expirePending,
@@ -97,6 +98,21 @@ describe("accounts", () => {
       "invalid_argument",
     );
     expect((await failure(getAccount(db, "nope"))).kind).toBe("not_found");
+  });
+});
+
+describe("accounts in bulk", () => {
+  it("createAccounts opens many in one statement, idempotent per id, and refuses one that exists with other fields", async () => {
+    const db = database.db;
+    const ids = [uid("bulk"), uid("bulk"), uid("bulk")];
+    const input = (id: string) => ({ id, ledger: "DEAI", kind: "escrow", flags: { debitsMustNotExceedCredits: true } });
+    expect(await createAccounts(db, clock, ids.map(input))).toBe(3);
+    for (const id of ids) expect((await getAccount(db, id)).flags.debitsMustNotExceedCredits).toBe(true);
+    const more = uid("bulk");
+    expect(await createAccounts(db, clock, [...ids, more].map(input))).toBe(1);
+    const e = await failure(createAccounts(db, clock, [input(uid("bulk")), { ...input(ids[0]!), kind: "wallet" }]));
+    expect(e.kind).toBe("already_exists");
+    expect(await createAccounts(db, clock, [])).toBe(0);
   });
 });
 

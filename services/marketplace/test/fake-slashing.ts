@@ -62,7 +62,7 @@ export async function startFakeSlashing(bonded = 10_000_000n, currency = "DEAI")
           try {
             v = verifyEvidence(
               { kind: "equivocation", first: env(req.evidence.value.first), second: env(req.evidence.value.second) },
-              { samplers: [], quorumThreshold: 2, operators: [], checkers: [], minMissedHeartbeats: 1 },
+              { samplers: [], quorumThreshold: 2, operators: [], countersigners: [], checkers: [], minMissedHeartbeats: 1 },
             );
           } catch (e) {
             if (e instanceof ProofError) throw new ConnectError(`evidence does not verify: ${e.message}`, Code.InvalidArgument);

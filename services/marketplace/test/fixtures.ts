@@ -18,7 +18,7 @@ import {
 
 import { DEFAULT_PARAMS, type MarketParams } from "../src/app/context.js";
 import type { EvidenceSink } from "../src/app/equivocation.js";
-import { noEvents } from "../src/app/events-port.js";
+import { noEvents, type MarketEvents } from "../src/app/events-port.js";
 import { Market } from "../src/app/market.js";
 import type { ProviderStanding, Standing } from "../src/app/provider-standing.js";
 import { migrations } from "../src/store/migrations.js";
@@ -55,7 +55,7 @@ export async function newWorld(
   url: string,
   params: Partial<MarketParams> = {},
   poolSize = 10,
-  ports: { evidence?: EvidenceSink } = {},
+  ports: { evidence?: EvidenceSink; events?: MarketEvents } = {},
 ): Promise<World> {
   const schema = `market_${process.pid}_${++schemas}`;
   const database = openDatabase<unknown>({ url, schema, poolSize });
@@ -66,8 +66,8 @@ export async function newWorld(
   const p: MarketParams = { ...DEFAULT_PARAMS, ...params };
   const catalog = loadGpuClassCatalog();
   const signer = ed25519DsseSigner(new Uint8Array(randomBytes(32)));
-  const make = (db: Database<unknown>) =>
-    new Market({ db: db.db as never, clock, params: p, catalog, standing, events: noEvents, signer, ...ports });
+  const { events = noEvents, ...rest } = ports;
+  const make = (db: Database<unknown>) => new Market({ db: db.db as never, clock, params: p, catalog, standing, events, signer, ...rest });
   const market = make(database);
   await market.init();
   return {

@@ -211,7 +211,7 @@ describe("equivocation evidence to slashing", () => {
     expect(slashing.calls.n - calls).toBe(4);
     const { evidenceId } = verifyEvidence(
       { kind: "equivocation", first: { ...first, signatures: first.signatures }, second: { ...second, signatures: second.signatures } },
-      { samplers: [], quorumThreshold: 2, operators: [], checkers: [], minMissedHeartbeats: 1 },
+      { samplers: [], quorumThreshold: 2, operators: [], countersigners: [], checkers: [], minMissedHeartbeats: 1 },
     );
     expect(slashing.evidence.get(evidenceId)).toBe(provider);
     expect(await outbox(w)).toMatchObject([

@@ -9,7 +9,7 @@
  */
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { context, propagation, type ObservableGauge, type ObservableResult } from "@opentelemetry/api";
-import { sql, type Kysely } from "kysely";
+import { sql, type Kysely, type RawBuilder } from "kysely";
 
 import type { Logger } from "../logger.js";
 import { Scheduler, type ScheduledLoop } from "../schedule/scheduler.js";
@@ -31,6 +31,40 @@ export async function enqueueEvent<D extends DescMessage>(
   await sql`insert into kit_outbox (event_id, subject, payload, headers) values (${eventId}, ${subject}, ${Buffer.from(toBinary(schema, event))}, ${JSON.stringify(carrier)}::jsonb) on conflict (event_id) do nothing`.execute(
     trx,
   );
+}
+
+/** One event of `enqueueEvents`. */
+export interface QueuedEvent<D extends DescMessage = DescMessage> {
+  readonly subject: string;
+  readonly schema: D;
+  readonly event: MessageShape<D>;
+  readonly eventId: string;
+}
+
+/** Queues many events inside `trx` in one statement (a batch commit); like `enqueueEvent` for each. */
+export async function enqueueEvents(trx: Kysely<unknown>, events: readonly QueuedEvent[]): Promise<void> {
+  await outboxInsert(events)?.execute(trx);
+}
+
+/**
+ * The INSERT of `enqueueEvents` as a statement to compose into a larger write (a CTE), so a
+ * batch commit spends no round trip of its own on its events; with `only` (a subquery of event
+ * ids of the same statement), just those events. Undefined when there are none.
+ */
+export function outboxInsert(events: readonly QueuedEvent[], only?: RawBuilder<unknown>): RawBuilder<unknown> | undefined {
+  if (events.length === 0) return undefined;
+  const carriers = events.map((e) => {
+    const carrier: Record<string, string> = { "deai-type": e.schema.typeName };
+    propagation.inject(context.active(), carrier);
+    return JSON.stringify(carrier);
+  });
+  return sql`
+    insert into kit_outbox (event_id, subject, payload, headers)
+    select event_id, subject, payload, headers::jsonb
+    from unnest(${events.map((e) => e.eventId)}::text[], ${events.map((e) => e.subject)}::text[],
+                ${events.map((e) => Buffer.from(toBinary(e.schema, e.event)))}::bytea[], ${carriers}::text[]) as x (event_id, subject, payload, headers)
+    ${only ? sql`where event_id in (${only})` : sql``}
+    on conflict (event_id) do nothing`;
 }
 
 interface OutboxRow {

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
 
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import type { Clock } from "../time/clock.js";
@@ -112,7 +112,52 @@ export async function createAccount(db: MoneyDb, clock: Clock, input: AccountInp
     on conflict (id) do nothing
     returning *`.execute(db);
   if (inserted.rows[0]) return decodeAccount(inserted.rows[0]);
-  const existing = await getAccount(db, a.id);
+  return sameAccount(a, await getAccount(db, a.id));
+}
+
+/**
+ * Opens many accounts in one statement (a batch of orders' escrow accounts), with
+ * `createAccount`'s idempotency per id. Returns how many were new.
+ */
+export async function createAccounts(db: MoneyDb, clock: Clock, inputs: readonly AccountInput[]): Promise<number> {
+  if (inputs.length === 0) return 0;
+  const all = inputs.map(checkAccountInput);
+  const inserted = await accountsInsert(clock, all).execute(db);
+  if (inserted.rows.length === all.length) return inserted.rows.length;
+  const fresh = new Set(inserted.rows.map((r) => r.id));
+  const existing = new Map(
+    (
+      await getAccounts(
+        db,
+        all.filter((a) => !fresh.has(a.id)).map((a) => a.id),
+      )
+    ).map((e) => [e.id, e]),
+  );
+  for (const a of all) if (!fresh.has(a.id)) sameAccount(a, existing.get(a.id)!);
+  return inserted.rows.length;
+}
+
+/**
+ * The INSERT of new accounts (zero balances, existing ids skipped) as a statement to compose
+ * into a larger write (a CTE); it returns the ids it inserted. With `only` (a subquery of ids
+ * of the same statement), just those inputs. Inputs are checked here; an id that exists is the
+ * caller's to judge (`createAccounts` refuses one that differs).
+ */
+export function accountsInsert(clock: Clock, inputs: readonly AccountInput[], only?: RawBuilder<unknown>): RawBuilder<{ id: string }> {
+  const all = inputs.map(checkAccountInput);
+  return sql<{ id: string }>`
+    insert into money_accounts (id, ledger, kind, debits_must_not_exceed_credits, credits_must_not_exceed_debits, created_at)
+    select id, ledger, kind, d, c, ${clock.now()}
+    from unnest(${all.map((a) => a.id)}::text[], ${all.map((a) => a.ledger)}::text[], ${all.map((a) => a.kind)}::text[],
+                ${all.map((a) => a.flags.debitsMustNotExceedCredits)}::boolean[], ${all.map((a) => a.flags.creditsMustNotExceedDebits)}::boolean[])
+         as x (id, ledger, kind, d, c)
+    ${only ? sql`where id in (${only})` : sql``}
+    on conflict (id) do nothing
+    returning id`;
+}
+
+/** An existing account `a` asked for again: itself when ledger, kind and flags agree, else AlreadyExists naming the fields. */
+function sameAccount(a: ReturnType<typeof checkAccountInput>, existing: Account): Account {
   const differs = [
     existing.ledger !== a.ledger && "ledger",
     existing.kind !== a.kind && "kind",

@@ -40,6 +40,7 @@ export class Market {
 
   async init(): Promise<void> {
     await this.escrow.init();
+    await this.orders.warmUp();
   }
 
   async deposit(accountId: string, amount: Money | undefined, key: string, externalReference: string): Promise<DepositResponse> {

@@ -10,7 +10,6 @@
 // decides: if it could, offers were only busy and the match is retried waiting for locks;
 // otherwise the order is unmatched with the explanation.
 import { create, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createHash, randomUUID } from "node:crypto";
 import { sql } from "kysely";
 
@@ -19,10 +18,11 @@ import {
   ListMatchesResponseSchema,
   MatchSchema,
   MatchScoreSchema,
+  MatchExplanationSchema,
+  NoMatchCode,
   NoMatchReasonSchema,
   OrderSpecSchema,
   type ListMatchesResponse,
-  type Match,
   type NoMatchReason,
   type Order,
   type OrderSpec,
@@ -32,7 +32,9 @@ import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "@deai/k
 
 import { matchGang, type Explanation, type GangRequest, type GroupMatch, type OfferCandidate } from "../domain/matching.js";
 import { orderStates } from "../domain/states.js";
+import { candidateColumns, candidateOf, type CandidateRow } from "../store/capacity.js";
 import { accountIds, type MarketContext, type Trx } from "./context.js";
+import { GangMatcher, isLockConflict, matchView, type MatcherStats } from "./matcher.js";
 import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
 import { explanationView, money, NO_MATCH, orderView, type AllocationRow, type OrderRow } from "./views.js";
@@ -40,23 +42,6 @@ import { explanationView, money, NO_MATCH, orderView, type AllocationRow, type O
 const MAX_DURATION_MS = 366 * 24 * 3_600_000;
 /** Attempts at one match before the order is left unmatched (the rematch loop tries again). */
 const MATCH_ATTEMPTS = 4;
-
-interface CandidateRow {
-  offer_id: string;
-  provider_id: string;
-  class_id: string;
-  region: string;
-  bandwidth_mbps: number;
-  price: string;
-  gpus_per_node: number;
-  nodes_free: number;
-  min_lease_ms: bigint;
-  available_until: Date | null;
-  state: string;
-  status: string;
-  stake: string;
-  reliability: number;
-}
 
 export interface MatchOutcome {
   readonly state: "reserved" | "unmatched" | "skipped";
@@ -67,7 +52,21 @@ export interface MatchOutcome {
 class Busy extends Error {}
 
 export class Orders {
-  constructor(private readonly ctx: MarketContext) {}
+  private readonly matcher: GangMatcher;
+
+  constructor(private readonly ctx: MarketContext) {
+    this.matcher = new GangMatcher(ctx);
+  }
+
+  /** What the batch matcher did since start (batches, reserved, lost re-checks, hand-backs, change-feed reads). */
+  get matcherStats(): Readonly<MatcherStats> {
+    return this.matcher.stats;
+  }
+
+  /** Reads the batch matcher's capacity index from Postgres (at start, so the first orders do not wait for it). */
+  async warmUp(): Promise<void> {
+    await this.matcher.warmUp();
+  }
 
   /** The order's gang request (re-matching narrows it to the groups it replaces). */
   gangOf(spec: OrderSpec, startAt: number): GangRequest {
@@ -133,14 +132,55 @@ export class Orders {
     return { spec: canonical, ttlMs, ...(startAfter ? { startAfter } : {}), ...(startBefore ? { startBefore } : {}) };
   }
 
-  /** Creates an order (or returns the one this tenant made with this key) and matches it. */
+  /**
+   * Creates an order (or returns the one this tenant made with this key) and matches it: the
+   * batch matcher reserves it in a group commit; what it hands back (no place in its index,
+   * a key seen before, lost too many re-checks) takes the SQL path, which also explains a miss.
+   */
   async create(tenant: string, specIn: OrderSpec | undefined, key: string): Promise<Order> {
     idempotencyKey(key);
     const now = this.ctx.clock.now();
-    const { spec, startAfter, startBefore } = this.checkSpec(specIn, now);
+    const { spec, ttlMs, startAfter, startBefore } = this.checkSpec(specIn, now);
     const sha = createHash("sha256").update(toBinary(OrderSpecSchema, spec)).digest("hex");
     const orderId = `ord-${randomUUID()}`;
     const started = performance.now();
+    const batched = await this.matcher.submit({
+      orderId,
+      tenantId: tenant,
+      idempotencyKey: key,
+      requestSha256: sha,
+      specJson: JSON.stringify(toJson(OrderSpecSchema, spec)),
+      classId: this.ctx.catalog.resolve(spec.gpuClass).id,
+      escrowAccountId: accountIds.escrow(orderId),
+      startAfter: startAfter ?? null,
+      startBefore: startBefore ?? null,
+      gang: this.gangOf(spec, Math.max(now.getTime(), startAfter?.getTime() ?? 0)),
+      ttlMs,
+    });
+    if (batched.kind === "reserved") {
+      this.recordReserved(started);
+      return orderView(batched.row, spec, []);
+    }
+    return this.createMatchingInSql(tenant, spec, key, sha, orderId, startAfter, startBefore, started);
+  }
+
+  private recordReserved(started: number): void {
+    marketMetrics.matches.add(1, { outcome: "reserved" });
+    marketMetrics.matchDuration.record((performance.now() - started) / 1000, { outcome: "reserved" });
+  }
+
+  /** The SQL path of `create`: insert the order and match it under row locks (first attempt in the same transaction). */
+  private async createMatchingInSql(
+    tenant: string,
+    spec: OrderSpec,
+    key: string,
+    sha: string,
+    orderId: string,
+    startAfter: Date | undefined,
+    startBefore: Date | undefined,
+    started: number,
+  ): Promise<Order> {
+    const now = this.ctx.clock.now();
     const escrow = accountIds.escrow(orderId);
     const created = await this.ctx.db.transaction().execute(async (trx) => {
       const row = (
@@ -181,8 +221,7 @@ export class Orders {
       return this.get(existing.order_id);
     }
     if (created.reserved) {
-      marketMetrics.matches.add(1, { outcome: "reserved" });
-      marketMetrics.matchDuration.record((performance.now() - started) / 1000, { outcome: "reserved" });
+      this.recordReserved(started);
     } else {
       await this.match(orderId);
     }
@@ -214,8 +253,7 @@ export class Orders {
     // `nodes_free > 0` repeats the partial index's predicate so the planner walks it in price order.
     const limit = g.distinctProviders ? g.groups * 8 + 32 : g.groups * 2 + 8;
     const r = await sql<CandidateRow>`
-      select o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price, o.gpus_per_node, o.nodes_free,
-             o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability
+      select ${candidateColumns}
       from gpu_offers o join providers p on p.provider_id = o.provider_id
       where o.class_id = ${g.classId} and o.state = 'active' and o.nodes_free > 0 and o.price <= ${g.maxPricePerGpuHour.toString()}::numeric
         and o.nodes_free >= (${g.gpusPerGroup}::int + o.gpus_per_node - 1) / o.gpus_per_node
@@ -231,28 +269,13 @@ export class Orders {
   }
 
   private candidate(row: CandidateRow): OfferCandidate {
-    return {
-      offerId: row.offer_id,
-      providerId: row.provider_id,
-      classId: row.class_id,
-      region: row.region,
-      bandwidthMbps: row.bandwidth_mbps,
-      pricePerGpuHour: BigInt(row.price),
-      gpusPerNode: row.gpus_per_node,
-      nodesFree: row.nodes_free,
-      minLeaseMs: Number(row.min_lease_ms),
-      availableUntilMs: row.available_until ? row.available_until.getTime() : null,
-      matchable: row.state === "active" && row.status === "active" && BigInt(row.stake) >= this.ctx.params.minStake,
-      stake: BigInt(row.stake),
-      reliability: row.reliability,
-    };
+    return candidateOf(row, this.ctx.params.minStake);
   }
 
   /** Every non-withdrawn offer of the class, unlocked: what an explanation is computed over. */
   async snapshot(classId: string): Promise<OfferCandidate[]> {
     const r = await sql<CandidateRow>`
-      select o.offer_id, o.provider_id, o.class_id, o.region, o.bandwidth_mbps, o.price::text as price, o.gpus_per_node, o.nodes_free,
-             o.min_lease_ms, o.available_until, o.state, p.status, p.stake::text as stake, p.reliability
+      select ${candidateColumns}
       from gpu_offers o join providers p on p.provider_id = o.provider_id
       where o.class_id = ${classId} and o.state <> 'withdrawn'`.execute(this.ctx.db);
     return r.rows.map((row) => this.candidate(row));
@@ -375,21 +398,8 @@ export class Orders {
       to: "reserved",
       set: { reserved_until: until, attempts: order.attempts + 1, explanation: null, updated_at: now },
     });
-    const matches = plan.map((g) => this.matchView(g, until));
+    const matches = plan.map((g) => matchView(g, until, this.ctx.params.currency));
     await this.ctx.events.orderMatched(trx, order.order_id, order.tenant_id, order.attempts + 1, matches);
-  }
-
-  private matchView(g: GroupMatch, until: Date): Match {
-    return create(MatchSchema, {
-      group: g.group,
-      offerId: g.offerId,
-      providerId: g.providerId,
-      nodes: g.nodes,
-      gpus: g.gpus,
-      pricePerGpuHour: money(this.ctx.params.currency, g.pricePerGpuHour),
-      score: create(MatchScoreSchema, g.score),
-      reservedUntil: timestampFromDate(until),
-    });
   }
 
   async listMatches(orderId: string): Promise<ListMatchesResponse> {
@@ -406,7 +416,7 @@ export class Orders {
       .orderBy("group_index")
       .execute()) as AllocationRow[];
     const matches = allocations.map((a) =>
-      this.matchView(
+      matchView(
         {
           group: a.group_index,
           offerId: a.offer_id,
@@ -418,6 +428,7 @@ export class Orders {
           score: a.score,
         },
         a.reserved_until,
+        this.ctx.params.currency,
       ),
     );
     const e = order.explanation as Explanation | null;
@@ -509,9 +520,4 @@ function reasonsOf(e: Explanation): NoMatchReason[] {
   return e.dimensions
     .filter((d) => d.offersExcluded > 0 || d.code === "gang_incomplete" || d.code === "no_offers_for_class")
     .map((d) => create(NoMatchReasonSchema, { code: NO_MATCH[d.code], offersRejected: d.offersExcluded, message: d.message }));
-}
-
-function isLockConflict(e: unknown): boolean {
-  const code = (e as { code?: unknown } | null)?.code;
-  return code === "40P01" || code === "40001" || code === "55P03";
 }

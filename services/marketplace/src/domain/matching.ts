@@ -130,6 +130,13 @@ function firstFailure(
   return null;
 }
 
+/** The filters of `r` as one function: why an offer cannot host a group (the first filter it fails), or null when it can. */
+export function offerFilter(r: GangRequest): (o: OfferCandidate) => NoMatchCodeName | null {
+  const excluded = new Set(r.excludedProviders);
+  const regions = new Set(r.regions);
+  return (o) => firstFailure(o, r, excluded, regions);
+}
+
 /** Score in [0, 1] per component; the total weighs price 0.6, reliability 0.25, bandwidth 0.15. */
 export function scoreOffer(o: OfferCandidate, r: GangRequest): Score {
   const price = r.maxPricePerGpuHour === 0n ? 1 : 1 - Number((o.pricePerGpuHour * 10_000n) / r.maxPricePerGpuHour) / 10_000;

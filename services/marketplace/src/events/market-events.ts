@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Kysely } from "kysely";
 
-import { enqueueEvent, type Clock } from "@deai/kit";
+import { enqueueEvent, enqueueEvents, type Clock, type QueuedEvent } from "@deai/kit";
 import {
   LeaseCreatedSchema,
   LeaseStateChangedSchema,
@@ -15,7 +15,7 @@ import {
   UsageSettledSchema,
 } from "@deai/contracts/deai/events/v1/marketplace_pb";
 
-import type { MarketEvents } from "../app/events-port.js";
+import type { MarketEvents, OrderMatchedFacts } from "../app/events-port.js";
 import { money } from "../app/views.js";
 
 export const MarketSubjects = {
@@ -32,6 +32,15 @@ export const MarketSubjects = {
 export function outboxEvents(clock: Clock, currency: string): MarketEvents {
   const at = () => timestampFromDate(clock.now());
   const q = (trx: unknown) => trx as Kysely<unknown>;
+  const matched = (f: OrderMatchedFacts): QueuedEvent => {
+    const eventId = `marketplace/order_matched/${f.orderId}/${f.attempt}`;
+    return {
+      subject: MarketSubjects.orderMatched,
+      schema: OrderMatchedSchema,
+      event: create(OrderMatchedSchema, { eventId, occurredAt: at(), orderId: f.orderId, tenantId: f.tenantId, matches: f.matches }),
+      eventId,
+    };
+  };
   return {
     providerRegistered: async (trx, provider) => {
       const eventId = `marketplace/provider/${provider.providerId}/${clock.nowMs()}`;
@@ -54,15 +63,9 @@ export function outboxEvents(clock: Clock, currency: string): MarketEvents {
       );
     },
     orderMatched: async (trx, orderId, tenantId, attempt, matches) => {
-      const eventId = `marketplace/order_matched/${orderId}/${attempt}`;
-      await enqueueEvent(
-        q(trx),
-        MarketSubjects.orderMatched,
-        OrderMatchedSchema,
-        create(OrderMatchedSchema, { eventId, occurredAt: at(), orderId, tenantId, matches }),
-        eventId,
-      );
+      await enqueueEvents(q(trx), [matched({ orderId, tenantId, attempt, matches })]);
     },
+    ordersMatchedOutbox: (orders) => orders.map(matched),
     orderUnmatched: async (trx, orderId, tenantId, attempt, reasons) => {
       const eventId = `marketplace/order_unmatched/${orderId}/${attempt}`;
       await enqueueEvent(

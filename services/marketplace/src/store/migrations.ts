@@ -227,4 +227,20 @@ export const migrations: Record<string, ForwardMigration> = {
       )`.execute(db);
     await sql`create index evidence_outbox_due on evidence_outbox (next_attempt_at) where state = 'pending'`.execute(db);
   },
+  // The change feed the batch matcher's capacity index follows (store/capacity.ts): every
+  // write to an offer or a provider stamps the writing transaction's id.
+  "0003_capacity_feed": async (db) => {
+    await sql`
+      create function market_stamp_change_xid() returns trigger language plpgsql as $$
+      begin
+        new.change_xid := pg_current_xact_id();
+        return new;
+      end $$`.execute(db);
+    for (const table of ["gpu_offers", "providers"]) {
+      await sql`alter table ${sql.table(table)} add column change_xid xid8 not null default '0'`.execute(db);
+      await sql`create trigger ${sql.raw(`${table}_change_xid`)} before insert or update on ${sql.table(table)}
+        for each row execute function market_stamp_change_xid()`.execute(db);
+      await sql`create index ${sql.raw(`${table}_change`)} on ${sql.table(table)} (change_xid)`.execute(db);
+    }
+  },
 };
