@@ -192,6 +192,16 @@ export function slotKeyOf(predicateType: string, p: Record<string, unknown>): st
   fail(`predicate type ${predicateType} is not one equivocation applies to (${EQUIVOCATION_PREDICATE_TYPES.join(", ")})`);
 }
 
+/**
+ * When a provider statement was made, for the max age: a usage report (usage-report/v1 has no
+ * issuedAt) speaks at its periodEnd, the earliest it can honestly be signed; other statements
+ * at their issuedAt (a usage report that carries one and no periodEnd, too).
+ */
+function claimTimeMs(predicateType: string, p: Record<string, unknown>, which: string): number {
+  if (predicateType === PredicateTypes.usageReport && p.periodEnd !== undefined) return timeMs(p.periodEnd, `${which} periodEnd`);
+  return timeMs(p.issuedAt, `${which} issuedAt`);
+}
+
 /** The claim a statement makes, without its issue time: re-signing the same claim later is not equivocation. */
 function claimOf(p: Record<string, unknown>): string {
   return canonicalJson({ ...p, issuedAt: undefined });
@@ -244,8 +254,8 @@ function verifyEquivocation(first: DsseEnvelope, second: DsseEnvelope): Omit<Ver
   if (!signersOf(first, "first").includes(provider)) throw new ProofError("no-verified-signature", "first is not signed by its provider");
   if (!signersOf(second, "second").includes(provider))
     throw new ProofError("no-verified-signature", "second is not signed by its provider");
-  const ta = timeMs(pa.issuedAt, "first issuedAt");
-  const tb = timeMs(pb.issuedAt, "second issuedAt");
+  const ta = claimTimeMs(a.predicateType, pa, "first");
+  const tb = claimTimeMs(b.predicateType, pb, "second");
   return {
     kind: "equivocation",
     provider,

@@ -137,6 +137,11 @@ it("offers from two providers, a two-group order matched across both and funded,
   expect(none.matches.explanation.neededGpus).toBe(8);
   const why = await deai("market", "status", none.order.orderId);
   expect(why.stdout).toContain("no match: 0 eligible free GPUs of 8 needed");
+  // Unmatched orders are matched again by the tick as offers change: cancel this one, or it takes
+  // the nodes the cancel below gives back.
+  expect((await json("market", "cancel", none.order.orderId, "--key", tenant.file, "--reason", "explained")).order.state).toBe(
+    "ORDER_STATE_CANCELLED",
+  );
 
   // Only the tenant cancels; cancel closes both leases and gives the nodes back.
   const stranger = await key("stranger");

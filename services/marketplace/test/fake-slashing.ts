@@ -28,7 +28,7 @@ export interface FakeSlashing {
   /** SubmitEvidence calls received. */
   readonly calls: { n: number };
   /** Plan for the next SubmitEvidence calls: "down" fails before, "lost" accepts then fails. */
-  readonly plan: ("down" | "lost")[];
+  readonly plan: ("down" | "lost" | "refuse")[];
   close(): Promise<void>;
 }
 
@@ -36,7 +36,7 @@ export async function startFakeSlashing(bonded = 10_000_000n, currency = "DEAI")
   const statuses = new Map<string, { status: ProviderStatus; bonded: bigint }>();
   const evidence = new Map<string, string>();
   const calls = { n: 0 };
-  const plan: ("down" | "lost")[] = [];
+  const plan: ("down" | "lost" | "refuse")[] = [];
   const handler = connectNodeAdapter({
     routes: (router) =>
       router.service(SlashingService, {
@@ -52,6 +52,7 @@ export async function startFakeSlashing(bonded = 10_000_000n, currency = "DEAI")
           calls.n++;
           const next = plan.shift();
           if (next === "down") throw new ConnectError("slashing is restarting", Code.Unavailable);
+          if (next === "refuse") throw new ConnectError("evidence does not verify: refused as planned", Code.InvalidArgument);
           if (req.evidence.case !== "equivocation") throw new ConnectError("only equivocation here", Code.Unimplemented);
           const env = (e: typeof req.evidence.value.first) => ({
             payloadType: e!.payloadType,

@@ -225,12 +225,12 @@ describe("equivocation evidence to slashing", () => {
   it("a pair slashing refuses for good is marked refused with its reason, not retried", async () => {
     const sink = new SlashingEvidence(slashing.url, generateActorKey());
     const w = await newWorld(tdb.url, {}, 10, { evidence: sink });
-    // The usage-report predicate has no issuedAt; slashing's equivocation check requires one.
     await conflict(w, {});
+    slashing.plan.push("refuse");
     await submitDueEvidence(w.market.ctx);
     const [row] = await outbox(w);
     expect(row).toMatchObject({ state: "refused", attempts: 1 });
-    expect(row!.last_error).toMatch(/InvalidArgument: .*issuedAt/);
+    expect(row!.last_error).toMatch(/InvalidArgument: .*refused as planned/);
     const calls = slashing.calls.n;
     w.clock.advance(3_600_000);
     await submitDueEvidence(w.market.ctx);

@@ -1,6 +1,6 @@
 // Every evidence verifier on real signed statements: valid evidence of each kind verifies and
 // names its provider; forgeries and malformed variants are refused with a precise reason.
-import { dsseSign, evidenceId, IN_TOTO_PAYLOAD_TYPE, verifyEvidence, type EvidenceInput } from "@deai/proofs";
+import { dsseSign, evidenceId, IN_TOTO_PAYLOAD_TYPE, usageReportPayload, verifyEvidence, type EvidenceInput } from "@deai/proofs";
 
 import {
   equivocation,
@@ -58,6 +58,26 @@ describe("evidence verifiers", () => {
     const q = newSigner();
     const resigned = dsseSign(IN_TOTO_PAYLOAD_TYPE, e.second.payload, [q]);
     expect(() => verifyEvidence({ ...e, second: resigned }, w.trust)).toThrow(/not signed by its provider/);
+  });
+  it("equivocation from two real usage-report/v1 statements (no issuedAt) dates the infraction at periodEnd", () => {
+    const operator = newSigner();
+    const report = (gpuSeconds: number) =>
+      dsseSign(
+        IN_TOTO_PAYLOAD_TYPE,
+        usageReportPayload({
+          leaseId: "lease-9",
+          epoch: 3,
+          periodStart: new Date(at - 60_000).toISOString(),
+          periodEnd: new Date(at).toISOString(),
+          gpuSeconds,
+          heartbeatsMissed: 0,
+          provider: p.keyid,
+          operator: operator.keyid,
+        }),
+        [p, operator],
+      );
+    const v = verifyEvidence({ kind: "equivocation", first: report(100), second: report(200) }, w.trust);
+    expect(v).toMatchObject({ kind: "equivocation", provider: p.keyid, infractionAtMs: at, earliestAtMs: at });
   });
   it("lease breach needs a known operator and a countersignature", () => {
     const e = leaseBreach(w, p.keyid, at) as Extract<EvidenceInput, { kind: "lease-breach" }>;
