@@ -99,9 +99,9 @@ export class LeafHashPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    const all = this.hashers.splice(0);
-    for (const h of all) for (const w of h?.waiting.values() ?? []) w.fail(new Error("the leaf hash pool was closed"));
-    await Promise.all(all.map((h) => h?.worker.terminate()));
+    const all = this.hashers.splice(0).filter((h): h is Hasher => h !== undefined);
+    for (const h of all) for (const w of h.waiting.values()) w.fail(new Error("the leaf hash pool was closed"));
+    await Promise.all(all.map((h) => h.worker.terminate()));
   }
 
   /** The next thread round robin (started on first use; one that died is replaced). */
