@@ -33,6 +33,8 @@ export * from "./service.js";
 export * from "./providers/placement.js";
 export * from "./providers/storage-provider.js";
 export * from "./coding/reed-solomon.js";
+export * from "./coding/leaf-hash-pool.js";
+export * from "./coding/stripe-buffers.js";
 export * from "./anchoring/ledger-anchoring.js";
 export * from "./catalog/gpu-classes.js";
 export * from "./catalog/gpu-classes-file.js";

@@ -17,7 +17,7 @@ export const repairConfigSchema = {
   DA_REPAIR_READ_BYTES: env.int({ default: 2 * 1024 * 1024, min: 1 }),
   /** Read windows in flight (read, verified, rebuilt) ahead of the one being written: bounds repair's memory. */
   DA_REPAIR_READ_AHEAD: env.int({ default: 3, min: 1, max: 64 }),
-  /** Worker threads that hash the shards repair reads and rebuilds (every one is checked against its leaf), off the event loop. */
+  /** Worker threads (the kit's LeafHashPool) that hash the shards repair reads and rebuilds (every one is checked against its leaf), off the event loop. */
   DA_REPAIR_HASH_THREADS: env.int({ default: 2, min: 1, max: 32 }),
   /** Cap on the bytes a repair reads per second (0 = none): repair must not starve sampling and downloads. */
   DA_REPAIR_MAX_READ_BYTES_PER_S: env.int({ default: 0, min: 0 }),

@@ -22,7 +22,10 @@ import { ReceiptSchema, type Receipt } from "@deai/contracts/deai/ledger/v1/ledg
 import {
   AnchorRefusedError,
   enqueueEvent,
+  giveShared,
+  LeafHashPool,
   StripeCodec,
+  takeShared,
   transitionRow,
   type LedgerAnchoring,
   type PartWriter,
@@ -42,7 +45,6 @@ import type { Attestations } from "./attestations.js";
 import { leafOf, shardRootHex, type DatasetCatalog, type SampledDataset } from "./catalog.js";
 import type { SamplerContext } from "./context.js";
 import { envelopeToProto } from "./envelopes.js";
-import { LeafHashPool, SharedBuffers } from "./leaf-hashes.js";
 import type { RepairMetrics } from "./repair-metrics.js";
 import type { SamplerIdentity } from "./sampler-identity.js";
 
@@ -93,6 +95,8 @@ function codecOf(k: number, m: number, shardSize: number): StripeCodec {
   if (!c) codecs.set(key, (c = new StripeCodec(k, m, shardSize)));
   return c;
 }
+
+const sameLeaf = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
 
 const db = (trx: Transaction<DaSamplerDb>): Kysely<unknown> => trx as unknown as Kysely<unknown>;
 
@@ -356,9 +360,9 @@ export class Repairs {
     // parts of the new objects. Memory is bounded by the windows in flight; each stripe is read once.
     const windows = readWindows(done, ds.stripes, g, Math.floor(this.o.readBytes / S));
     const stop = new AbortController();
-    const hashes = new LeafHashPool(this.o.hashThreads);
-    const perWindow = Math.max(...windows.map((w) => w.to - w.from), 0);
-    const buffers = new SharedBuffers(perWindow * (ds.k + ds.m) * S, this.o.readAhead);
+    const hashes = new LeafHashPool({ workers: this.o.hashThreads });
+    // Every window's buffer has one size (the last window uses part of it): shared memory reused.
+    const windowBytes = Math.max(...windows.map((w) => w.to - w.from), 0) * (ds.k + ds.m) * S;
     const reads = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
     const t0 = c.clock.nowMs();
     let scheduled = 0;
@@ -375,7 +379,7 @@ export class Repairs {
             const wait = dueMs - c.clock.nowMs();
             if (wait > 0) await c.clock.sleep(wait, reads);
           }
-          return this.rebuildWindow(ds, lost, w.from, w.to, { hashes, buffers }, reads);
+          return this.rebuildWindow(ds, lost, w.from, w.to, { hashes, windowBytes }, reads);
         })();
         p.catch(() => undefined);
         pending.push(p);
@@ -517,15 +521,17 @@ export class Repairs {
     lost: readonly number[],
     from: number,
     to: number,
-    using: { hashes: LeafHashPool; buffers: SharedBuffers },
+    using: { hashes: LeafHashPool; windowBytes: number },
     signal?: AbortSignal,
   ): Promise<RebuiltWindow> {
-    const window = using.buffers.acquire();
+    // Shared memory (the leaf hash threads read the shards in place), reused: fresh memory costs
+    // its page faults, as much as the copy into it.
+    const window = takeShared(using.windowBytes);
     try {
       return await this.rebuildWindowIn(window, ds, lost, from, to, using.hashes, signal);
     } finally {
       // Nothing holds a view of it now: reads given up on write nowhere, the rebuilt shards were copied out.
-      using.buffers.release(window);
+      giveShared(window);
     }
   }
 
@@ -581,13 +587,9 @@ export class Repairs {
           return;
         }
         bytesRead += count * S;
-        const digests = await hashes.hash(
-          buf,
-          Array.from({ length: count }, (_, i) => (i * n + slot) * S),
-          S,
-        );
+        const digests = await hashes.hash(Array.from({ length: count }, (_, i) => shardAt(i, slot)));
         digests.forEach((d, i) => {
-          if (d.equals(leafOf(ds, from + i, slot))) present[i]!.add(slot);
+          if (sameLeaf(d, leafOf(ds, from + i, slot))) present[i]!.add(slot);
         });
       }),
     );
@@ -626,13 +628,9 @@ export class Repairs {
       }),
     );
     const rebuilt = lost.flatMap((slot) => present.map((_, i) => ({ slot, i })));
-    const digests = await hashes.hash(
-      buf,
-      rebuilt.map(({ slot, i }) => (i * n + slot) * S),
-      S,
-    );
+    const digests = await hashes.hash(rebuilt.map(({ slot, i }) => shardAt(i, slot)));
     rebuilt.forEach(({ slot, i }, j) => {
-      if (!digests[j]!.equals(leafOf(ds, from + i, slot)))
+      if (!sameLeaf(digests[j]!, leafOf(ds, from + i, slot)))
         throw new Error(
           `rebuilt shard (${from + i}, ${slot}) of ${ds.datasetId} does not match its leaf: the codec and the manifest disagree`,
         );
