@@ -53,7 +53,7 @@ export function apiUrls(config: DashboardConfig): Partial<Record<ApiName, string
     try {
       parsed = new URL(url);
     } catch {
-      throw new ConfigError(`DASHBOARD_${name === "sampler" ? "SAMPLER" : name.toUpperCase()}_URL`, `not a URL: ${url}`);
+      throw new ConfigError(`DASHBOARD_${name.toUpperCase()}_URL`, `not a URL: ${url}`);
     }
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
       throw new ConfigError(`DASHBOARD_${name.toUpperCase()}_URL`, `must be http(s), got ${parsed.protocol}`);

@@ -115,9 +115,14 @@ async function passthrough(
   if (!/^\/v1\/[A-Za-z0-9._~:@%/-]*$/.test(rest) || rest.includes("/../") || rest.endsWith("/..")) {
     return sendError(res, 400, "invalid_argument", `path ${JSON.stringify(rest)}: only /v1/ read paths are forwarded`);
   }
+  // After URL normalization too (%2e%2e is a dot segment to the URL parser).
+  const target = new URL(`${base}${rest}${search}`);
+  if (!target.pathname.startsWith(`${new URL(base).pathname.replace(/\/$/, "")}/v1/`)) {
+    return sendError(res, 400, "invalid_argument", `path ${JSON.stringify(rest)}: only /v1/ read paths are forwarded`);
+  }
   let upstream: Response;
   try {
-    upstream = await fetch(`${base}${rest}${search}`, {
+    upstream = await fetch(target, {
       method,
       headers: { accept: "application/json" },
       redirect: "manual",
