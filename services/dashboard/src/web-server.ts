@@ -38,7 +38,8 @@ const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",
   // Scripts and styles only from here (no CDN at runtime); the APIs may live anywhere.
-  "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src *; frame-ancestors 'none'",
+  "content-security-policy":
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src *; frame-ancestors 'none'",
 };
 
 function send(res: NodeResponse, status: number, type: string, body: string | Uint8Array, extra: Record<string, string> = {}): void {
@@ -136,7 +137,12 @@ async function passthrough(
   if (body.length > opts.config.DASHBOARD_PROXY_MAX_BYTES) {
     return sendError(res, 502, "unavailable", `the ${name} API answered ${body.length} bytes, over DASHBOARD_PROXY_MAX_BYTES`);
   }
-  send(res, upstream.status, upstream.headers.get("content-type") ?? "application/octet-stream", method === "HEAD" ? new Uint8Array() : body);
+  send(
+    res,
+    upstream.status,
+    upstream.headers.get("content-type") ?? "application/octet-stream",
+    method === "HEAD" ? new Uint8Array() : body,
+  );
 }
 
 const html = (description: string): Record<string, unknown> => ({ description, content: { "text/html": { schema: { type: "string" } } } });

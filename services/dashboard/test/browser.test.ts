@@ -18,7 +18,14 @@ const root = new URL("../../../", import.meta.url).pathname;
 const ledgerJs = `${root}services/ledger/dist/main.js`;
 const dashboardJs = `${root}services/dashboard/dist/main.js`;
 const CHROMIUM = "/usr/bin/chromium";
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"];
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+];
 const ORIGIN = "ledger.test/dashboard";
 const logKey = generateNoteKey(ORIGIN);
 const owner = generateActorKey();
@@ -140,10 +147,47 @@ it("draws the log's lineage, verifies a receipt in the browser and flags a tampe
   const shardRoot = sha("corpus-en shards");
   const evidenceId = sha("evidence-1");
   const statements = [
-    [statement([{ name: "corpus-en", hex: content }, { name: "corpus-en/shards", hex: shardRoot }], PredicateTypes.datasetManifest, { name: "corpus-en", k: 4, m: 2, parents: [] }), owner],
-    [statement([{ name: "corpus-en/shards", hex: shardRoot }, { name: "corpus-en", hex: content }], PredicateTypes.placement, { version: 2, cause: "repair", moved: [{ slot: 3, from: "sp-lazy", to: "sp-spare", reason: "unavailable" }] }), sampler],
-    [statement([{ name: "corpus-en/shards", hex: shardRoot }, { name: "corpus-en", hex: content }], PredicateTypes.samplingAttestation, { kind: "recheck", provider: "sp-lazy", verdict: "unavailable" }), sampler],
-    [statement([{ name: "evidence-1", hex: evidenceId }], PredicateTypes.slashRecord, { event: "applied", provider: "sp-lazy", evidenceId }), slasher],
+    [
+      statement(
+        [
+          { name: "corpus-en", hex: content },
+          { name: "corpus-en/shards", hex: shardRoot },
+        ],
+        PredicateTypes.datasetManifest,
+        { name: "corpus-en", k: 4, m: 2, parents: [] },
+      ),
+      owner,
+    ],
+    [
+      statement(
+        [
+          { name: "corpus-en/shards", hex: shardRoot },
+          { name: "corpus-en", hex: content },
+        ],
+        PredicateTypes.placement,
+        { version: 2, cause: "repair", moved: [{ slot: 3, from: "sp-lazy", to: "sp-spare", reason: "unavailable" }] },
+      ),
+      sampler,
+    ],
+    [
+      statement(
+        [
+          { name: "corpus-en/shards", hex: shardRoot },
+          { name: "corpus-en", hex: content },
+        ],
+        PredicateTypes.samplingAttestation,
+        { kind: "recheck", provider: "sp-lazy", verdict: "unavailable" },
+      ),
+      sampler,
+    ],
+    [
+      statement([{ name: "evidence-1", hex: evidenceId }], PredicateTypes.slashRecord, {
+        event: "applied",
+        provider: "sp-lazy",
+        evidenceId,
+      }),
+      slasher,
+    ],
   ] as const;
   for (const [i, [stmt, key]] of statements.entries()) {
     const res = await signedFetch(`${ledgerUrl}/v1/ledger/entries`, key, {

@@ -107,7 +107,11 @@ it("drains on SIGTERM: not ready, then exits 0", async () => {
   svc!.kill("SIGTERM");
   const deadline = Date.now() + 2000;
   let status = 200;
-  while (status === 200 && Date.now() < deadline) status = await fetch(`${base}/readyz`).then((r) => r.status, () => 0);
+  while (status === 200 && Date.now() < deadline)
+    status = await fetch(`${base}/readyz`).then(
+      (r) => r.status,
+      () => 0,
+    );
   expect(status).toBe(503);
   expect(await svc!.exited).toBe(0);
 });

@@ -31,14 +31,22 @@ const signer = ed25519DsseSigner(new Uint8Array(randomBytes(32)));
 const hex = (n: number): string => n.toString(16).padStart(64, "0");
 
 function leaf(predicateType: string, subjects: number[], predicate: Record<string, unknown>): Uint8Array {
-  const payload = statementBytes(statementOf(predicateType, subjects.map((s) => ({ name: `a${s}`, digest: { sha256: hex(s) } })), predicate));
-  return utf8Encode(JSON.stringify(dsseToJson(dsseSign(IN_TOTO_PAYLOAD_TYPE, payload, [signer]))));
+  const payload = statementBytes(
+    statementOf(
+      predicateType,
+      subjects.map((s) => ({ name: `a${s}`, digest: { sha256: hex(s) } })),
+      predicate,
+    ),
+  );
+  return utf8Encode(JSON.stringify(dsseToJson(dsseSign(IN_TOTO_PAYLOAD_TYPE, payload, [signer]))))!;
 }
 
 /** A log of `leaves` served the tlog-tiles way; `mutate` may change what is served. */
 function serve(leaves: Uint8Array[], mutate: (path: string, body: Uint8Array) => Uint8Array = (_p, b) => b): Fetch {
-  const note = signCheckpoint({ origin: ORIGIN, size: leaves.length, rootHash: rootFromLeafHashes(leaves.map(leafHash)), extensions: [] }, [parseSignerKey(key.signerKey)]);
-  const files = new Map<string, Uint8Array>([["/checkpoint", utf8Encode(note)]]);
+  const note = signCheckpoint({ origin: ORIGIN, size: leaves.length, rootHash: rootFromLeafHashes(leaves.map(leafHash)), extensions: [] }, [
+    parseSignerKey(key.signerKey),
+  ]);
+  const files = new Map<string, Uint8Array>([["/checkpoint", utf8Encode(note)!]]);
   for (let n = 0; n * TILE_WIDTH < leaves.length; n++) {
     const part = leaves.slice(n * TILE_WIDTH, (n + 1) * TILE_WIDTH);
     files.set(`/${entryBundlePath(n, part.length)}`, encodeEntryBundle(part));
@@ -46,7 +54,7 @@ function serve(leaves: Uint8Array[], mutate: (path: string, body: Uint8Array) =>
   return async (url) => {
     const path = new URL(url).pathname;
     const body = files.get(path);
-    return body ? new Response(mutate(path, body)) : new Response("not found", { status: 404 });
+    return body ? new Response(Buffer.from(mutate(path, body))) : new Response("not found", { status: 404 });
   };
 }
 
@@ -64,7 +72,18 @@ it("verifies every entry of a 300-entry log against the signed root and builds i
   expect(scan.entries.every((e) => e.signature.ok)).toBe(true);
   const g = buildLineage(scan.entries.slice(0, 3));
   const ids = g.nodes.map((n) => n.id).sort();
-  expect(ids).toEqual(["artifact:sha256:" + hex(1), "artifact:sha256:" + hex(2), "artifact:sha256:" + hex(3), "artifact:sha256:" + hex(4), "entry:0", "entry:1", "entry:2", "provider:sp-1"].sort());
+  expect(ids).toEqual(
+    [
+      "artifact:sha256:" + hex(1),
+      "artifact:sha256:" + hex(2),
+      "artifact:sha256:" + hex(3),
+      "artifact:sha256:" + hex(4),
+      "entry:0",
+      "entry:1",
+      "entry:2",
+      "provider:sp-1",
+    ].sort(),
+  );
   expect(g.edges).toContainEqual({ from: `artifact:sha256:${hex(1)}`, to: "entry:1", label: "material" });
   expect(g.edges).toContainEqual({ from: "entry:2", to: "provider:sp-1", label: "provider" });
   expect(g.nodes.find((n) => n.id === `artifact:sha256:${hex(1)}`)?.label).toBe("a1");
@@ -74,7 +93,7 @@ it("fails the contents when one served entry differs, and the checkpoint under a
   const flip = (path: string, body: Uint8Array): Uint8Array => {
     if (!path.startsWith("/tile/entries/001")) return body;
     const out = body.slice();
-    out[out.length - 5] ^= 1;
+    out[out.length - 5] = out[out.length - 5]! ^ 1;
     return out;
   };
   const scan = await scanLog(serve(leaves, flip), "http://ledger", "", parseVerifierKey(key.verifierKey));
@@ -90,7 +109,7 @@ it("fails the contents when one served entry differs, and the checkpoint under a
 it("fails an entry whose signature does not verify", async () => {
   const bad = JSON.parse(new TextDecoder().decode(dataset)) as { signatures: { sig: string }[] };
   bad.signatures[0]!.sig = Buffer.from(randomBytes(64)).toString("base64");
-  const scan = await scanLog(serve([utf8Encode(JSON.stringify(bad)), derived]), "http://ledger", "", parseVerifierKey(key.verifierKey));
+  const scan = await scanLog(serve([utf8Encode(JSON.stringify(bad))!, derived]), "http://ledger", "", parseVerifierKey(key.verifierKey));
   expect(scan.contents.ok).toBe(true);
   expect(scan.entries[0]!.signature.ok).toBe(false);
   expect(scan.entries[1]!.signature.ok).toBe(true);

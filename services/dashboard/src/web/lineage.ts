@@ -55,12 +55,12 @@ function digestKeys(digest: unknown): string[] {
   if (digest === null || typeof digest !== "object") return [];
   return Object.entries(digest as Record<string, unknown>)
     .filter(([, v]) => typeof v === "string")
-    .map(([alg, hex]) => `${alg}:${(hex as string).toLowerCase()}`);
+    .map(([alg, hex]) => `${alg}:${String(hex).toLowerCase()}`);
 }
 
 /** Materials as the ledger indexes them (its README): manifest parents, SLSA resolved dependencies. */
 export function materialsOf(statement: Statement): string[] {
-  const p = (statement.predicate ?? {}) as Record<string, unknown>;
+  const p = statement.predicate ?? {};
   const out: string[] = [];
   if (statement.predicateType === PredicateTypes.datasetManifest && Array.isArray(p.parents)) {
     for (const parent of p.parents as unknown[]) {
@@ -77,7 +77,7 @@ export function materialsOf(statement: Statement): string[] {
 }
 
 function providersOf(statement: Statement): string[] {
-  const p = (statement.predicate ?? {}) as Record<string, unknown>;
+  const p = statement.predicate ?? {};
   const out = new Set<string>();
   if (typeof p.provider === "string" && p.provider !== "") out.add(p.provider);
   if (Array.isArray(p.moved)) for (const m of p.moved as { to?: unknown }[]) if (typeof m?.to === "string") out.add(m.to);
@@ -97,7 +97,15 @@ export function buildLineage(entries: readonly LogEntry[]): Lineage {
     if (!s) continue;
     const name = predicateName(s.predicateType);
     const id = `entry:${e.index}`;
-    add({ id, kind: "statement", label: `#${e.index} ${name}`, index: e.index, predicate: name, ok: e.signature.ok, column: COLUMN[name] ?? 2 });
+    add({
+      id,
+      kind: "statement",
+      label: `#${e.index} ${name}`,
+      index: e.index,
+      predicate: name,
+      ok: e.signature.ok,
+      column: COLUMN[name] ?? 2,
+    });
     for (const subject of s.subject) {
       for (const key of digestKeys(subject.digest)) {
         const label = typeof subject.name === "string" && subject.name !== "" ? subject.name : key.slice(0, 19);
@@ -110,7 +118,12 @@ export function buildLineage(entries: readonly LogEntry[]): Lineage {
       edges.push({ from: `artifact:${key}`, to: id, label: "material" });
     }
     for (const provider of providersOf(s)) {
-      add({ id: `provider:${provider}`, kind: "provider", label: provider.length > 18 ? `${provider.slice(0, 16)}…` : provider, column: PROVIDER_COLUMN });
+      add({
+        id: `provider:${provider}`,
+        kind: "provider",
+        label: provider.length > 18 ? `${provider.slice(0, 16)}…` : provider,
+        column: PROVIDER_COLUMN,
+      });
       edges.push({ from: id, to: `provider:${provider}`, label: "provider" });
     }
   }

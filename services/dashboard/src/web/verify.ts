@@ -121,8 +121,10 @@ export async function scanLog(fetchFn: Fetch, ledgerBase: string, tilesPrefix: s
   }
   const hashes = leaves.map(leafHash);
   if (contents === undefined) {
-    if (readable < size) contents = { ok: false, detail: `log has ${size} entries; only the first ${readable} were read, so its root was not checked` };
-    else if (!bytesEqual(rootFromLeafHashes(hashes), root)) contents = { ok: false, detail: "the entries served do not hash to the checkpoint's root: the log was tampered with" };
+    if (readable < size)
+      contents = { ok: false, detail: `log has ${size} entries; only the first ${readable} were read, so its root was not checked` };
+    else if (!bytesEqual(rootFromLeafHashes(hashes), root))
+      contents = { ok: false, detail: "the entries served do not hash to the checkpoint's root: the log was tampered with" };
     else contents = { ok: true, detail: `all ${size} entries hash to the signed root` };
   }
   const entries = leaves.map((leaf, index): LogEntry => ({ index, leaf, leafHashHex: hexEncode(hashes[index]!), ...openLeaf(leaf) }));
