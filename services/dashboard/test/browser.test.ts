@@ -17,6 +17,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 const root = new URL("../../../", import.meta.url).pathname;
 const ledgerJs = `${root}services/ledger/dist/main.js`;
 const dashboardJs = `${root}services/dashboard/dist/main.js`;
+const slashingJs = `${root}services/slashing/dist/main.js`;
 const CHROMIUM = "/usr/bin/chromium";
 const FLAGS = [
   "--headless",
@@ -116,6 +117,7 @@ async function startTamperProxy(target: string): Promise<TamperProxy> {
 let env: TestEnv;
 let ledger: ServiceProcess | undefined;
 let dashboard: ServiceProcess | undefined;
+let slashing: ServiceProcess | undefined;
 let proxy: TamperProxy | undefined;
 let browser: Browser | undefined;
 
@@ -123,6 +125,7 @@ afterAll(async () => {
   await browser?.close();
   if (dashboard) await stopService(dashboard);
   await proxy?.close();
+  if (slashing) await stopService(slashing);
   if (ledger) await stopService(ledger);
   await env?.close();
 });
@@ -197,6 +200,8 @@ it("draws the log's lineage, verifies a receipt in the browser and flags a tampe
     expect(Number(((await res.json()) as { index: string }).index)).toBe(i);
   }
 
+  slashing = await spawnService(slashingJs, env.vars({ SLASHING_TICK_MS: "1000" }));
+
   proxy = await startTamperProxy(ledgerUrl);
   dashboard = await spawnService(dashboardJs, {
     HOST: "127.0.0.1",
@@ -204,6 +209,7 @@ it("draws the log's lineage, verifies a receipt in the browser and flags a tampe
     SHUTDOWN_DRAIN_MS: "0",
     DASHBOARD_LOG_KEY: logKey.verifierKey,
     DASHBOARD_LEDGER_URL: proxy.url,
+    DASHBOARD_SLASHING_URL: `http://127.0.0.1:${slashing.port}`,
   });
   const dashUrl = `http://127.0.0.1:${dashboard.port}`;
   expect((await fetch(`${dashUrl}/readyz`)).status).toBe(200);
@@ -258,6 +264,21 @@ it("draws the log's lineage, verifies a receipt in the browser and flags a tampe
   expect(await contents.getAttribute("data-verdict")).toBe("failed");
   expect(await fresh.locator('[data-testid="log-contents"]').textContent()).toContain("do not hash to the checkpoint's root");
   await fresh.close();
+
+  // The other pages through the passthrough: slashing is a real service (empty), the rest are
+  // not configured and say so; none throws.
+  await page.goto(`${dashUrl}/#/slashes`);
+  await page.getByText("No slashes yet.").waitFor();
+  for (const [route, what] of [
+    ["datasets", "datasets"],
+    ["providers", "providers"],
+    ["market", "marketplace"],
+  ]) {
+    await page.goto(`${dashUrl}/#/${route}`);
+    const alert = page.getByRole("alert");
+    await alert.waitFor();
+    expect(await alert.textContent()).toBe(`${what}: not configured`);
+  }
 
   // The training page says plainly that there is no data.
   await page.goto(`${dashUrl}/#/training`);
