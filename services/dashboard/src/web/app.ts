@@ -6,7 +6,16 @@ import { html } from "htm/preact";
 import type { NoteVerifier } from "@deai/proofs";
 
 import { buildLineage, predicateName, type GraphNode, type Lineage } from "./lineage.js";
-import { checkReceipt, pinnedKey, scanLog, type LogScan, type ReceiptCheck, type Verdict } from "./verify.js";
+import {
+  checkReceipt,
+  checkServiceReceipt,
+  pinnedKey,
+  scanLog,
+  type LogScan,
+  type ReceiptCheck,
+  type ReceiptJson,
+  type Verdict,
+} from "./verify.js";
 
 interface Config {
   logKey: string | null;
@@ -75,6 +84,24 @@ function cell(v: unknown): string {
   return typeof v === "string" ? v : JSON.stringify(v);
 }
 
+/** A table cell showing a check's outcome (a receipt verified here). */
+interface VerdictCell {
+  readonly verdict: Verdict;
+}
+function isVerdictCell(v: unknown): v is VerdictCell {
+  return typeof v === "object" && v !== null && "verdict" in v && typeof (v as VerdictCell).verdict?.ok === "boolean";
+}
+
+/** Where a page checks the receipts services hand out: the pinned key and the scanned log. */
+interface Trust {
+  readonly key: NoteVerifier | undefined;
+  readonly scan: LogScan | undefined;
+}
+function receiptCell(receipt: unknown, trust: Trust): VerdictCell {
+  if (!trust.key) return { verdict: { ok: false, detail: "no pinned log key" } };
+  return { verdict: checkServiceReceipt(receipt as ReceiptJson | undefined, trust.key, trust.scan) };
+}
+
 /** A table of objects: the columns asked for, in order; a caption for screen readers. */
 function Table({ rows, columns, caption }: { rows: Record<string, unknown>[]; columns: string[]; caption: string }): VNode {
   if (rows.length === 0) return html`<p>No ${caption.toLowerCase()} yet.</p>`;
@@ -92,7 +119,12 @@ function Table({ rows, columns, caption }: { rows: Record<string, unknown>[]; co
         ${rows.map(
           (r) =>
             html`<tr>
-              ${columns.map((c) => html`<td>${cell(r[c])}</td>`)}
+              ${columns.map((c) => {
+                const v = r[c];
+                return html`<td>
+                  ${isVerdictCell(v) ? html`<${Badge} verdict=${v.verdict} what=${c} /> <small>${v.verdict.detail}</small>` : cell(v)}
+                </td>`;
+              })}
             </tr>`,
         )}
       </tbody>
@@ -224,7 +256,7 @@ function LineagePage({
 
 // ---------- datasets, providers, market, slashes, training ----------
 
-function DatasetsPage({ config }: { config: Config }): VNode {
+function DatasetsPage({ config, trust }: { config: Config; trust: Trust }): VNode {
   const data = useLoad(async () => {
     const list = (await getJson(config.apis.ingestion, "/v1/datasets?pageSize=100")) as { datasets?: Obj[] };
     const datasets = list.datasets ?? [];
@@ -256,8 +288,9 @@ function DatasetsPage({ config }: { config: Config }): VNode {
       data.value &&
       html`<${Table}
           caption="Datasets"
-          columns=${["datasetId", "name", "state", "size", "k", "m", "providers"]}
+          columns=${["datasetId", "name", "state", "size", "k", "m", "providers", "receipt"]}
           rows=${data.value.datasets.map((d) => ({
+            receipt: receiptCell(d.receipt, trust),
             datasetId: d.datasetId,
             name: d.manifest?.name,
             state: d.state,
@@ -317,7 +350,7 @@ function ProvidersPage({ config }: { config: Config }): VNode {
   </section>`;
 }
 
-function MarketPage({ config }: { config: Config }): VNode {
+function MarketPage({ config, trust }: { config: Config; trust: Trust }): VNode {
   const data = useLoad(async () => {
     const [offers, leases] = await Promise.all([
       getJson(config.apis.marketplace, "/v1/marketplace/offers?pageSize=100") as Promise<{ offers?: Obj[] }>,
@@ -362,8 +395,8 @@ function MarketPage({ config }: { config: Config }): VNode {
         <h2>Leases</h2>
         <${Table}
           caption="Leases"
-          columns=${["leaseId", "orderId", "group", "providerId", "gpuClass", "gpus", "state", "pricePerGpuHour", "settledThroughEpoch"]}
-          rows=${data.value.leases}
+          columns=${["leaseId", "orderId", "group", "providerId", "gpuClass", "gpus", "state", "pricePerGpuHour", "settledThroughEpoch", "receipt"]}
+          rows=${data.value.leases.map((l) => ({ ...l, receipt: receiptCell(l.receipt, trust) }))}
         />
         <h2>Offers</h2>
         <${Table}
@@ -375,7 +408,7 @@ function MarketPage({ config }: { config: Config }): VNode {
   </section>`;
 }
 
-function SlashesPage({ config }: { config: Config }): VNode {
+function SlashesPage({ config, trust }: { config: Config; trust: Trust }): VNode {
   const data = useLoad(
     async () => ((await getJson(config.apis.slashing, "/v1/slashing/slashes?pageSize=100")) as { slashes?: Obj[] }).slashes ?? [],
     [],
@@ -399,7 +432,7 @@ function SlashesPage({ config }: { config: Config }): VNode {
               </caption>
               <thead>
                 <tr>
-                  ${["slash", "provider", "kind", "state", "amount", "consequence", "evidence"].map((c) => html`<th scope="col">${c}</th>`)}
+                  ${["slash", "provider", "kind", "state", "amount", "consequence", "receipt", "evidence"].map((c) => html`<th scope="col">${c}</th>`)}
                 </tr>
               </thead>
               <tbody>
@@ -412,6 +445,12 @@ function SlashesPage({ config }: { config: Config }): VNode {
                       <td>${s.state}</td>
                       <td>${cell(s.amount)}</td>
                       <td>${s.consequence}</td>
+                      <td>
+                        ${(() => {
+                          const v = receiptCell(s.receipt, trust).verdict;
+                          return html`<${Badge} verdict=${v} what="receipt" /> <small>${v.detail}</small>`;
+                        })()}
+                      </td>
                       <td>
                         <button type="button" onClick=${() => setOpen(String(s.evidenceId))} aria-expanded=${open === s.evidenceId}>
                           Evidence ${String(s.evidenceId).slice(0, 10)}…
@@ -488,11 +527,12 @@ function App({ config }: { config: Config }): VNode {
     if (!config.apis.ledger) throw new Error("no ledger URL (DASHBOARD_LEDGER_URL)");
     return scanLog(fetchFn, config.apis.ledger, config.ledgerTilesPrefix, keyV);
   }, []);
+  const trust: Trust = { key: keyV, scan: scan.value };
   let page: ComponentChildren;
-  if (route === "datasets") page = html`<${DatasetsPage} config=${config} />`;
+  if (route === "datasets") page = html`<${DatasetsPage} config=${config} trust=${trust} />`;
   else if (route === "providers") page = html`<${ProvidersPage} config=${config} />`;
-  else if (route === "market") page = html`<${MarketPage} config=${config} />`;
-  else if (route === "slashes") page = html`<${SlashesPage} config=${config} />`;
+  else if (route === "market") page = html`<${MarketPage} config=${config} trust=${trust} />`;
+  else if (route === "slashes") page = html`<${SlashesPage} config=${config} trust=${trust} />`;
   else if (route === "training") page = html`<${TrainingPage} config=${config} />`;
   else if (keyV) page = html`<${LineagePage} config=${config} keyV=${keyV} scan=${scan} />`;
   else

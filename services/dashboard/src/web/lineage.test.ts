@@ -11,6 +11,8 @@ import {
   ed25519DsseSigner,
   encodeEntryBundle,
   entryBundlePath,
+  formatTlogProof,
+  inclusionProofFromLeaves,
   generateNoteKey,
   leafHash,
   parseSignerKey,
@@ -23,7 +25,7 @@ import {
 } from "@deai/proofs";
 
 import { buildLineage } from "./lineage.js";
-import { scanLog, type Fetch } from "./verify.js";
+import { checkServiceReceipt, scanLog, type Fetch } from "./verify.js";
 
 const ORIGIN = "ledger.test/lineage";
 const key = generateNoteKey(ORIGIN);
@@ -114,4 +116,23 @@ it("fails an entry whose signature does not verify", async () => {
   expect(scan.entries[0]!.signature.ok).toBe(false);
   expect(scan.entries[1]!.signature.ok).toBe(true);
   expect(buildLineage(scan.entries).nodes.find((n) => n.id === "entry:0")?.ok).toBe(false);
+});
+
+it("checks a receipt a service hands out against the pinned key and the scanned log", async () => {
+  const small = [dataset, derived, attestation];
+  const hashes = small.map(leafHash);
+  const root = rootFromLeafHashes(hashes);
+  const note = signCheckpoint({ origin: ORIGIN, size: 3, rootHash: root, extensions: [] }, [parseSignerKey(key.signerKey)]);
+  const tlogProof = formatTlogProof({ index: 1, inclusionProof: inclusionProofFromLeaves(1, hashes), checkpoint: note });
+  const pinned = parseVerifierKey(key.verifierKey);
+  const scan = await scanLog(serve(small), "http://ledger", "", pinned);
+  const receipt = { index: "1", leafHash: Buffer.from(hashes[1]!).toString("base64"), tlogProof };
+  expect(checkServiceReceipt(receipt, pinned, scan)).toEqual({ ok: true, detail: `entry #1, in the tree of size 3 signed by ${ORIGIN}` });
+  // Another leaf hash: the proof no longer reaches the signed root.
+  expect(checkServiceReceipt({ ...receipt, leafHash: Buffer.from(hashes[0]!).toString("base64") }, pinned, scan).ok).toBe(false);
+  // The service names another index than the receipt proves.
+  expect(checkServiceReceipt({ ...receipt, index: "2" }, pinned, scan).detail).toMatch(/proves index 1/);
+  // Another log key.
+  expect(checkServiceReceipt(receipt, parseVerifierKey(generateNoteKey(ORIGIN).verifierKey), scan).ok).toBe(false);
+  expect(checkServiceReceipt(undefined, pinned, scan)).toEqual({ ok: false, detail: "no receipt" });
 });

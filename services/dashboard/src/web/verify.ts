@@ -195,3 +195,33 @@ export async function checkReceipt(
     overall: failed ?? { ok: true, detail: "receipt and signatures verified in this browser" },
   };
 }
+
+/** A ledger Receipt as the services embed it in their REST answers (proto3 JSON). */
+export interface ReceiptJson {
+  readonly index?: string;
+  readonly leafHash?: string;
+  readonly tlogProof?: string;
+}
+
+/**
+ * Checks a receipt a service hands out with its record (a dataset's manifest, a lease, a
+ * slash): the tlog-proof against the pinned key for the receipt's leaf hash, and, when the log
+ * was scanned, that the log's entry at that index has that leaf hash. What the entry says is
+ * then readable on the lineage page, from the log itself.
+ */
+export function checkServiceReceipt(receipt: ReceiptJson | undefined, key: NoteVerifier, scan?: LogScan): Verdict {
+  if (!receipt?.tlogProof || !receipt.leafHash) return { ok: false, detail: "no receipt" };
+  const hash = base64Decode(receipt.leafHash);
+  if (hash === undefined) return { ok: false, detail: "receipt leafHash is not base64" };
+  try {
+    const v = verifyTlogProof(receipt.tlogProof, { leafHash: hash }, { log: key });
+    if (receipt.index !== undefined && receipt.index !== String(v.index)) {
+      return { ok: false, detail: `the receipt proves index ${v.index}, the service says ${receipt.index}` };
+    }
+    const logged = scan?.contents.ok ? scan.entries[v.index] : undefined;
+    if (logged && logged.leafHashHex !== hexEncode(hash)) return { ok: false, detail: `the log's entry ${v.index} has another leaf hash` };
+    return { ok: true, detail: `entry #${v.index}, in the tree of size ${v.checkpoint.size} signed by ${key.name}` };
+  } catch (e) {
+    return { ok: false, detail: `receipt: ${why(e)}` };
+  }
+}
