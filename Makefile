@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py test-slashing-property bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train bench-recovery helm-check demo clean
+        test test-ts test-py test-slashing-property chromium bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train bench-recovery helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,7 +50,15 @@ format: deps ## Apply Prettier and ESLint fixes
 helm-check: deps ## helm lint + template against golden files
 	bash infra/helm/check.sh
 
-test-ts: services build ## jest: unit and integration tests (real Postgres, NATS, in-process S3)
+chromium: ## Debian's chromium for the dashboard's browser test (installs it when missing; never a test tool's browser download)
+	@dpkg-query -W -f='$${Status}' chromium 2>/dev/null | grep -q "install ok installed" || { \
+	  echo "chromium: installing chromium"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	}
+	@test -x /usr/bin/chromium || { echo "chromium: /usr/bin/chromium is missing (apt-get install chromium)" >&2; exit 1; }
+
+test-ts: services build chromium ## jest: unit and integration tests (real Postgres, NATS, in-process S3)
 	@mkdir -p .turbo
 	@rm -f .turbo/jest-results.json
 	$(JEST) --json --outputFile=.turbo/jest-results.json

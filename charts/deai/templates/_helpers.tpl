@@ -283,6 +283,25 @@ the component's publicAuthorities (ingress hosts). */}}
 - name: LEDGER_WITNESS_QUORUM
   value: {{ .c.witness.quorum | int | quote }}
 {{- end }}
+{{- if eq .name "dashboard" }}
+{{- /* The pinned log key the browser verifies every receipt against, and the in-cluster URLs
+the dashboard's read-only passthrough forwards to (the ledger's browser-facing URL is
+components.dashboard.env.DASHBOARD_LEDGER_URL). */}}
+{{- if $v.components.ledger.enabled }}
+- name: DASHBOARD_LOG_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "deai.ledgerKeySecretName" .root }}
+      key: LEDGER_VERIFIER_KEY
+{{- end }}
+{{- range $component, $var := dict "ingestion" "DASHBOARD_INGESTION_URL" "da-sampler" "DASHBOARD_SAMPLER_URL" "marketplace" "DASHBOARD_MARKETPLACE_URL" "slashing" "DASHBOARD_SLASHING_URL" }}
+{{- $target := index $v.components $component }}
+{{- if and $target $target.enabled }}
+- name: {{ $var }}
+  value: {{ printf "http://%s:%v" (include "deai.componentName" (dict "root" $.root "component" $component)) $target.port | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if eq .name "ingestion" }}
 {{- /* Receipts are checked offline against the log's verifier key before a dataset is recorded. */}}
 {{- if $v.components.ledger.enabled }}
@@ -509,6 +528,15 @@ providers (ingestion), the Kubernetes API (trainer-operator), then networkPolicy
 {{- end }}
 {{- if and $v.components.ledger.enabled (ne .name "ledger") }}
 {{ include "deai.networkPolicyDependencyEgress" (dict "root" .root "bundled" true "component" "ledger" "port" ($v.components.ledger.port | int)) }}
+{{- end }}
+{{- /* The dashboard's read-only passthrough reads the other services' REST APIs. */}}
+{{- if eq .name "dashboard" }}
+{{- range $component := list "ingestion" "da-sampler" "marketplace" "slashing" }}
+{{- $target := index $v.components $component }}
+{{- if and $target $target.enabled }}
+{{ include "deai.networkPolicyDependencyEgress" (dict "root" $.root "bundled" true "component" $component "port" ($target.port | int)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- with $v.config.otlpEndpoint }}
 - ports:

@@ -281,7 +281,15 @@ describe.each(cases)("chart environment (%s values)", (label, valueFiles) => {
   });
 
   it("renders one Deployment per service, each with the downward-API resource attributes", () => {
-    expect([...envs.keys()].sort()).toEqual(["da-sampler", "ingestion", "ledger", "marketplace", "slashing", "trainer-operator"]);
+    expect([...envs.keys()].sort()).toEqual([
+      "da-sampler",
+      "dashboard",
+      "ingestion",
+      "ledger",
+      "marketplace",
+      "slashing",
+      "trainer-operator",
+    ]);
     for (const [name, { main }] of envs) {
       expect(main.OTEL_RESOURCE_ATTRIBUTES).toContain(
         `k8s.pod.name=${RELEASE}-${name}-0,k8s.namespace.name=${NAMESPACE},k8s.node.name=node-0`,
