@@ -5,7 +5,7 @@ NODE_OPTS := --experimental-vm-modules --openssl-legacy-provider
 JEST := node $(NODE_OPTS) node_modules/jest/bin/jest.js
 
 .PHONY: help deps services generate build typecheck lint format buf-lint buf-breaking \
-        test test-ts test-py test-slashing-property chromium bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train bench-recovery helm-check demo clean
+        test test-ts test-py trainer-deps test-slashing-property chromium bench-ledger bench-da bench-match bench-slashing bench-ingest bench-repair bench-encode bench-train bench-recovery helm-check demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,10 +58,13 @@ chromium: ## Debian's chromium for the dashboard's browser test (installs it whe
 	}
 	@test -x /usr/bin/chromium || { echo "chromium: /usr/bin/chromium is missing (apt-get install chromium)" >&2; exit 1; }
 
-test-ts: services build chromium ## jest: unit and integration tests (real Postgres, NATS, in-process S3)
+test-ts: services build chromium trainer-deps ## jest: unit and integration tests (real Postgres, NATS, in-process S3)
 	@mkdir -p .turbo
 	@rm -f .turbo/jest-results.json
 	$(JEST) --json --outputFile=.turbo/jest-results.json
+
+trainer-deps: ## Python + PyTorch from Debian for the trainer (the operator's local-runtime jest test runs the real trainer)
+	$(MAKE) -C services/trainer deps
 
 test-py: ## trainer tests (Python + PyTorch from Debian; installs them when missing)
 	@rm -f .turbo/pytest-results.xml; mkdir -p .turbo
