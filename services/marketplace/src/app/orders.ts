@@ -16,10 +16,6 @@ import { sql } from "kysely";
 import {
   GpuClassSchema,
   ListMatchesResponseSchema,
-  MatchSchema,
-  MatchScoreSchema,
-  MatchExplanationSchema,
-  NoMatchCode,
   NoMatchReasonSchema,
   OrderSpecSchema,
   type ListMatchesResponse,
@@ -37,7 +33,7 @@ import { accountIds, type MarketContext, type Trx } from "./context.js";
 import { GangMatcher, isLockConflict, matchView, type MatcherStats } from "./matcher.js";
 import { marketMetrics } from "./metrics.js";
 import { durationOf, idempotencyKey, positiveInt, positiveMoney, region, timeOf } from "./input.js";
-import { explanationView, money, NO_MATCH, orderView, type AllocationRow, type OrderRow } from "./views.js";
+import { explanationView, NO_MATCH, orderView, type AllocationRow, type OrderRow } from "./views.js";
 
 const MAX_DURATION_MS = 366 * 24 * 3_600_000;
 /** Attempts at one match before the order is left unmatched (the rematch loop tries again). */
