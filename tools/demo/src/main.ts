@@ -260,6 +260,40 @@ async function datasetStory(ingestionUrl: string, providers: readonly TestS3[]):
   return ok && refused;
 }
 
+/**
+ * The dashboard (services/dashboard): started last, pointed at the running services' public
+ * REST APIs and the pinned log key; the browser verifies every receipt itself. Prints where it is.
+ */
+async function dashboardStory(
+  running: Map<string, ServiceProcess>,
+  logVerifierKey: string,
+  vars: (v: Record<string, string>) => Record<string, string>,
+): Promise<boolean> {
+  say("\n8. Dashboard: the platform in a browser, every receipt verified there against the pinned log key");
+  const url = (name: string) => `http://127.0.0.1:${running.get(name)!.port}`;
+  const p = await spawnService(
+    join(root, "services", "dashboard", "dist", "main.js"),
+    vars({
+      DASHBOARD_LOG_KEY: logVerifierKey,
+      DASHBOARD_LEDGER_URL: url("ledger"),
+      DASHBOARD_INGESTION_URL: url("ingestion"),
+      DASHBOARD_MARKETPLACE_URL: url("marketplace"),
+      DASHBOARD_SLASHING_URL: url("slashing"),
+    }),
+    { timeoutMs: 90_000 },
+  );
+  running.set("dashboard", p);
+  const base = `http://127.0.0.1:${p.port}`;
+  const ready = (await fetch(`${base}/readyz`)).status === 200;
+  const config = (await (await fetch(`${base}/config.json`)).json()) as { logKey?: string | null };
+  const pinned = config.logKey === logVerifierKey;
+  const page = await fetch(`${base}/`);
+  const html = page.ok && (await page.text()).includes("<");
+  say(`   ${ready && pinned && html ? "✓" : "✗"} dashboard at ${base}/ (ready, serves the app, pins the log key)`);
+  say(`     lineage, datasets, providers, orders & leases, slashes read from the services running above`);
+  return ready && pinned && html;
+}
+
 async function main(): Promise<void> {
   say(
     `DeAI OS demo — one machine: Postgres + NATS on localhost, an embedded S3 server, six services, ${K + M + 1} simulated storage providers (k + m and a spare)\n`,
@@ -356,8 +390,16 @@ async function main(): Promise<void> {
       slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`,
     }));
     failed ||= !(await slashStory({ slashingUrl: `http://127.0.0.1:${running.get("slashing")!.port}`, cli, work, logVerifierKey }));
+    failed ||= !(await dashboardStory(running, logVerifierKey, (v) => env.vars(v)));
+    if (process.env.DEMO_KEEP === "1") {
+      say("\n   DEMO_KEEP=1: the platform stays up for you to explore; Ctrl-C stops it.");
+      await new Promise<void>((r) => {
+        process.once("SIGINT", () => r());
+        process.once("SIGTERM", () => r());
+      });
+    }
   } finally {
-    say("\n8. Stopping services (SIGTERM → drain → exit)");
+    say("\n9. Stopping services (SIGTERM → drain → exit)");
     for (const p of running.values()) p.kill("SIGTERM");
     for (const [name, p] of running) {
       const code = await p.exited;
