@@ -13,6 +13,7 @@ import { RecordAnchoring } from "./app/anchoring.js";
 import { slashingMetrics } from "./app/metrics.js";
 import { Slashing } from "./app/slashing.js";
 import { consumeAttestations } from "./events/attestations.js";
+import { consumeRepairs } from "./events/repairs.js";
 import { outboxEvents } from "./events/status-events.js";
 import { slashingService } from "./grpc/slashing-service.js";
 import { loadSlashingConfig, type SlashingConfig } from "./config.js";
@@ -78,6 +79,7 @@ export function slashingDefinition(
             ["apply", () => app.applyDue()],
             ["mature", () => app.matureUnbondings()],
             ["release", () => app.releaseJails()],
+            ["repair-payout", () => app.payRepairs()],
           ];
           for (const [step, run] of steps)
             await run().catch((err: unknown) =>
@@ -98,6 +100,7 @@ export function slashingDefinition(
           logger.warn("SLASHING_SAMPLERS is empty: every DA attestation will be refused as evidence (no known samplers)");
         // Refusals are counted by the app (deai.slashing.evidence, outcome refused).
         await consumeAttestations({ bus, db: db as never, clock, logger, app });
+        await consumeRepairs({ bus, db: db as never, clock, logger, app, samplers: config.params.trust.samplers });
       }
       hooks.built?.({ app, anchoring });
       return { bindings: [slashingService(app)] };

@@ -7,11 +7,12 @@ import { randomBytes } from "node:crypto";
 
 import { sql } from "kysely";
 
-import { auditBooks, ManualClock, migrate, openDatabase, type Database } from "@deai/kit";
+import { auditBooks, getAccount, getTransfer, ManualClock, migrate, openDatabase, postedBalance, type Database } from "@deai/kit";
 import {
   DEFAULT_PENALTY_PARAMS,
   dsseSign,
   IN_TOTO_PAYLOAD_TYPE,
+  parseSamplingAttestation,
   verifySlashRecord,
   vetoPayload,
   type EvidenceInput,
@@ -90,6 +91,35 @@ describe("stake and slashes", () => {
     clock.advance(600_000);
     expect(await s.releaseJails()).toBe(1);
     expect((await s.stake(p.keyid)).status).toBe("active");
+  });
+
+  it("the repair share goes to whoever repaired the slot, once, after the repair; a repair before the infraction does not count", async () => {
+    const s = await fresh();
+    const p = newSigner();
+    await s.bond(p.keyid, 1_000_000n, "b1");
+    clock.advance(1000);
+    const at = clock.now().getTime();
+    const e = evidenceOf(w, "unavailability", p, at) as Extract<EvidenceInput, { kind: "unavailability" }>;
+    const { datasetId, slot } = parseSamplingAttestation(e.attestation.payload);
+    // An older repair of the same slot (before this infraction) is not this one's.
+    await s.recordRepair({ datasetId, slots: [slot], ledgerIndex: 1n, repairer: "sampler-old", completedAt: new Date(at - 60_000) });
+    clock.advance(60_000);
+    const r = await s.submitEvidence(e, "reporter-1");
+    clock.advance(params.vetoWindowMs);
+    expect(await s.applyDue()).toBe(1);
+    const share = BigInt((await getTransfer(database.db, `slash:${r.slashId}:repair`)).amount);
+    expect(share).toBe(2_000n); // 20 % of the 1 % taken
+    expect(await s.payRepairs()).toBe(0); // not repaired yet: the share waits in the pool
+    expect(postedBalance(await getAccount(database.db, "repair-pool"))).toBe(share);
+    const completedAt = clock.now();
+    expect(await s.recordRepair({ datasetId, slots: [slot, slot], ledgerIndex: 7n, repairer: "sampler-a", completedAt })).toBe(1);
+    expect(await s.recordRepair({ datasetId, slots: [slot], ledgerIndex: 7n, repairer: "sampler-a", completedAt })).toBe(0);
+    expect(await s.payRepairs()).toBe(1);
+    expect(await s.payRepairs()).toBe(0);
+    expect(postedBalance(await getAccount(database.db, "repairer:sampler-a"))).toBe(share);
+    expect(postedBalance(await getAccount(database.db, "repair-pool"))).toBe(0n);
+    await expect(getAccount(database.db, "repairer:sampler-old")).rejects.toThrow(/not found/);
+    expect((await auditBooks(database.db)).problems).toEqual([]);
   });
 
   it("unbonding after misbehaving does not escape: the hold shrinks by the slash, the rest returns at maturity", async () => {

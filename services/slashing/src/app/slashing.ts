@@ -10,6 +10,7 @@ import {
   createAccount,
   createTransfers,
   getAccounts,
+  getTransfer,
   inMoneyTransaction,
   transitionRow,
   type Clock,
@@ -21,6 +22,7 @@ import {
   dsseSign,
   dsseToJson,
   ed25519DsseSigner,
+  evidenceFromJson,
   evidenceToJson,
   IN_TOTO_PAYLOAD_TYPE,
   inputsFromJson,
@@ -28,6 +30,7 @@ import {
   isLivenessKind,
   isObjectiveKind,
   MAX_ENTRY_SIZE,
+  parseSamplingAttestation,
   penaltyToJson,
   ProofError,
   sha256Hex,
@@ -56,6 +59,7 @@ type Trx = Transaction<any>;
 export const accounts = {
   stake: (p: string) => `stake:${p}`,
   reporter: (r: string) => `reporter:${r}`,
+  repairer: (r: string) => `repairer:${r}`,
   external: "external",
   repair: "repair-pool",
   treasury: "treasury",
@@ -921,6 +925,89 @@ export class Slashing {
   }
 
   /** Ends every jail whose time has passed. */
+  /**
+   * Records who repaired slots (`deai.da.repair_completed`: the placement's signer, a known
+   * sampler). Idempotent by (dataset, slot, placement ledger index). Returns the rows added.
+   */
+  async recordRepair(r: {
+    datasetId: string;
+    slots: readonly number[];
+    ledgerIndex: bigint;
+    repairer: string;
+    completedAt: Date;
+  }): Promise<number> {
+    let added = 0;
+    for (const slot of new Set(r.slots)) {
+      const ins = await sql`insert into repairs (dataset_id, slot, ledger_index, repairer, completed_at)
+        values (${r.datasetId}, ${slot}, ${r.ledgerIndex.toString()}, ${r.repairer}, ${r.completedAt})
+        on conflict do nothing returning 1`.execute(this.db);
+      added += ins.rows.length;
+    }
+    return added;
+  }
+
+  /**
+   * Pays the repair share of applied unavailability slashes to whoever repaired the slot the
+   * evidence names (the first repair completed after the infraction): from the repair pool to
+   * `repairer:<id>`, once per slash (the `repair_payouts` row and the transfer
+   * `slash:<id>:repair-payout` in one transaction). A share whose slot is not repaired yet waits
+   * in the pool. Returns the payouts made.
+   */
+  async payRepairs(limit = 500): Promise<number> {
+    const due = await sql<{ slash_id: string; infraction_at: Date; body: EvidenceJson }>`
+      select s.slash_id, s.infraction_at, e.body from slashes s join evidence e on e.evidence_id = s.evidence_id
+      where s.kind = 'unavailability' and s.state = 'applied'
+        and not exists (select 1 from repair_payouts p where p.slash_id = s.slash_id)
+      order by s.applied_at limit ${limit}`.execute(this.db);
+    return this.eachIsolated(
+      "repair-payout",
+      due.rows,
+      (r) => r.slash_id,
+      async (row) => {
+        const e = evidenceFromJson(row.body);
+        if (e.kind !== "unavailability") return false;
+        const { datasetId, slot } = parseSamplingAttestation(e.attestation.payload);
+        const repair = (
+          await sql<{ repairer: string }>`select repairer from repairs where dataset_id = ${datasetId} and slot = ${slot}
+            and completed_at >= ${row.infraction_at} order by ledger_index limit 1`.execute(this.db)
+        ).rows[0];
+        if (!repair) return false;
+        const share = await getTransfer(this.db, `slash:${row.slash_id}:repair`).then(
+          (t) => BigInt(t.amount),
+          (err: unknown) => {
+            if (err instanceof NotFoundError) return 0n; // nothing was taken for repair
+            throw err;
+          },
+        );
+        return inMoneyTransaction(this.db, async (trx) => {
+          const ins = await sql`insert into repair_payouts (slash_id, repairer, amount, dataset_id, slot, paid_at)
+            values (${row.slash_id}, ${repair.repairer}, ${share.toString()}, ${datasetId}, ${slot}, ${this.clock.now()})
+            on conflict do nothing returning 1`.execute(trx);
+          if (ins.rows.length === 0 || share === 0n) return ins.rows.length > 0;
+          await createAccount(trx, this.clock, {
+            id: accounts.repairer(repair.repairer),
+            ledger: this.params.currency,
+            kind: "repairer",
+            flags: { debitsMustNotExceedCredits: true },
+          });
+          await createTransfers(trx, this.clock, [
+            {
+              kind: "single",
+              id: `slash:${row.slash_id}:repair-payout`,
+              debitAccountId: accounts.repair,
+              creditAccountId: accounts.repairer(repair.repairer),
+              amount: checkedAmount(share),
+              ledger: this.params.currency,
+              code: "slash.repair_payout",
+              reference: row.slash_id,
+            },
+          ]);
+          return true;
+        });
+      },
+    );
+  }
+
   async releaseJails(limit = 500): Promise<number> {
     const due = await sql<{ provider_id: string }>`
       select provider_id from providers where status = 'jailed' and jailed_until <= ${this.clock.now()} order by jailed_until limit ${limit}`.execute(

@@ -115,4 +115,24 @@ export const migrations: Record<string, ForwardMigration> = {
   "0003_evidence_outage": async (db) => {
     await sql`create index evidence_outage on evidence (provider_id, kind, infraction_at)`.execute(db);
   },
+  // Who repaired a slot (from deai.da.repair_completed, the placement's signer, a known sampler)
+  // and the repair shares paid to them out of the repair pool, once per slash.
+  "0004_repair_payouts": async (db) => {
+    await sql`create table repairs (
+      dataset_id text not null,
+      slot int not null,
+      ledger_index bigint not null,
+      repairer text not null,
+      completed_at timestamptz not null,
+      primary key (dataset_id, slot, ledger_index)
+    )`.execute(db);
+    await sql`create table repair_payouts (
+      slash_id text primary key,
+      repairer text not null,
+      amount numeric not null,
+      dataset_id text not null,
+      slot int not null,
+      paid_at timestamptz not null
+    )`.execute(db);
+  },
 };
