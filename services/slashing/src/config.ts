@@ -41,6 +41,13 @@ export const configSchema = {
   /** The ledger's pinned log verifier key (signed-note form): receipts are checked offline against it. */
   SLASHING_LEDGER_LOG_KEY: env.optionalString(),
   SLASHING_LEDGER_TIMEOUT_MS: env.int({ default: 30_000, min: 10 }),
+  /**
+   * Check every unavailability attestation's challenge seed (tree size + root) against the
+   * ledger (SLASHING_LEDGER_URL, SLASHING_LEDGER_LOG_KEY): its latest signed checkpoint and a
+   * consistency proof. A seed that is no tree head of the log is refused. On by default when
+   * the ledger and its key are set.
+   */
+  SLASHING_CHECK_CHALLENGE_SEEDS: env.bool({ default: true }),
   /** How often records not yet anchored are sent to the ledger again. */
   SLASHING_ANCHOR_INTERVAL_MS: env.int({ default: 1000, min: 10 }),
   /**

@@ -12,6 +12,7 @@ import { base64Decode, parseVerifierKey } from "@deai/proofs";
 import { RecordAnchoring } from "./app/anchoring.js";
 import { slashingMetrics } from "./app/metrics.js";
 import { Slashing } from "./app/slashing.js";
+import { ledgerCheckpointWitness } from "./app/checkpoint-witness.js";
 import { consumeAttestations } from "./events/attestations.js";
 import { consumeRepairs } from "./events/repairs.js";
 import { outboxEvents } from "./events/status-events.js";
@@ -68,6 +69,14 @@ export function slashingDefinition(
             })
           : undefined);
       if (!ledger) logger.warn("SLASHING_LEDGER_URL is not set: slash records are kept but not anchored");
+      if (config.SLASHING_CHECK_CHALLENGE_SEEDS && config.SLASHING_LEDGER_URL && logVerifier)
+        app.witnessChallengeSeedsWith(
+          ledgerCheckpointWitness({ baseUrl: config.SLASHING_LEDGER_URL, log: logVerifier, timeoutMs: config.SLASHING_LEDGER_TIMEOUT_MS }),
+        );
+      else
+        logger.warn(
+          "challenge seeds of unavailability evidence are not checked against the ledger (needs SLASHING_LEDGER_URL and SLASHING_LEDGER_LOG_KEY)",
+        );
       const anchoring = ledger ? new RecordAnchoring(db as never, ledger, clock, logger, metrics) : undefined;
       scheduler.register({
         name: "slashing.tick",

@@ -5,14 +5,13 @@ import { randomBytes } from "node:crypto";
 import { sql } from "kysely";
 
 import { ManualClock, migrate, openDatabase } from "@deai/kit";
-import { DEFAULT_PENALTY_PARAMS } from "@deai/proofs";
 import { createTestDatabase } from "@deai/testkit";
 
 import { Slashing } from "../src/app/slashing.js";
-import { DEFAULT_TIMING } from "../src/domain/parameters.js";
 import { outboxEvents, SlashingSubjects } from "../src/events/status-events.js";
 import { migrations } from "../src/store/migrations.js";
 import { evidenceOf, newSigner, newWorld } from "./evidence-factory.js";
+import { openParams } from "./params.js";
 
 it("publishes stake, jail, tombstone and applied-slash events through the outbox, once each", async () => {
   const tdb = await createTestDatabase("slashing-events");
@@ -22,15 +21,7 @@ it("publishes stake, jail, tombstone and applied-slash events through the outbox
     await migrate(database, migrations);
     const w = newWorld();
     const clock = new ManualClock(new Date("2026-03-01T00:00:00Z"));
-    const params = {
-      currency: "DEAI",
-      ...DEFAULT_TIMING,
-      minStake: 0n,
-      council: [],
-      vetoThreshold: 1,
-      trust: w.trust,
-      penalty: DEFAULT_PENALTY_PARAMS,
-    };
+    const params = openParams(w.trust);
     const app = new Slashing(database.db as never, clock, params, new Uint8Array(randomBytes(32)), outboxEvents(clock, "DEAI"));
     await app.init();
     const p = newSigner();

@@ -65,6 +65,9 @@ export async function startSlashHarness(label: string, o: { natsUrl?: string } =
         SLASHING_UNBONDING_DELAY_S: "7200",
         SLASHING_LEDGER_URL: ledgerUrl,
         SLASHING_LEDGER_LOG_KEY: keys.verifierKey,
+        // The evidence factory's attestations use made-up challenge seeds (no sampler read this
+        // ledger): checking them against it is challenge-seed.test.ts's subject, off here.
+        SLASHING_CHECK_CHALLENGE_SEEDS: "false",
         SLASHING_ANCHOR_INTERVAL_MS: "200",
         SLASHING_TICK_MS: "200",
         ...overrides,

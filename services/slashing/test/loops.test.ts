@@ -22,7 +22,6 @@ import {
   type Database,
 } from "@deai/kit";
 import {
-  DEFAULT_PENALTY_PARAMS,
   dsseSign,
   dsseToJson,
   ed25519DsseSigner,
@@ -39,9 +38,9 @@ import { slashingMetrics } from "../src/app/metrics.js";
 import { Slashing } from "../src/app/slashing.js";
 import { loadSlashingConfig } from "../src/config.js";
 import { slashingDefinition, type SlashingParts } from "../src/definition.js";
-import { DEFAULT_TIMING } from "../src/domain/parameters.js";
 import { migrations } from "../src/store/migrations.js";
 import { evidenceOf, leaseBreach, newSigner } from "./evidence-factory.js";
+import { openParams } from "./params.js";
 import { startSlashHarness, type SlashHarness } from "./harness.js";
 
 let h: SlashHarness;
@@ -69,22 +68,7 @@ it("a record the ledger refuses for good is marked refused and counted, and the 
   const clock = new ManualClock(new Date());
   const seed = new Uint8Array(randomBytes(32));
   const metrics = slashingMetrics();
-  const s = new Slashing(
-    database.db as never,
-    clock,
-    {
-      currency: "DEAI",
-      ...DEFAULT_TIMING,
-      minStake: 0n,
-      council: [],
-      vetoThreshold: 1,
-      trust: h.world.trust,
-      penalty: DEFAULT_PENALTY_PARAMS,
-    },
-    seed,
-    undefined,
-    metrics,
-  );
+  const s = new Slashing(database.db as never, clock, openParams(h.world.trust), seed, undefined, metrics);
   await s.init();
   const db = database.db;
   // A record as an unchecked service could have written it: one signed statement over the entry limit.

@@ -9,14 +9,14 @@ import { sql } from "kysely";
 
 import { RepairCompletedSchema } from "@deai/contracts/deai/events/v1/da_pb";
 import { createLogger, EventBus, ManualClock, migrate, openDatabase, type Database } from "@deai/kit";
-import { DEFAULT_PENALTY_PARAMS, dsseSign, IN_TOTO_PAYLOAD_TYPE, type DsseSigner } from "@deai/proofs";
+import { dsseSign, IN_TOTO_PAYLOAD_TYPE, type DsseSigner } from "@deai/proofs";
 import { createTestDatabase, natsUrl, uniqueNatsPrefix, type TestDatabase } from "@deai/testkit";
 
 import { Slashing } from "../src/app/slashing.js";
-import { DEFAULT_TIMING } from "../src/domain/parameters.js";
 import { consumeRepairs } from "../src/events/repairs.js";
 import { migrations } from "../src/store/migrations.js";
 import { newSigner, newWorld } from "./evidence-factory.js";
+import { openParams } from "./params.js";
 
 let tdb: TestDatabase;
 let database: Database<unknown>;
@@ -28,12 +28,7 @@ beforeAll(async () => {
   database = openDatabase<unknown>({ url: tdb.url, schema: "slashing" });
   await migrate(database, migrations);
   const clock = new ManualClock(new Date("2026-03-01T00:00:00Z"));
-  const app = new Slashing(
-    database.db as never,
-    clock,
-    { currency: "DEAI", ...DEFAULT_TIMING, minStake: 0n, council: [], vetoThreshold: 1, trust: w.trust, penalty: DEFAULT_PENALTY_PARAMS },
-    new Uint8Array(randomBytes(32)),
-  );
+  const app = new Slashing(database.db as never, clock, openParams(w.trust), new Uint8Array(randomBytes(32)));
   await app.init();
   const logger = createLogger({ service: "t", level: "silent" });
   bus = await EventBus.connect({ url: natsUrl, prefix: uniqueNatsPrefix("slrep"), name: "t", logger });

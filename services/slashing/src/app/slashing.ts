@@ -49,6 +49,7 @@ import {
 
 import { infractionWindow, sharesInfrastructure, type SlashingParams } from "../domain/parameters.js";
 import { slashStates, unbondingStates } from "../domain/status.js";
+import type { CheckpointWitness } from "./checkpoint-witness.js";
 import { slashingMetrics, type SlashingMetrics } from "./metrics.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -226,6 +227,13 @@ export class Slashing {
     private readonly metrics: SlashingMetrics = slashingMetrics(),
   ) {
     this.signer = ed25519DsseSigner(serviceSeed);
+  }
+
+  private checkpointWitness?: CheckpointWitness;
+
+  /** Checks every unavailability attestation's challenge seed against the ledger before it counts. */
+  witnessChallengeSeedsWith(w: CheckpointWitness): void {
+    this.checkpointWitness = w;
   }
 
   /** The service's actor id (the slash records' signer). */
@@ -460,6 +468,11 @@ export class Slashing {
       );
     const existing = await sql<{ slash_id: string }>`select slash_id from evidence where evidence_id = ${v.evidenceId}`.execute(this.db);
     if (existing.rows[0]) return { evidenceId: v.evidenceId, slashId: existing.rows[0].slash_id, duplicate: true, newPenalty: false };
+    // The challenge seed must be a tree head of the ledger (the verifier only checks the derivation from it).
+    if (e.kind === "unavailability" && this.checkpointWitness) {
+      const t = parseSamplingAttestation(e.attestation.payload).trigger;
+      if (t) await this.checkpointWitness(t.checkpointSize, t.checkpointRoot);
+    }
     const now = this.clock.now();
     const age = now.getTime() - v.infractionAtMs;
     if (age > this.params.evidenceMaxAgeMs)
