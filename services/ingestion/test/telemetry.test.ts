@@ -239,7 +239,14 @@ it("traces a dataset upload as one trace: client, ingestion, ledger, Postgres, S
   expect(s3.map((s) => s.attributes["rpc.method"])).toEqual(
     expect.arrayContaining(["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"]),
   );
-  for (const s of s3) expect(s).toMatchObject({ kind: 3, statusCode: 0 });
+  for (const s of s3) expect(s.kind).toBe(3);
+  // S3 calls are not retried by the client; a step that failed (a part PUT past its deadline on
+  // a loaded machine) is retried whole by the upload, so an error span is allowed only for a
+  // method that then succeeded in the same trace. Seen once in a full `make test` run.
+  const succeeded = new Set(s3.filter((s) => s.statusCode !== 2).map((s) => s.attributes["rpc.method"]));
+  for (const s of s3.filter((x) => x.statusCode === 2))
+    expect({ failed: s.attributes["rpc.method"], retried: succeeded.has(s.attributes["rpc.method"]) }).toMatchObject({ retried: true });
+  for (const m of ["CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"]) expect(succeeded).toContain(m);
   // NATS: the outboxed dataset event, published by the relay within the request's trace.
   const produced = ing.filter((s) => s.kind === 4 && s.attributes["messaging.system"] === "nats");
   expect(produced.length).toBeGreaterThan(0);
